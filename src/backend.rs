@@ -1,0 +1,220 @@
+//! A shared, pipelined connection to one node: its state machine, its write buffer (requests
+//! from many clients, written once per poll turn) and its in-flight queue (who waits for
+//! each reply, in the order the requests were written).
+//!
+//! ```text
+//!   Connecting { since } --writable, no socket error--> Ready
+//!          |                                              |
+//!          +--error / connect timeout--+   +--EOF / error / reply timeout
+//!                                      v   v
+//!                                     (removed: in-flight requests failed,
+//!                                      node marked Down with backoff, refresh asked)
+//! ```
+//! A RESP3 connection queues `HELLO 3` as its first request, so it is switched before any
+//! client request reaches the node; the requests queued behind it need not wait.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::config::SocketOptions;
+use crate::inflight::{Attempt, InFlight, Owner};
+use crate::net::{self, ReadOutcome, WriteOutcome};
+use crate::resp::encode::Proto;
+use crate::resp::reply::ReplyParser;
+use crate::topology::NodeId;
+
+/// Bytes read from one node per turn before other sockets get their turn.
+const READ_BUDGET: usize = 1024 * 1024;
+/// An idle connection's buffers are given back when they grew past this.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+const HELLO3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    /// Non-blocking connect under way since then.
+    Connecting {
+        since: Instant,
+    },
+    Ready,
+}
+
+/// What a handler tells the reactor to do with the connection.
+#[derive(Debug)]
+pub enum Verdict {
+    Continue,
+    /// The connection is broken: fail what it carries and drop it.
+    Broken(String),
+}
+
+pub struct Backend {
+    pub gen: u64,
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    pub proto: Proto,
+    pub state: BackendState,
+    stream: TcpStream,
+    wbuf: BytesMut,
+    rbuf: BytesMut,
+    parser: ReplyParser,
+    pub inflight: VecDeque<InFlight>,
+    /// Whether a timeout check is scheduled.
+    pub timer_armed: bool,
+    /// Whether it is already in the reactor's list of connections to flush.
+    pub dirty: bool,
+}
+
+impl Backend {
+    /// Starts a non-blocking connect and registers the socket.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect(
+        registry: &Registry,
+        token: Token,
+        gen: u64,
+        node: NodeId,
+        addr: SocketAddr,
+        proto: Proto,
+        opts: &SocketOptions,
+        now: Instant,
+    ) -> io::Result<Backend> {
+        let mut stream = TcpStream::connect(addr)?;
+        net::apply_stream_options(&stream, opts)?;
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        let mut b = Backend {
+            gen,
+            node,
+            addr,
+            proto,
+            state: BackendState::Connecting { since: now },
+            stream,
+            wbuf: BytesMut::new(),
+            rbuf: BytesMut::new(),
+            parser: ReplyParser::new(),
+            inflight: VecDeque::new(),
+            timer_armed: false,
+            dirty: false,
+        };
+        if proto == Proto::Resp3 {
+            b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
+        }
+        Ok(b)
+    }
+
+    /// Queues a request; it is written at the end of the poll turn.
+    pub fn push(
+        &mut self,
+        req: Bytes,
+        owner: Owner,
+        slot: Option<crate::slot::Slot>,
+        now: Instant,
+    ) {
+        self.push_attempt(req, owner, slot, Attempt::Sent { redirects: 0 }, now);
+    }
+
+    pub fn push_attempt(
+        &mut self,
+        req: Bytes,
+        owner: Owner,
+        slot: Option<crate::slot::Slot>,
+        attempt: Attempt,
+        now: Instant,
+    ) {
+        self.wbuf.extend_from_slice(&req);
+        self.inflight.push_back(InFlight {
+            owner,
+            req,
+            slot,
+            attempt,
+            sent_at: now,
+        });
+    }
+
+    /// Completes a non-blocking connect, the mio way: writable, then `take_error`, then
+    /// `peer_addr` to tell a finished connect from a spurious wakeup.
+    pub fn on_writable(&mut self) -> Verdict {
+        if let BackendState::Connecting { .. } = self.state {
+            match self.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return Verdict::Broken(format!("connect: {e}")),
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => self.state = BackendState::Ready,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Verdict::Continue,
+                Err(e) => return Verdict::Broken(format!("connect: {e}")),
+            }
+        }
+        self.flush()
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.wbuf.is_empty()
+    }
+
+    /// Writes what is queued, when connected.
+    pub fn flush(&mut self) -> Verdict {
+        if self.state != BackendState::Ready {
+            return Verdict::Continue;
+        }
+        match net::write_from(&mut self.stream, &mut self.wbuf) {
+            WriteOutcome::Done => {
+                if self.wbuf.capacity() > SHRINK_ABOVE {
+                    self.wbuf = BytesMut::new();
+                }
+                Verdict::Continue
+            }
+            WriteOutcome::Blocked => Verdict::Continue,
+            WriteOutcome::Failed(e) => Verdict::Broken(format!("write: {e}")),
+        }
+    }
+
+    /// Reads and splits off every complete reply, each paired with the request it answers.
+    /// Out-of-band RESP3 pushes (never expected on a shared connection) are dropped.
+    /// Returns whether the read budget ran out with data possibly left on the socket.
+    pub fn on_readable(&mut self, out: &mut Vec<(InFlight, Bytes)>) -> (Verdict, bool) {
+        let (mut verdict, more) =
+            match net::read_into(&mut self.stream, &mut self.rbuf, READ_BUDGET) {
+                ReadOutcome::Drained { more } => (Verdict::Continue, more),
+                ReadOutcome::Closed => (
+                    Verdict::Broken("connection closed by the node".into()),
+                    false,
+                ),
+                ReadOutcome::Failed(e) => (Verdict::Broken(format!("read: {e}")), false),
+            };
+        loop {
+            match self.parser.parse(&self.rbuf) {
+                Ok(Some(n)) => {
+                    let frame = self.rbuf.split_to(n).freeze();
+                    if frame.first() == Some(&b'>') {
+                        continue;
+                    }
+                    match self.inflight.pop_front() {
+                        Some(req) => out.push((req, frame)),
+                        None => {
+                            verdict = Verdict::Broken("a reply that no request asked for".into());
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    verdict = Verdict::Broken(e.to_string());
+                    break;
+                }
+            }
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf = BytesMut::new();
+        }
+        (verdict, more)
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}

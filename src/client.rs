@@ -1,0 +1,195 @@
+//! A client connection: its buffers, its reply queue (replies leave strictly in request
+//! order, whatever order the nodes answer in) and its state machine.
+//!
+//! ```text
+//!   Open --QUIT / protocol error / EOF--> Closing --queue empty, output written--> closed
+//! ```
+//! While Open, a client that has too many replies pending or too much unsent output stops
+//! being read (backpressure by not reading, not by growing buffers) until it catches up.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+use mio::Registry;
+
+use crate::net::{self, ReadOutcome, WriteOutcome};
+use crate::resp::encode::Proto;
+use crate::resp::request::RequestParser;
+
+/// Requests one client may have waiting for replies before the proxy stops reading it.
+pub const MAX_PENDING: usize = 16 * 1024;
+/// Unsent reply bytes past which the proxy stops reading the client.
+pub const MAX_OUTPUT: usize = 8 * 1024 * 1024;
+/// Bytes read from one client per turn.
+pub const READ_BUDGET: usize = 256 * 1024;
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    Open,
+    /// No more requests are read; the connection closes once every queued reply is written.
+    Closing,
+}
+
+#[derive(Debug)]
+pub enum Verdict {
+    Continue,
+    Close(&'static str),
+}
+
+pub struct Client {
+    pub gen: u64,
+    /// The id CLIENT ID reports.
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub stream: TcpStream,
+    pub state: ClientState,
+    pub proto: Proto,
+    pub name: Option<Bytes>,
+    pub rbuf: BytesMut,
+    pub parser: RequestParser,
+    wbuf: BytesMut,
+    /// Replies in request order; None while a node has not answered yet.
+    pending: VecDeque<Option<Bytes>>,
+    /// Sequence number of `pending[0]`.
+    head_seq: u64,
+    /// Whether it is in the reactor's list of connections to flush.
+    pub dirty: bool,
+    /// Reading stopped (budget or backpressure) with input possibly left unread.
+    pub paused: bool,
+    pub since: Instant,
+}
+
+impl Client {
+    pub fn new(gen: u64, id: u64, addr: SocketAddr, stream: TcpStream, now: Instant) -> Client {
+        Client {
+            gen,
+            id,
+            addr,
+            stream,
+            state: ClientState::Open,
+            proto: Proto::Resp2,
+            name: None,
+            rbuf: BytesMut::new(),
+            parser: RequestParser::new(),
+            wbuf: BytesMut::new(),
+            pending: VecDeque::new(),
+            head_seq: 0,
+            dirty: false,
+            paused: false,
+            since: now,
+        }
+    }
+
+    pub fn read(&mut self) -> ReadOutcome {
+        net::read_into(&mut self.stream, &mut self.rbuf, READ_BUDGET)
+    }
+
+    /// Whether the proxy should take more requests from this client now.
+    pub fn wants_input(&self) -> bool {
+        self.state == ClientState::Open
+            && self.pending.len() < MAX_PENDING
+            && self.wbuf.len() < MAX_OUTPUT
+    }
+
+    /// Reserves the next place in the reply queue.
+    pub fn reserve(&mut self) -> u64 {
+        self.pending.push_back(None);
+        self.head_seq + self.pending.len() as u64 - 1
+    }
+
+    /// A reply the proxy has at once (answered locally, or an error): queued in order.
+    pub fn reply_now(&mut self, frame: &[u8]) {
+        if self.pending.is_empty() {
+            self.wbuf.extend_from_slice(frame);
+        } else {
+            self.pending.push_back(Some(Bytes::copy_from_slice(frame)));
+        }
+    }
+
+    /// Fills the reply for `seq`; moves every reply that is now in order to the output.
+    /// Returns false when `seq` is not waiting (never expected; logged by the caller).
+    pub fn complete(&mut self, seq: u64, frame: Bytes) -> bool {
+        let Some(i) = seq.checked_sub(self.head_seq) else {
+            return false;
+        };
+        match self.pending.get_mut(i as usize) {
+            Some(slot @ None) => *slot = Some(frame),
+            _ => return false,
+        }
+        while let Some(Some(_)) = self.pending.front() {
+            if let Some(Some(f)) = self.pending.pop_front() {
+                self.wbuf.extend_from_slice(&f);
+            }
+            self.head_seq += 1;
+        }
+        true
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.wbuf.is_empty()
+    }
+
+    /// Whether a Closing client has nothing left to send.
+    pub fn finished(&self) -> bool {
+        self.state == ClientState::Closing && self.pending.is_empty() && self.wbuf.is_empty()
+    }
+
+    pub fn flush(&mut self) -> Verdict {
+        match net::write_from(&mut self.stream, &mut self.wbuf) {
+            WriteOutcome::Done => {
+                if self.wbuf.capacity() > SHRINK_ABOVE {
+                    self.wbuf = BytesMut::new();
+                }
+                Verdict::Continue
+            }
+            WriteOutcome::Blocked => Verdict::Continue,
+            WriteOutcome::Failed(_) => Verdict::Close("write failed"),
+        }
+    }
+
+    /// Gives back a read buffer that grew for a large request once it is empty.
+    pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> (Client, std::net::TcpListener) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let addr = s.local_addr().unwrap();
+        let c = Client::new(1, 1, addr, TcpStream::from_std(s), Instant::now());
+        (c, l)
+    }
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let (mut c, _l) = client();
+        let a = c.reserve();
+        let b = c.reserve();
+        c.reply_now(b"+local\r\n");
+        assert!(c.complete(b, Bytes::from_static(b"+b\r\n")));
+        assert!(!c.has_output());
+        assert!(c.complete(a, Bytes::from_static(b"+a\r\n")));
+        assert_eq!(&c.wbuf[..], b"+a\r\n+b\r\n+local\r\n");
+        assert_eq!(c.pending(), 0);
+        assert!(!c.complete(a, Bytes::from_static(b"+again\r\n")));
+    }
+}

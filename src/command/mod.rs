@@ -1,0 +1,337 @@
+//! The command table: every Redis 7 command with its arity, flags and key specifications,
+//! and the lookup from a request's arguments to its keys.
+//!
+//! The key specifications are Redis's own (`begin_search` + `find_keys`), generated from a
+//! real server's COMMAND reply, so commands whose keys are not at fixed positions (XREAD's
+//! STREAMS, ZUNIONSTORE's numkeys, SORT ... STORE, MIGRATE ... KEYS) are found as Redis
+//! finds them.
+
+mod table;
+
+pub use table::{COMMANDS, GENERATED_FROM};
+
+/// Command flags, as COMMAND reports them.
+pub mod flag {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const SKIP_MONITOR: u32 = 1 << 9;
+    pub const FAST: u32 = 1 << 10;
+    pub const NO_AUTH: u32 = 1 << 11;
+    pub const MAY_REPLICATE: u32 = 1 << 12;
+    pub const NO_MANDATORY_KEYS: u32 = 1 << 13;
+    pub const ALLOW_BUSY: u32 = 1 << 14;
+    pub const MOVABLEKEYS: u32 = 1 << 15;
+    pub const NO_MULTI: u32 = 1 << 16;
+    pub const SKIP_SLOWLOG: u32 = 1 << 17;
+    pub const ASKING: u32 = 1 << 18;
+}
+
+#[derive(Debug)]
+pub struct Command {
+    /// Upper case; a subcommand is `PARENT|SUB`.
+    pub name: &'static str,
+    /// Redis's arity: N means exactly N arguments (name included), -N at least N.
+    pub arity: i16,
+    pub flags: u32,
+    /// The legacy (first, last, step) key positions.
+    pub legacy: (i32, i32, i32),
+    pub tips: &'static [&'static str],
+    pub keys: &'static [KeySpec],
+    pub subcommands: &'static [Command],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    pub begin: Begin,
+    pub find: Find,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Begin {
+    Index(i32),
+    /// A keyword, searched from `startfrom` (negative: from the end, backwards).
+    Keyword(&'static [u8], i32),
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Find {
+    /// Keys from the first one to `last` (negative: from the end; with `limit`, a fraction
+    /// of the remaining arguments), every `step`.
+    Range {
+        last: i32,
+        step: i32,
+        limit: i32,
+    },
+    /// The argument at `idx` (relative to the first) counts the keys, which start at `first`.
+    Keynum {
+        idx: i32,
+        first: i32,
+        step: i32,
+    },
+    Unknown,
+}
+
+impl Command {
+    pub fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+
+    /// Whether the argument count (name included) satisfies the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let a = self.arity as i64;
+        let n = argc as i64;
+        if a >= 0 {
+            n == a
+        } else {
+            n >= -a
+        }
+    }
+
+    /// The short name of a subcommand (`LIST` for `CLIENT|LIST`).
+    pub fn sub_name(&self) -> &'static str {
+        self.name.rsplit('|').next().unwrap_or(self.name)
+    }
+}
+
+/// Case-insensitive ordering of a request's bytes against a table name, without allocating.
+fn cmp_name(name: &str, arg: &[u8]) -> std::cmp::Ordering {
+    let a = name.as_bytes();
+    let n = a.len().min(arg.len());
+    for i in 0..n {
+        let c = a[i].cmp(&arg[i].to_ascii_uppercase());
+        if c != std::cmp::Ordering::Equal {
+            return c;
+        }
+    }
+    a.len().cmp(&arg.len())
+}
+
+/// A request's arguments, however they are stored (a frame's ranges, a list of slices), so
+/// lookups need no per-request allocation.
+pub trait Args {
+    fn argc(&self) -> usize;
+    fn arg(&self, i: usize) -> &[u8];
+}
+
+impl<A: AsRef<[u8]>> Args for [A] {
+    fn argc(&self) -> usize {
+        self.len()
+    }
+    fn arg(&self, i: usize) -> &[u8] {
+        self[i].as_ref()
+    }
+}
+
+/// Finds the command for a request's arguments, descending into a subcommand when the
+/// command has them and the second argument names one.
+pub fn lookup<A: Args + ?Sized>(args: &A) -> Option<&'static Command> {
+    if args.argc() == 0 {
+        return None;
+    }
+    let top = find_in(COMMANDS, args.arg(0), |c| c.name)?;
+    if top.subcommands.is_empty() || args.argc() < 2 {
+        return Some(top);
+    }
+    find_in(top.subcommands, args.arg(1), |c| c.sub_name()).or(Some(top))
+}
+
+fn find_in(
+    table: &'static [Command],
+    name: &[u8],
+    key: fn(&Command) -> &'static str,
+) -> Option<&'static Command> {
+    table
+        .binary_search_by(|c| cmp_name(key(c), name))
+        .ok()
+        .map(|i| &table[i])
+}
+
+/// Calls `f` with the index of every key argument of the request, using the command's key
+/// specifications. Stops early when `f` returns false. Arguments the request lacks (a
+/// malformed numkeys, say) end the search: the node will report the error itself.
+pub fn for_each_key<A: Args + ?Sized>(cmd: &Command, args: &A, mut f: impl FnMut(usize) -> bool) {
+    let argc = args.argc() as i64;
+    let mut sort_done = false;
+    for spec in cmd.keys {
+        let first = match spec.begin {
+            Begin::Index(i) => i as i64,
+            Begin::Keyword(kw, startfrom) => {
+                let (mut i, end, incr) = if startfrom >= 0 {
+                    (startfrom as i64, argc - 1, 1)
+                } else {
+                    (argc + startfrom as i64, 1, -1)
+                };
+                let mut found = None;
+                while i >= 1 && i < argc && (if incr > 0 { i <= end } else { i >= end }) {
+                    if args.arg(i as usize).eq_ignore_ascii_case(kw) {
+                        found = Some(i + 1);
+                        break;
+                    }
+                    i += incr;
+                }
+                match found {
+                    Some(i) => i,
+                    None => continue,
+                }
+            }
+            Begin::Unknown => {
+                if cmd.name == "SORT" && !sort_done {
+                    sort_done = true;
+                    if let Some(i) = sort_store_key(args) {
+                        if !f(i) {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let (first, last, step) = match spec.find {
+            Find::Range { last, step, limit } => {
+                let l = if last >= 0 {
+                    first + last as i64
+                } else if limit == 0 {
+                    argc + last as i64
+                } else {
+                    first + ((argc - first) / limit as i64 + last as i64)
+                };
+                (first, l, step as i64)
+            }
+            Find::Keynum {
+                idx,
+                first: fk,
+                step,
+            } => {
+                let at = first + idx as i64;
+                if at < 1 || at >= argc {
+                    continue;
+                }
+                let n = match std::str::from_utf8(args.arg(at as usize))
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                {
+                    Some(n) if n > 0 => n,
+                    _ => continue,
+                };
+                let f0 = first + fk as i64;
+                (f0, f0 + (n - 1) * step as i64, step as i64)
+            }
+            Find::Unknown => continue,
+        };
+        if step <= 0 {
+            continue;
+        }
+        let mut i = first;
+        while i <= last {
+            if i < 1 || i >= argc {
+                break;
+            }
+            if !f(i as usize) {
+                return;
+            }
+            i += step;
+        }
+    }
+}
+
+/// SORT's STORE destination, which no key specification describes: found as Redis's
+/// sortGetKeys finds it, skipping the arguments of LIMIT, BY and GET; the last STORE wins.
+fn sort_store_key<A: Args + ?Sized>(args: &A) -> Option<usize> {
+    let mut found = None;
+    let mut i = 2;
+    while i < args.argc() {
+        let a = args.arg(i);
+        let skip = if a.eq_ignore_ascii_case(b"LIMIT") {
+            2
+        } else if a.eq_ignore_ascii_case(b"GET") || a.eq_ignore_ascii_case(b"BY") {
+            1
+        } else if a.eq_ignore_ascii_case(b"STORE") {
+            if i + 1 < args.argc() {
+                found = Some(i + 1);
+            }
+            1
+        } else {
+            0
+        };
+        i += skip + 1;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(line: &str) -> Vec<String> {
+        let args: Vec<&[u8]> = line.split(' ').map(|s| s.as_bytes()).collect();
+        let cmd = lookup(args.as_slice()).expect("known command");
+        let mut out = Vec::new();
+        for_each_key(cmd, args.as_slice(), |i| {
+            out.push(String::from_utf8_lossy(args[i]).into_owned());
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn table_is_sorted_for_binary_search() {
+        for w in COMMANDS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} !< {}", w[0].name, w[1].name);
+        }
+        assert!(COMMANDS.len() >= 200);
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(lookup([b"get".as_slice()].as_slice()).unwrap().name, "GET");
+        assert_eq!(lookup([b"GeT".as_slice()].as_slice()).unwrap().name, "GET");
+        assert!(lookup([b"nosuch".as_slice()].as_slice()).is_none());
+        assert_eq!(
+            lookup([b"client".as_slice(), b"list"].as_slice())
+                .unwrap()
+                .name,
+            "CLIENT|LIST"
+        );
+        assert_eq!(
+            lookup([b"client".as_slice()].as_slice()).unwrap().name,
+            "CLIENT"
+        );
+    }
+
+    #[test]
+    fn key_positions() {
+        assert_eq!(keys("GET a"), ["a"]);
+        assert_eq!(keys("SET a 1 EX 10"), ["a"]);
+        assert_eq!(keys("MSET a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("MGET a b c"), ["a", "b", "c"]);
+        assert_eq!(keys("XREAD COUNT 2 STREAMS s1 s2 0 0"), ["s1", "s2"]);
+        assert_eq!(keys("ZUNIONSTORE d 2 a b WEIGHTS 1 2"), ["d", "a", "b"]);
+        assert_eq!(keys("SORT l BY w STORE dst"), ["l", "dst"]);
+        assert_eq!(keys("EVAL s 2 k1 k2 a1"), ["k1", "k2"]);
+        assert_eq!(keys("EVAL s 0"), Vec::<String>::new());
+        assert_eq!(keys("OBJECT ENCODING k"), ["k"]);
+        assert_eq!(keys("PING"), Vec::<String>::new());
+        assert_eq!(keys("LMPOP 2 a b LEFT"), ["a", "b"]);
+        assert_eq!(keys("MIGRATE h 1 \"\" 0 100 KEYS a b"), ["\"\"", "a", "b"]);
+        // A numkeys larger than the arguments stops at the end, never past it.
+        assert_eq!(keys("ZUNIONSTORE d 5 a"), ["d", "a"]);
+    }
+
+    #[test]
+    fn arity() {
+        let get = lookup([b"GET".as_slice()].as_slice()).unwrap();
+        assert!(get.arity_ok(2));
+        assert!(!get.arity_ok(3));
+        let mset = lookup([b"MSET".as_slice()].as_slice()).unwrap();
+        assert!(mset.arity_ok(5));
+        assert!(!mset.arity_ok(2));
+    }
+}

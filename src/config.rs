@@ -1,0 +1,325 @@
+//! The proxy's configuration: the YAML file's schema, its defaults, and validation whose
+//! messages name the offending key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+pub const DEFAULT_PORT: u16 = 6379;
+pub const DEFAULT_BIND: &str = "127.0.0.1";
+pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BACKEND_CONNECTIONS: usize = 1;
+pub const DEFAULT_BACKLOG: i32 = 1024;
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Everything the proxy reads from `config.yaml`; every field has a default so an empty file
+/// is a valid configuration (apart from `redis_nodes`, which must name at least one node).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Port the proxy listens on.
+    pub proxy_port: u16,
+    /// Address the proxy listens on.
+    pub bind: String,
+    /// Seed nodes (`host:port`): any subset of the cluster; the rest is discovered.
+    pub redis_nodes: Vec<String>,
+    /// Follow MOVED/ASK inside the proxy (true) or pass them on to the client (false).
+    pub auto_redirect: bool,
+    /// Redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN retries) one request may take.
+    pub max_redirects: u32,
+    /// Period of the topology refresh.
+    #[serde(deserialize_with = "duration")]
+    pub refresh_interval: Duration,
+    /// Time allowed for a TCP connect to a node.
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time a node may take to answer a request before its connection is declared broken;
+    /// 0 disables the check.
+    #[serde(deserialize_with = "duration")]
+    pub backend_timeout: Duration,
+    /// Shared, pipelined connections per node (and per protocol).
+    pub backend_connections: usize,
+    /// Internal `host:port` -> public `host:port`, applied to addresses shown to clients.
+    pub address_map: BTreeMap<String, String>,
+    /// error, warn, info, debug or trace; RUST_LOG wins when set.
+    pub log_level: String,
+    /// Socket options for the listener, client and backend sockets.
+    pub socket: SocketOptions,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketOptions {
+    /// TCP_NODELAY on client and backend sockets.
+    pub tcp_nodelay: bool,
+    /// TCP keepalive idle time on client and backend sockets; 0 disables keepalive.
+    #[serde(deserialize_with = "duration")]
+    pub tcp_keepalive: Duration,
+    /// SO_SNDBUF in bytes for every socket; unset leaves the kernel's default.
+    pub send_buffer: Option<usize>,
+    /// SO_RCVBUF in bytes for every socket; unset leaves the kernel's default.
+    pub recv_buffer: Option<usize>,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// SO_REUSEPORT on the listener, so several proxies can share one port.
+    pub reuse_port: bool,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            tcp_nodelay: true,
+            tcp_keepalive: DEFAULT_KEEPALIVE,
+            send_buffer: None,
+            recv_buffer: None,
+            backlog: DEFAULT_BACKLOG,
+            reuse_port: false,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            proxy_port: DEFAULT_PORT,
+            bind: DEFAULT_BIND.to_string(),
+            redis_nodes: Vec::new(),
+            auto_redirect: true,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            backend_timeout: DEFAULT_BACKEND_TIMEOUT,
+            backend_connections: DEFAULT_BACKEND_CONNECTIONS,
+            address_map: BTreeMap::new(),
+            log_level: "info".to_string(),
+            socket: SocketOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Config::from_yaml(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        // An empty file or one with only comments is the all-defaults configuration.
+        if text.lines().all(|l| {
+            let t = l.trim();
+            t.is_empty() || t.starts_with('#') || t == "---"
+        }) {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Checks what serde cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.redis_nodes.is_empty() {
+            return err("redis_nodes: at least one node (host:port) is required".into());
+        }
+        for n in &self.redis_nodes {
+            if split_host_port(n).is_none() {
+                return err(format!("redis_nodes: '{n}' is not host:port"));
+            }
+        }
+        if self.bind.parse::<IpAddr>().is_err() {
+            return err(format!("bind: '{}' is not an IP address", self.bind));
+        }
+        if self.backend_connections == 0 || self.backend_connections > 64 {
+            return err("backend_connections: must be between 1 and 64".into());
+        }
+        if self.max_redirects > 100 {
+            return err("max_redirects: must be at most 100".into());
+        }
+        if self.refresh_interval < Duration::from_millis(100) {
+            return err("refresh_interval: must be at least 100ms".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return err("connect_timeout: must be greater than 0".into());
+        }
+        for (k, v) in &self.address_map {
+            if split_host_port(k).is_none() {
+                return err(format!("address_map: key '{k}' is not host:port"));
+            }
+            if split_host_port(v).is_none() {
+                return err(format!(
+                    "address_map: value '{v}' for '{k}' is not host:port"
+                ));
+            }
+        }
+        if self.log_level.parse::<log::LevelFilter>().is_err() {
+            return err(format!(
+                "log_level: '{}' is not one of off, error, warn, info, debug, trace",
+                self.log_level
+            ));
+        }
+        if self.socket.backlog <= 0 {
+            return err("socket.backlog: must be greater than 0".into());
+        }
+        for (name, v) in [
+            ("socket.send_buffer", self.socket.send_buffer),
+            ("socket.recv_buffer", self.socket.recv_buffer),
+        ] {
+            if let Some(v) = v {
+                if !(1024..=64 << 20).contains(&v) {
+                    return err(format!("{name}: must be between 1024 and 67108864 bytes"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`) into its parts; None when it is not of that form.
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    let port: u16 = port.parse().ok()?;
+    if port == 0 {
+        return None;
+    }
+    Some((host, port))
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().ok()?;
+    if !n.is_finite() || n < 0.0 {
+        return None;
+    }
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    if secs > 365.0 * 86400.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Float(f64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(n) => n.to_string(),
+        Raw::Float(f) => f.to_string(),
+        Raw::Text(t) => t,
+    };
+    parse_duration(&text).ok_or_else(|| {
+        de::Error::custom(format!(
+            "'{text}' is not a duration (write it as 30s, 500ms, 2m or a number of seconds)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Config::from_yaml("# nothing\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn seed_keys_parse() {
+        let c = Config::from_yaml(
+            "proxy_port: 7777\nredis_nodes: [\"127.0.0.1:7000\"]\nauto_redirect: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.proxy_port, 7777);
+        assert!(!c.auto_redirect);
+        assert_eq!(c.redis_nodes, vec!["127.0.0.1:7000"]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_yaml("proxy_prot: 1\n").unwrap_err();
+        assert!(e.0.contains("proxy_prot"), "{e}");
+        let e = Config::from_yaml("socket:\n  nodelay: true\n").unwrap_err();
+        assert!(e.0.contains("nodelay"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::from_yaml("refresh_interval: soon\n").unwrap_err();
+        assert!(
+            e.0.contains("refresh_interval") || e.0.contains("soon"),
+            "{e}"
+        );
+        let e = Config::from_yaml("proxy_port: 70000\n").unwrap_err();
+        assert!(e.0.contains("proxy_port"), "{e}");
+        let mut c = Config {
+            redis_nodes: vec!["nohost".into()],
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("redis_nodes"));
+        c.redis_nodes = vec!["127.0.0.1:7000".into()];
+        c.backend_connections = 0;
+        assert!(c.validate().unwrap_err().0.contains("backend_connections"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("-1"), None);
+        let c = Config::from_yaml("refresh_interval: 2s\nconnect_timeout: 250ms\n").unwrap();
+        assert_eq!(c.refresh_interval, Duration::from_secs(2));
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("127.0.0.1:7000"), Some(("127.0.0.1", 7000)));
+        assert_eq!(split_host_port("[::1]:7000"), Some(("::1", 7000)));
+        assert_eq!(split_host_port("a:0"), None);
+        assert_eq!(split_host_port(":80"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! The first view of the cluster, fetched before the reactor starts: ask each configured
+//! node in turn for CLUSTER SLOTS until one answers. Blocking is fine here; nothing else is
+//! running yet.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::resp::reply::ReplyParser;
+use crate::resp::value::{self, Value};
+use crate::topology::{self, SlotRange};
+
+pub struct Discovery {
+    pub ranges: Vec<SlotRange>,
+    /// The node that answered.
+    pub from: String,
+    /// The cluster's Redis version, from that node's INFO.
+    pub version: String,
+}
+
+/// Tries every seed; the error names each one and why it did not do.
+pub fn discover(seeds: &[String], timeout: Duration) -> Result<Discovery, String> {
+    let mut tried = Vec::new();
+    for seed in seeds {
+        match ask(seed, timeout) {
+            Ok(d) => return Ok(d),
+            Err(e) => tried.push(format!("{seed} ({e})")),
+        }
+    }
+    Err(format!(
+        "no Redis Cluster node answered; tried {}",
+        tried.join(", ")
+    ))
+}
+
+fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
+    let addr = topology::resolve(seed).ok_or("address does not resolve")?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let io_timeout = Some(timeout.max(Duration::from_secs(2)));
+    s.set_read_timeout(io_timeout).map_err(|e| e.to_string())?;
+    s.set_write_timeout(io_timeout).map_err(|e| e.to_string())?;
+    s.write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    let slots = read_reply(&mut s, &mut buf)?;
+    let info = read_reply(&mut s, &mut buf)?;
+    if let Value::Error(e) = &slots {
+        let e = String::from_utf8_lossy(e);
+        return Err(if e.contains("cluster support disabled") {
+            "not in cluster mode (cluster-enabled no)".to_string()
+        } else {
+            e.into_owned()
+        });
+    }
+    let ranges = topology::parse_cluster_slots(&slots, seed)?;
+    if ranges.is_empty() {
+        return Err("the node knows no slot owners (cluster not created yet?)".into());
+    }
+    let version = info
+        .as_str()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "7.0.0".to_string());
+    Ok(Discovery {
+        ranges,
+        from: seed.to_string(),
+        version,
+    })
+}
+
+fn read_reply(s: &mut TcpStream, buf: &mut BytesMut) -> Result<Value, String> {
+    let mut parser = ReplyParser::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(n) = parser.parse(buf).map_err(|e| e.to_string())? {
+            let frame = buf.split_to(n);
+            return value::decode(&frame).map_err(|e| e.to_string());
+        }
+        if buf.len() > 64 * 1024 * 1024 {
+            return Err("reply too large".into());
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err("connection closed".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! A request on its way to a node, and its `Attempt` state machine: what the proxy does when
+//! a node answers with a redirection. Pure functions, testable without sockets.
+//!
+//! ```text
+//!   Sent --MOVED--> MovedRetry --MOVED/ASK/...--> ...
+//!     |  --ASK----> Asking (ASKING + request to the named node)
+//!     |  --TRYAGAIN/CLUSTERDOWN--> Backoff --timer--> Sent (same node, re-routed by slot)
+//!     +--any other reply--> delivered
+//!   each redirection counts; past max_redirects the client gets the error naming the last
+//! ```
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::resp::reply::{ErrorKind, Redirect};
+use crate::slot::Slot;
+
+/// A reference to a client that survives the client: `gen` tells a newcomer in the same slab
+/// slot from the client that sent the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRef {
+    pub idx: usize,
+    pub gen: u64,
+}
+
+/// Who waits for a reply.
+#[derive(Debug)]
+pub enum Owner {
+    /// A client's request, answered in its reply queue at position `seq`.
+    Client { client: ClientRef, seq: u64 },
+    /// The `+OK` to an ASKING the proxy sent before a redirected request.
+    Asking,
+    /// The reply to the HELLO 3 that switches a backend connection to RESP3.
+    Hello,
+    /// A CLUSTER SLOTS the proxy sent to refresh its view.
+    Refresh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Sent to the slot's owner in the proxy's map.
+    Sent { redirects: u32 },
+    /// Re-sent to the owner a MOVED named.
+    MovedRetry { redirects: u32 },
+    /// Sent with ASKING to the node an ASK named; the slot map is left alone.
+    Asking { redirects: u32 },
+    /// Parked after TRYAGAIN or CLUSTERDOWN until `until`, then re-sent by slot.
+    Backoff { redirects: u32, until: Instant },
+}
+
+impl Attempt {
+    pub fn redirects(&self) -> u32 {
+        match *self {
+            Attempt::Sent { redirects }
+            | Attempt::MovedRetry { redirects }
+            | Attempt::Asking { redirects }
+            | Attempt::Backoff { redirects, .. } => redirects,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct InFlight {
+    pub owner: Owner,
+    /// The request's original bytes, kept (by reference count) to re-send on redirection.
+    pub req: Bytes,
+    /// The slot that routed it, when it has keys.
+    pub slot: Option<Slot>,
+    pub attempt: Attempt,
+    /// When it was written to the node's buffer, for the backend timeout.
+    pub sent_at: Instant,
+}
+
+/// What to do with a request after its node answered with an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<'a> {
+    /// Not a redirection (or redirections are the client's business): deliver the reply.
+    Deliver,
+    /// Record `addr` as the slot's owner and re-send there.
+    Moved {
+        slot: u16,
+        addr: &'a str,
+        attempt: Attempt,
+    },
+    /// Send ASKING and the request to `addr`.
+    Ask { addr: &'a str, attempt: Attempt },
+    /// Park the request, then re-send it by slot.
+    Retry { attempt: Attempt },
+    /// The redirection budget is spent: fail the request with this error.
+    GiveUp { max: u32 },
+}
+
+/// Backoff before re-sending after TRYAGAIN or CLUSTERDOWN: grows with each retry so a
+/// migration or an election has time to finish, capped so a client is not held long.
+pub fn backoff(redirects: u32) -> Duration {
+    Duration::from_millis((25u64 << redirects.min(4)).min(500))
+}
+
+/// The transition on an error reply.
+pub fn on_error<'a>(
+    attempt: Attempt,
+    kind: ErrorKind<'a>,
+    auto_redirect: bool,
+    max_redirects: u32,
+    now: Instant,
+) -> Next<'a> {
+    if !auto_redirect || matches!(kind, ErrorKind::Other) {
+        return Next::Deliver;
+    }
+    let redirects = attempt.redirects() + 1;
+    if redirects > max_redirects {
+        return Next::GiveUp { max: max_redirects };
+    }
+    match kind {
+        ErrorKind::Redirect(Redirect::Moved { slot, addr }) => Next::Moved {
+            slot,
+            addr,
+            attempt: Attempt::MovedRetry { redirects },
+        },
+        ErrorKind::Redirect(Redirect::Ask { addr, .. }) => Next::Ask {
+            addr,
+            attempt: Attempt::Asking { redirects },
+        },
+        ErrorKind::TryAgain | ErrorKind::ClusterDown => Next::Retry {
+            attempt: Attempt::Backoff {
+                redirects,
+                until: now + backoff(redirects),
+            },
+        },
+        ErrorKind::Other => Next::Deliver,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::reply::classify_error;
+
+    #[test]
+    fn transitions() {
+        let now = Instant::now();
+        let sent = Attempt::Sent { redirects: 0 };
+        let moved = classify_error(b"-MOVED 7 127.0.0.1:7001\r\n");
+        assert_eq!(
+            on_error(sent, moved.clone(), true, 5, now),
+            Next::Moved {
+                slot: 7,
+                addr: "127.0.0.1:7001",
+                attempt: Attempt::MovedRetry { redirects: 1 }
+            }
+        );
+        assert_eq!(on_error(sent, moved.clone(), false, 5, now), Next::Deliver);
+        let ask = classify_error(b"-ASK 7 127.0.0.1:7002\r\n");
+        assert_eq!(
+            on_error(Attempt::MovedRetry { redirects: 1 }, ask, true, 5, now),
+            Next::Ask {
+                addr: "127.0.0.1:7002",
+                attempt: Attempt::Asking { redirects: 2 }
+            }
+        );
+        match on_error(sent, classify_error(b"-TRYAGAIN x\r\n"), true, 5, now) {
+            Next::Retry {
+                attempt:
+                    Attempt::Backoff {
+                        redirects: 1,
+                        until,
+                    },
+            } => assert!(until > now),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            on_error(Attempt::Asking { redirects: 5 }, moved, true, 5, now),
+            Next::GiveUp { max: 5 }
+        );
+        assert_eq!(
+            on_error(sent, classify_error(b"-ERR x\r\n"), true, 5, now),
+            Next::Deliver
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert!(backoff(1) < backoff(2));
+        assert!(backoff(30) <= Duration::from_millis(500));
+    }
+}

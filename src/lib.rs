@@ -1,0 +1,24 @@
+//! redis-cluster-proxy: one endpoint in front of a Redis Cluster. A single-threaded mio
+//! reactor routes each request by its key's slot over shared, pipelined node connections
+//! and follows the cluster's redirections itself.
+//!
+//! The modules are public so tests, benchmarks and fuzz targets reach the parsers.
+
+pub mod backend;
+pub mod client;
+pub mod command;
+pub mod config;
+pub mod discover;
+pub mod error;
+pub mod inflight;
+pub mod local;
+pub mod net;
+pub mod pool;
+pub mod reactor;
+pub mod resp;
+pub mod router;
+pub mod slot;
+pub mod timer;
+pub mod topology;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

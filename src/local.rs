@@ -1,0 +1,158 @@
+//! The commands the proxy answers itself, as Redis 7 answers them.
+
+use crate::client::{Client, ClientState};
+use crate::command::Args;
+use crate::error::ProxyError;
+use crate::resp::encode::{self, Proto};
+use crate::resp::parse_int;
+use crate::router::Local;
+use crate::slot::key_slot;
+
+/// What the proxy says it is in HELLO.
+pub struct ServerInfo<'a> {
+    /// The cluster's Redis version, as its nodes report it.
+    pub version: &'a str,
+}
+
+pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &ServerInfo<'_>) {
+    let mut out: Vec<u8> = Vec::with_capacity(32);
+    match l {
+        Local::Ping => match args.argc() {
+            1 => encode::simple(&mut out, "PONG"),
+            _ => encode::bulk(&mut out, args.arg(1)),
+        },
+        Local::Echo => encode::bulk(&mut out, args.arg(1)),
+        Local::Quit => {
+            encode::simple(&mut out, "OK");
+            c.state = ClientState::Closing;
+        }
+        Local::Select => match parse_int(args.arg(1)) {
+            Some(0) => encode::simple(&mut out, "OK"),
+            Some(_) => encode::error(&mut out, "ERR DB index is out of range"),
+            None => encode::error(&mut out, "ERR value is not an integer or out of range"),
+        },
+        Local::Hello => hello(args, c, info, &mut out),
+        Local::Reset => {
+            c.proto = Proto::Resp2;
+            c.name = None;
+            encode::simple(&mut out, "RESET");
+        }
+        Local::ClientSetName => match valid_name(args.arg(2)) {
+            Ok(()) => {
+                set_name(c, args.arg(2));
+                encode::simple(&mut out, "OK");
+            }
+            Err(e) => encode::error(&mut out, &e.to_string()),
+        },
+        Local::ClientGetName => match &c.name {
+            Some(n) => encode::bulk(&mut out, n),
+            None => encode::null(&mut out, c.proto),
+        },
+        Local::ClientSetInfo => {
+            let attr = args.arg(2);
+            if attr.eq_ignore_ascii_case(b"LIB-NAME") || attr.eq_ignore_ascii_case(b"LIB-VER") {
+                encode::simple(&mut out, "OK");
+            } else {
+                encode::error(
+                    &mut out,
+                    &format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(attr)
+                    ),
+                );
+            }
+        }
+        Local::ClientId => encode::integer(&mut out, c.id as i64),
+        Local::Ok => encode::simple(&mut out, "OK"),
+        Local::ClusterKeySlot => encode::integer(&mut out, key_slot(args.arg(2)).0 as i64),
+    }
+    c.reply_now(&out);
+}
+
+fn set_name(c: &mut Client, name: &[u8]) {
+    c.name = if name.is_empty() {
+        None
+    } else {
+        Some(bytes::Bytes::copy_from_slice(name))
+    };
+}
+
+fn valid_name(name: &[u8]) -> Result<(), ProxyError> {
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(ProxyError::Other(
+            "ERR Client names cannot contain spaces, newlines or special characters.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: checks everything before changing
+/// anything, then answers in the protocol just chosen.
+fn hello<A: Args + ?Sized>(args: &A, c: &mut Client, info: &ServerInfo<'_>, out: &mut Vec<u8>) {
+    let mut proto = c.proto;
+    let mut name: Option<&[u8]> = None;
+    if args.argc() >= 2 {
+        proto = match parse_int(args.arg(1)) {
+            Some(2) => Proto::Resp2,
+            Some(3) => Proto::Resp3,
+            Some(_) => {
+                encode::error(out, "NOPROTO unsupported protocol version");
+                return;
+            }
+            None => {
+                encode::error(
+                    out,
+                    "ERR Protocol version is not an integer or out of range",
+                );
+                return;
+            }
+        };
+        let mut i = 2;
+        while i < args.argc() {
+            let opt = args.arg(i);
+            let more = args.argc() - i - 1;
+            if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+                encode::error(
+                    out,
+                    "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)",
+                );
+                return;
+            } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+                if let Err(e) = valid_name(args.arg(i + 1)) {
+                    encode::error(out, &e.to_string());
+                    return;
+                }
+                name = Some(args.arg(i + 1));
+                i += 2;
+            } else {
+                encode::error(
+                    out,
+                    &format!(
+                        "ERR Syntax error in HELLO option '{}'",
+                        String::from_utf8_lossy(opt)
+                    ),
+                );
+                return;
+            }
+        }
+    }
+    c.proto = proto;
+    if let Some(n) = name {
+        set_name(c, n);
+    }
+    encode::map_header(out, 7, proto);
+    encode::bulk(out, b"server");
+    encode::bulk(out, b"redis");
+    encode::bulk(out, b"version");
+    encode::bulk(out, info.version.as_bytes());
+    encode::bulk(out, b"proto");
+    encode::integer(out, if proto == Proto::Resp3 { 3 } else { 2 });
+    encode::bulk(out, b"id");
+    encode::integer(out, c.id as i64);
+    encode::bulk(out, b"mode");
+    encode::bulk(out, b"standalone");
+    encode::bulk(out, b"role");
+    encode::bulk(out, b"master");
+    encode::bulk(out, b"modules");
+    encode::array_header(out, 0);
+}

@@ -1,0 +1,196 @@
+//! Command line, configuration, logging, then the reactor.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use log::{error, info};
+
+use redis_cluster_proxy::config::{parse_duration, Config};
+use redis_cluster_proxy::discover::discover;
+use redis_cluster_proxy::reactor::Reactor;
+use redis_cluster_proxy::topology::Topology;
+use redis_cluster_proxy::VERSION;
+
+const USAGE: &str = "\
+redis-cluster-proxy: one endpoint in front of a Redis Cluster
+
+Usage: redis-cluster-proxy [OPTIONS]
+
+Options:
+  -c, --config PATH          YAML configuration file (see config.yaml)
+  -p, --port PORT            port to listen on (proxy_port)
+      --bind ADDR            address to listen on (bind)
+  -n, --nodes HOST:PORT,...  seed nodes of the cluster (redis_nodes)
+      --auto-redirect BOOL   follow MOVED/ASK in the proxy (auto_redirect)
+      --refresh-interval D   topology refresh period, e.g. 30s (refresh_interval)
+      --log-level LEVEL      error, warn, info, debug or trace (log_level)
+      --check                validate the configuration and exit
+  -V, --version              print the version and exit
+  -h, --help                 print this help and exit
+
+Flags win over the file. RUST_LOG, when set, wins over log_level.
+";
+
+struct Cli {
+    config: Option<PathBuf>,
+    check: bool,
+    overrides: Vec<(String, String)>,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
+    let mut cli = Cli {
+        config: None,
+        check: false,
+        overrides: Vec::new(),
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = match args[i].split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (args[i].clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            i += 1;
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "-V" | "--version" => {
+                println!("redis-cluster-proxy {VERSION}");
+                return Ok(None);
+            }
+            "--check" => cli.check = true,
+            "-c" | "--config" => cli.config = Some(PathBuf::from(value("--config")?)),
+            "-p" | "--port" => cli.overrides.push(("port".into(), value("--port")?)),
+            "--bind" => cli.overrides.push(("bind".into(), value("--bind")?)),
+            "-n" | "--nodes" => cli.overrides.push(("nodes".into(), value("--nodes")?)),
+            "--auto-redirect" => cli
+                .overrides
+                .push(("auto_redirect".into(), value("--auto-redirect")?)),
+            "--refresh-interval" => cli
+                .overrides
+                .push(("refresh_interval".into(), value("--refresh-interval")?)),
+            "--log-level" => cli
+                .overrides
+                .push(("log_level".into(), value("--log-level")?)),
+            other => return Err(format!("unknown option '{other}' (see --help)")),
+        }
+        i += 1;
+    }
+    Ok(Some(cli))
+}
+
+fn apply_overrides(cfg: &mut Config, overrides: &[(String, String)]) -> Result<(), String> {
+    for (k, v) in overrides {
+        match k.as_str() {
+            "port" => {
+                cfg.proxy_port = v
+                    .parse()
+                    .map_err(|_| format!("--port: '{v}' is not a port number"))?
+            }
+            "bind" => cfg.bind = v.clone(),
+            "nodes" => {
+                cfg.redis_nodes = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "auto_redirect" => {
+                cfg.auto_redirect = match v.as_str() {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => return Err(format!("--auto-redirect: '{v}' is not true or false")),
+                }
+            }
+            "refresh_interval" => {
+                cfg.refresh_interval = parse_duration(v)
+                    .ok_or_else(|| format!("--refresh-interval: '{v}' is not a duration"))?
+            }
+            "log_level" => cfg.log_level = v.clone(),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match parse_args(&args) {
+        Ok(Some(cli)) => cli,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut cfg = match &cli.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Err(e) =
+        apply_overrides(&mut cfg, &cli.overrides).and_then(|_| cfg.validate().map_err(|e| e.0))
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if cli.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
+    env_logger::Builder::new()
+        .parse_filters(&cfg.log_level)
+        .parse_env("RUST_LOG")
+        .format_timestamp_millis()
+        .init();
+
+    let found = match discover(&cfg.redis_nodes, cfg.connect_timeout) {
+        Ok(d) => d,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut topo = Topology::new();
+    topo.apply(&found.ranges);
+    info!(
+        "cluster discovered from {}: {} masters, {} nodes, Redis {}",
+        found.from,
+        topo.masters().count(),
+        topo.nodes().len(),
+        found.version
+    );
+    let mut reactor = match Reactor::new(cfg.clone(), topo, found.version) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port);
+            error!("{msg}");
+            eprintln!("error: {msg}");
+            return ExitCode::from(1);
+        }
+    };
+    match reactor.local_addr() {
+        Ok(a) => info!("redis-cluster-proxy {VERSION} listening on {a}"),
+        Err(e) => error!("listener has no address: {e}"),
+    }
+    if let Err(e) = reactor.run() {
+        error!("event loop failed: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,123 @@
+//! The one boundary for socket results (reads and writes collapse into a small verdict), and
+//! the socket options from the configuration, applied with socket2.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use bytes::{Buf, BytesMut};
+use mio::net::{TcpListener, TcpStream};
+use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::config::SocketOptions;
+
+/// Bytes asked of the kernel per read call.
+const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// The socket has nothing more for now (or the budget is spent: `more` says which).
+    Drained {
+        more: bool,
+    },
+    /// The peer closed its side; what was read before stays in the buffer.
+    Closed,
+    Failed(io::Error),
+}
+
+/// Reads into `buf` until the socket would block, the peer closes, or `budget` bytes were
+/// read this turn (fairness: one busy peer cannot starve the others).
+pub fn read_into(stream: &mut TcpStream, buf: &mut BytesMut, budget: usize) -> ReadOutcome {
+    let mut total = 0;
+    loop {
+        if total >= budget {
+            return ReadOutcome::Drained { more: true };
+        }
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        let r = stream.read(&mut buf[len..]);
+        match r {
+            Ok(0) => {
+                buf.truncate(len);
+                return ReadOutcome::Closed;
+            }
+            Ok(n) => {
+                buf.truncate(len + n);
+                total += n;
+            }
+            Err(e) => {
+                buf.truncate(len);
+                match e.kind() {
+                    // Edge-triggered readiness: WouldBlock is the normal end of a drain.
+                    io::ErrorKind::WouldBlock => return ReadOutcome::Drained { more: false },
+                    // A signal interrupted the call; nothing was lost, try again.
+                    io::ErrorKind::Interrupted => continue,
+                    // Reset or aborted by the peer: the same as a close for us.
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                        return ReadOutcome::Closed
+                    }
+                    _ => return ReadOutcome::Failed(e),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// Everything was written.
+    Done,
+    /// The socket buffer is full; the rest waits for a writable event.
+    Blocked,
+    Failed(io::Error),
+}
+
+/// Writes as much of `buf` as the socket takes, consuming what was written.
+pub fn write_from(stream: &mut TcpStream, buf: &mut BytesMut) -> WriteOutcome {
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
+                io::ErrorKind::Interrupted => continue,
+                _ => return WriteOutcome::Failed(e),
+            },
+        }
+    }
+    WriteOutcome::Done
+}
+
+/// The listening socket, with backlog, SO_REUSEADDR, optional SO_REUSEPORT and buffer sizes.
+pub fn listen(addr: SocketAddr, opts: &SocketOptions) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if opts.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    apply_buffers(&SockRef::from(&socket), opts)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(opts.backlog)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Options for an accepted client socket or a backend socket.
+pub fn apply_stream_options(stream: &TcpStream, opts: &SocketOptions) -> io::Result<()> {
+    let s = SockRef::from(stream);
+    s.set_nodelay(opts.tcp_nodelay)?;
+    if !opts.tcp_keepalive.is_zero() {
+        s.set_tcp_keepalive(&TcpKeepalive::new().with_time(opts.tcp_keepalive))?;
+    }
+    apply_buffers(&s, opts)
+}
+
+fn apply_buffers(s: &SockRef<'_>, opts: &SocketOptions) -> io::Result<()> {
+    if let Some(n) = opts.send_buffer {
+        s.set_send_buffer_size(n)?;
+    }
+    if let Some(n) = opts.recv_buffer {
+        s.set_recv_buffer_size(n)?;
+    }
+    Ok(())
+}

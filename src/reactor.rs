@@ -1,0 +1,1121 @@
+//! The event loop: poll, dispatch by token, timers, and the flush pass that writes each
+//! dirty connection once per turn. The per-connection logic lives in `client`, `backend`,
+//! `router` and `local`; this module moves requests and replies between them.
+//!
+//! A turn:
+//! ```text
+//!   poll -> for each event: accept | client input (parse, route, queue on backends)
+//!                                  | backend input (split replies, redirect or deliver)
+//!        -> due timers (refresh, backend timeouts, parked retries)
+//!        -> resume clients that were paused (budget, backpressure)
+//!        -> flush backends (one write each), then clients
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use log::{debug, error, info, trace, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+
+use crate::backend::{self, Backend, BackendState};
+use crate::client::{self, Client, ClientState};
+use crate::command::Args;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
+use crate::local::{self, ServerInfo};
+use crate::net::{self, ReadOutcome};
+use crate::pool::{proto_index, BackendRef, Pool};
+use crate::resp::encode::Proto;
+use crate::resp::reply::{classify_error, ErrorKind, Redirect};
+use crate::resp::request::Frame;
+use crate::resp::value;
+use crate::router::{self, Route};
+use crate::slot::Slot;
+use crate::timer::{TimerKind, Timers};
+use crate::topology::{self, AddressMap, NodeId, Role, Topology};
+
+const LISTENER: Token = Token(usize::MAX);
+/// How soon a refresh follows a MOVED: soon, but one refresh serves a burst of them.
+const MOVED_REFRESH_DELAY: Duration = Duration::from_millis(50);
+/// Refresh period while a master is unreachable or slots are uncovered, so a promoted
+/// replica is found within about this long of the cluster's own failover.
+const DEGRADED_REFRESH: Duration = Duration::from_millis(100);
+/// After this long degraded, the period relaxes to `DEGRADED_REFRESH_SLOW`.
+const DEGRADED_FAST_FOR: Duration = Duration::from_secs(30);
+const DEGRADED_REFRESH_SLOW: Duration = Duration::from_secs(1);
+const CLUSTER_SLOTS: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// Connections accepted per listener event before other sockets get their turn.
+const ACCEPT_BUDGET: usize = 256;
+
+fn client_token(idx: usize) -> Token {
+    Token(idx << 1)
+}
+
+fn backend_token(idx: usize) -> Token {
+    Token((idx << 1) | 1)
+}
+
+/// A request's arguments as ranges of its frame.
+struct FrameArgs<'a> {
+    frame: &'a [u8],
+    ranges: &'a [Range<usize>],
+}
+
+impl Args for FrameArgs<'_> {
+    fn argc(&self) -> usize {
+        self.ranges.len()
+    }
+    fn arg(&self, i: usize) -> &[u8] {
+        &self.frame[self.ranges[i].clone()]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshState {
+    Idle,
+    Scheduled { at: Instant },
+    Running,
+}
+
+/// Everything but the client slab, so client handlers can borrow a client and the core at
+/// the same time.
+pub struct Core {
+    registry: Registry,
+    cfg: Config,
+    backends: Slab<Backend>,
+    pool: Pool,
+    topo: Topology,
+    addr_map: AddressMap,
+    timers: Timers,
+    now: Instant,
+    next_gen: u64,
+    next_client_id: u64,
+    dirty_backends: Vec<usize>,
+    dirty_clients: Vec<usize>,
+    resume_clients: Vec<usize>,
+    resume_backends: Vec<usize>,
+    /// Requests waiting out a TRYAGAIN/CLUSTERDOWN backoff, with the protocol they use.
+    parked: Vec<(InFlight, Proto)>,
+    refresh: RefreshState,
+    /// A refresh was asked for while one was running.
+    refresh_again: bool,
+    degraded_since: Option<Instant>,
+    seeds: Vec<String>,
+    refresh_rr: usize,
+    any_rr: usize,
+    /// Scratch for the replies split off one backend read.
+    replies: Vec<(InFlight, Bytes)>,
+    server_version: String,
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listener: TcpListener,
+    clients: Slab<Client>,
+    core: Core,
+}
+
+impl Reactor {
+    pub fn new(cfg: Config, topo: Topology, server_version: String) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let ip = cfg
+            .bind
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
+        let addr = SocketAddr::new(ip, cfg.proxy_port);
+        let mut listener = net::listen(addr, &cfg.socket)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let mut core = Core {
+            registry: poll.registry().try_clone()?,
+            addr_map: AddressMap::new(cfg.address_map.clone()),
+            seeds: cfg.redis_nodes.clone(),
+            cfg,
+            backends: Slab::new(),
+            pool: Pool::default(),
+            topo,
+            timers: Timers::default(),
+            now,
+            next_gen: 1,
+            next_client_id: 1,
+            dirty_backends: Vec::new(),
+            dirty_clients: Vec::new(),
+            resume_clients: Vec::new(),
+            resume_backends: Vec::new(),
+            parked: Vec::new(),
+            refresh: RefreshState::Idle,
+            refresh_again: false,
+            degraded_since: None,
+            refresh_rr: 0,
+            any_rr: 0,
+            replies: Vec::new(),
+            server_version,
+        };
+        let every = core.cfg.refresh_interval;
+        core.request_refresh(every);
+        Ok(Reactor {
+            poll,
+            listener,
+            clients: Slab::new(),
+            core,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.core.timers.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.core.now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == LISTENER {
+                    self.accept();
+                } else if t.0 & 1 == 0 {
+                    let idx = t.0 >> 1;
+                    if ev.is_writable() {
+                        self.core.mark_client(&mut self.clients, idx);
+                    }
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        self.client_input(idx);
+                    }
+                } else {
+                    self.backend_event(
+                        t.0 >> 1,
+                        ev.is_readable() || ev.is_error(),
+                        ev.is_writable(),
+                    );
+                }
+            }
+            self.fire_timers();
+            self.resume();
+            self.flush();
+        }
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BUDGET {
+            match self.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    if let Err(e) = net::apply_stream_options(&stream, &self.core.cfg.socket) {
+                        debug!("client {addr}: socket options not applied: {e}");
+                    }
+                    let entry = self.clients.vacant_entry();
+                    let idx = entry.key();
+                    if let Err(e) = self.core.registry.register(
+                        &mut stream,
+                        client_token(idx),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!("client {addr}: cannot register: {e}");
+                        continue;
+                    }
+                    let gen = self.core.gen();
+                    let id = self.core.next_client_id;
+                    self.core.next_client_id += 1;
+                    entry.insert(Client::new(gen, id, addr, stream, self.core.now));
+                    debug!("client {addr} connected (id {id})");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors, most likely: the pending connection stays in the
+                    // backlog and is retried on the next event.
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn client_input(&mut self, idx: usize) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        if c.state != ClientState::Open {
+            return;
+        }
+        let mut eof = false;
+        match c.read() {
+            ReadOutcome::Drained { more } => {
+                if more {
+                    c.paused = true;
+                }
+            }
+            ReadOutcome::Closed => eof = true,
+            ReadOutcome::Failed(e) => {
+                debug!("client {}: read failed: {e}", c.addr);
+                self.close_client(idx, "read error");
+                return;
+            }
+        }
+        self.process_requests(idx);
+        if let Some(c) = self.clients.get_mut(idx) {
+            if eof && c.state == ClientState::Open {
+                // The peer sent all it will send: answer what it asked, then close.
+                c.state = ClientState::Closing;
+                c.paused = false;
+            }
+            if c.paused && c.wants_input() {
+                c.paused = false;
+                self.core.resume_clients.push(idx);
+            }
+            self.core.mark_client(&mut self.clients, idx);
+        }
+    }
+
+    /// Parses and routes the client's complete requests while it may take more.
+    fn process_requests(&mut self, idx: usize) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let cref = ClientRef { idx, gen: c.gen };
+        // The parser is taken out so its argument ranges can be read while the client is
+        // changed; it goes back at the end (no allocation: the Vec moves).
+        let mut parser = std::mem::take(&mut c.parser);
+        loop {
+            if !c.wants_input() {
+                if c.state == ClientState::Open && !c.rbuf.is_empty() {
+                    c.paused = true;
+                }
+                break;
+            }
+            match parser.parse(&c.rbuf) {
+                Ok(None) => break,
+                Ok(Some(Frame::Empty { consumed })) => c.rbuf.advance(consumed),
+                Ok(Some(Frame::Multibulk { len })) => {
+                    let frame = c.rbuf.split_to(len).freeze();
+                    self.core.dispatch(c, cref, frame, parser.args());
+                }
+                Ok(Some(Frame::Inline { consumed, encoded })) => {
+                    c.rbuf.advance(consumed);
+                    self.core
+                        .dispatch(c, cref, Bytes::from(encoded), parser.args());
+                }
+                Err(e) => {
+                    debug!("client {}: protocol error: {e}", c.addr);
+                    c.reply_now(&ProxyError::Protocol(e).to_frame());
+                    c.state = ClientState::Closing;
+                    c.rbuf.clear();
+                    break;
+                }
+            }
+        }
+        c.shrink();
+        c.parser = parser;
+    }
+
+    fn backend_event(&mut self, idx: usize, readable: bool, writable: bool) {
+        let Some(b) = self.core.backends.get_mut(idx) else {
+            return;
+        };
+        if writable {
+            let was_connecting = matches!(b.state, BackendState::Connecting { .. });
+            if let backend::Verdict::Broken(why) = b.on_writable() {
+                self.core.backend_failed(&mut self.clients, idx, &why);
+                return;
+            }
+            if was_connecting && b.state == BackendState::Ready {
+                let node = b.node;
+                let addr = &self.core.topo.node(node).addr;
+                if self.core.pool.mark_up(node) {
+                    info!("node {addr} reachable again");
+                } else {
+                    debug!("connected to node {addr}");
+                }
+            }
+        }
+        if readable {
+            self.backend_input(idx);
+        }
+    }
+
+    fn backend_input(&mut self, idx: usize) {
+        let Some(b) = self.core.backends.get_mut(idx) else {
+            return;
+        };
+        let mut replies = std::mem::take(&mut self.core.replies);
+        let (verdict, more) = b.on_readable(&mut replies);
+        let (node, proto) = (b.node, b.proto);
+        for (req, frame) in replies.drain(..) {
+            self.core
+                .on_reply(&mut self.clients, node, proto, req, frame);
+        }
+        self.core.replies = replies;
+        if let backend::Verdict::Broken(why) = verdict {
+            self.core.backend_failed(&mut self.clients, idx, &why);
+        } else if more {
+            self.core.resume_backends.push(idx);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(kind) = self.core.timers.pop_due(self.core.now) {
+            match kind {
+                TimerKind::Refresh => {
+                    if let RefreshState::Scheduled { at } = self.core.refresh {
+                        if at <= self.core.now {
+                            self.core.start_refresh();
+                        }
+                    }
+                }
+                TimerKind::Backend { idx, gen } => {
+                    self.core.check_backend(&mut self.clients, idx, gen)
+                }
+                TimerKind::Parked => self.core.resend_parked(&mut self.clients),
+            }
+        }
+    }
+
+    fn resume(&mut self) {
+        let clients = std::mem::take(&mut self.core.resume_clients);
+        for idx in clients {
+            self.client_input(idx);
+        }
+        let backends = std::mem::take(&mut self.core.resume_backends);
+        for idx in backends {
+            self.backend_input(idx);
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.core.dirty_backends);
+        for &idx in &dirty {
+            let Some(b) = self.core.backends.get_mut(idx) else {
+                continue;
+            };
+            b.dirty = false;
+            if let backend::Verdict::Broken(why) = b.flush() {
+                self.core.backend_failed(&mut self.clients, idx, &why);
+            }
+        }
+        dirty.clear();
+        // A failure above may have queued more; keep what was added.
+        dirty.append(&mut self.core.dirty_backends);
+        self.core.dirty_backends = dirty;
+
+        let mut dirty = std::mem::take(&mut self.core.dirty_clients);
+        for &idx in &dirty {
+            let Some(c) = self.clients.get_mut(idx) else {
+                continue;
+            };
+            c.dirty = false;
+            let close = match c.flush() {
+                client::Verdict::Close(why) => Some(why),
+                client::Verdict::Continue if c.finished() => Some("closed"),
+                client::Verdict::Continue => None,
+            };
+            if let Some(why) = close {
+                self.close_client(idx, why);
+            }
+        }
+        dirty.clear();
+        dirty.append(&mut self.core.dirty_clients);
+        self.core.dirty_clients = dirty;
+    }
+
+    fn close_client(&mut self, idx: usize, why: &str) {
+        if !self.clients.contains(idx) {
+            return;
+        }
+        let mut c = self.clients.remove(idx);
+        c.deregister(&self.core.registry);
+        debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
+    }
+}
+
+impl Core {
+    fn gen(&mut self) -> u64 {
+        self.next_gen += 1;
+        self.next_gen
+    }
+
+    fn mark_client(&mut self, clients: &mut Slab<Client>, idx: usize) {
+        if let Some(c) = clients.get_mut(idx) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty_clients.push(idx);
+            }
+        }
+    }
+
+    fn mark_backend(&mut self, idx: usize) {
+        if let Some(b) = self.backends.get_mut(idx) {
+            if !b.dirty {
+                b.dirty = true;
+                self.dirty_backends.push(idx);
+            }
+        }
+    }
+
+    /// Routes one request and queues it (or answers it).
+    fn dispatch(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, ranges: &[Range<usize>]) {
+        let args = FrameArgs {
+            frame: &frame,
+            ranges,
+        };
+        let route = router::route(&args);
+        trace!(
+            "client {} {:?}: {:?}",
+            c.id,
+            String::from_utf8_lossy(args.arg(0)),
+            route
+        );
+        match route {
+            Route::Local(l) => {
+                let info = ServerInfo {
+                    version: &self.server_version,
+                };
+                local::answer(l, &args, c, &info);
+            }
+            Route::Slot(slot) => match self.topo.owner(slot) {
+                Some(node) => self.send_new(c, cref, node, frame, Some(slot)),
+                None => {
+                    c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
+                    self.request_refresh(Duration::ZERO);
+                }
+            },
+            Route::AnyMaster => match self.any_master() {
+                Some(node) => self.send_new(c, cref, node, frame, None),
+                None => c.reply_now(
+                    &ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())
+                        .to_frame(),
+                ),
+            },
+            Route::Refuse(e) => c.reply_now(&e.to_frame()),
+        }
+    }
+
+    fn any_master(&mut self) -> Option<NodeId> {
+        let masters: usize = self.topo.masters().count();
+        if masters == 0 {
+            return None;
+        }
+        self.any_rr = self.any_rr.wrapping_add(1);
+        // Prefer a master that is not known to be down.
+        (0..masters)
+            .filter_map(|k| self.topo.masters().nth((self.any_rr + k) % masters))
+            .find(|&m| !self.pool.is_down(m))
+            .or_else(|| self.topo.masters().nth(self.any_rr % masters))
+    }
+
+    /// Sends a client's new request to `node`, reserving its place in the reply order.
+    fn send_new(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        node: NodeId,
+        frame: Bytes,
+        slot: Option<Slot>,
+    ) {
+        let seq = c.reserve();
+        let owner = Owner::Client { client: cref, seq };
+        let req = InFlight {
+            owner,
+            req: frame,
+            slot,
+            attempt: Attempt::Sent { redirects: 0 },
+            sent_at: self.now,
+        };
+        if let Err(failed) = self.send(node, c.proto, cref.idx, req, false) {
+            let (e, _) = *failed;
+            c.complete(seq, Bytes::from(e.to_frame()));
+        }
+    }
+
+    /// Queues a request on the node's shared connection for this client (optionally preceded
+    /// by ASKING). On failure the request comes back with the error.
+    fn send(
+        &mut self,
+        node: NodeId,
+        proto: Proto,
+        client_idx: usize,
+        req: InFlight,
+        asking: bool,
+    ) -> Result<(), Box<(ProxyError, InFlight)>> {
+        let idx = match self.backend_for(node, proto, client_idx) {
+            Ok(idx) => idx,
+            Err(e) => return Err(Box::new((e, req))),
+        };
+        let now = self.now;
+        let timeout = self.cfg.backend_timeout;
+        let b = &mut self.backends[idx];
+        if asking {
+            b.push(Bytes::from_static(ASKING), Owner::Asking, req.slot, now);
+        }
+        b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
+        if !b.timer_armed && !timeout.is_zero() {
+            b.timer_armed = true;
+            let gen = b.gen;
+            self.timers
+                .add(now + timeout, TimerKind::Backend { idx, gen });
+        }
+        self.mark_backend(idx);
+        Ok(())
+    }
+
+    /// The shared connection a client's requests to `node` use: always the same one for the
+    /// same client, so its requests to one node are executed in the order it sent them.
+    fn backend_for(
+        &mut self,
+        node: NodeId,
+        proto: Proto,
+        client_idx: usize,
+    ) -> Result<usize, ProxyError> {
+        let p = proto_index(proto);
+        if self.pool.node(node).sets[p].is_empty() {
+            self.open_connections(node, proto)?;
+        }
+        let set = &self.pool.node(node).sets[p];
+        Ok(set[client_idx % set.len()].idx)
+    }
+
+    fn open_connections(&mut self, node: NodeId, proto: Proto) -> Result<(), ProxyError> {
+        let n = self.topo.node(node);
+        let unavailable = |why: &str| ProxyError::NodeUnavailable {
+            node: n.addr.clone(),
+            why: why.to_string(),
+        };
+        if !self.pool.may_connect(node, self.now) {
+            return Err(unavailable("its last connection failed; retrying shortly"));
+        }
+        let Some(addr) = n.sockaddr else {
+            return Err(unavailable("its address does not resolve"));
+        };
+        for _ in 0..self.cfg.backend_connections {
+            let entry = self.backends.vacant_entry();
+            let idx = entry.key();
+            self.next_gen += 1;
+            let gen = self.next_gen;
+            match Backend::connect(
+                &self.registry,
+                backend_token(idx),
+                gen,
+                node,
+                addr,
+                proto,
+                &self.cfg.socket,
+                self.now,
+            ) {
+                Ok(mut b) => {
+                    b.timer_armed = true;
+                    entry.insert(b);
+                    self.timers.add(
+                        self.now + self.cfg.connect_timeout,
+                        TimerKind::Backend { idx, gen },
+                    );
+                    self.pool.node(node).sets[proto_index(proto)].push(BackendRef { idx, gen });
+                    debug!(
+                        "connecting to node {} ({proto:?})",
+                        self.topo.node(node).addr
+                    );
+                }
+                Err(e) => {
+                    let addr = self.topo.node(node).addr.clone();
+                    warn!("cannot connect to node {addr}: {e}");
+                    self.pool.mark_down(node, self.now);
+                    self.request_refresh(Duration::ZERO);
+                    return Err(ProxyError::NodeUnavailable {
+                        node: addr,
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A reply from `from` for `req`: redirect it, or deliver it.
+    fn on_reply(
+        &mut self,
+        clients: &mut Slab<Client>,
+        from: NodeId,
+        proto: Proto,
+        mut req: InFlight,
+        frame: Bytes,
+    ) {
+        let (client, seq) = match req.owner {
+            Owner::Client { client, seq } => (client, seq),
+            Owner::Asking => {
+                if frame.first() == Some(&b'-') {
+                    debug!(
+                        "ASKING refused: {}",
+                        String::from_utf8_lossy(&frame).trim_end()
+                    );
+                }
+                return;
+            }
+            Owner::Hello => {
+                if frame.first() == Some(&b'-') {
+                    error!(
+                        "node {} refused HELLO 3 (RESP3 clients will get RESP2 replies): {}",
+                        self.topo.node(from).addr,
+                        String::from_utf8_lossy(&frame).trim_end()
+                    );
+                }
+                return;
+            }
+            Owner::Refresh => {
+                self.refresh_done(from, &frame);
+                return;
+            }
+        };
+        if frame.first() != Some(&b'-') {
+            deliver(
+                clients,
+                &mut self.dirty_clients,
+                &mut self.resume_clients,
+                client,
+                seq,
+                frame,
+            );
+            return;
+        }
+        let kind = classify_error(&frame);
+        let next = inflight::on_error(
+            req.attempt,
+            kind.clone(),
+            self.cfg.auto_redirect,
+            self.cfg.max_redirects,
+            self.now,
+        );
+        let from_addr = self.topo.node(from).addr.clone();
+        match next {
+            Next::Deliver => {
+                let redirect = matches!(kind, ErrorKind::Redirect(_));
+                // Passed on to the client; the proxy still learns from a MOVED.
+                if let ErrorKind::Redirect(Redirect::Moved { slot, addr }) = kind {
+                    let addr = full_addr(addr, &from_addr);
+                    self.topo.set_owner(Slot(slot), &addr);
+                    self.request_refresh(MOVED_REFRESH_DELAY);
+                }
+                let out = match self.addr_map.rewrite_redirect(&frame) {
+                    Some(rewritten) if redirect => Bytes::from(rewritten),
+                    _ => frame,
+                };
+                deliver(
+                    clients,
+                    &mut self.dirty_clients,
+                    &mut self.resume_clients,
+                    client,
+                    seq,
+                    out,
+                );
+            }
+            Next::Moved {
+                slot,
+                addr,
+                attempt,
+            } => {
+                let addr = full_addr(addr, &from_addr);
+                info!("MOVED slot {slot}: {from_addr} -> {addr}");
+                req.attempt = attempt;
+                match self.topo.set_owner(Slot(slot), &addr) {
+                    Some(node) => {
+                        self.request_refresh(MOVED_REFRESH_DELAY);
+                        self.resend(clients, node, proto, req, false);
+                    }
+                    None => fail(
+                        clients,
+                        &mut self.dirty_clients,
+                        &mut self.resume_clients,
+                        req,
+                        ProxyError::Other("ERR node table full".into()),
+                    ),
+                }
+            }
+            Next::Ask { addr, attempt } => {
+                let addr = full_addr(addr, &from_addr);
+                debug!("ASK slot {:?}: {from_addr} -> {addr}", req.slot);
+                req.attempt = attempt;
+                match self.topo.intern(&addr, Role::Master) {
+                    Some(node) => self.resend(clients, node, proto, req, true),
+                    None => fail(
+                        clients,
+                        &mut self.dirty_clients,
+                        &mut self.resume_clients,
+                        req,
+                        ProxyError::Other("ERR node table full".into()),
+                    ),
+                }
+            }
+            Next::Retry { attempt } => {
+                debug!(
+                    "{} from {from_addr}; retrying after a backoff",
+                    String::from_utf8_lossy(&frame).trim_end()
+                );
+                if let Attempt::Backoff { until, .. } = attempt {
+                    self.timers.add(until, TimerKind::Parked);
+                }
+                req.attempt = attempt;
+                if matches!(kind, ErrorKind::ClusterDown) {
+                    self.request_refresh(Duration::ZERO);
+                }
+                self.parked.push((req, proto));
+            }
+            Next::GiveUp { max } => {
+                let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
+                warn!("giving up after {max} redirections: {last}");
+                deliver(
+                    clients,
+                    &mut self.dirty_clients,
+                    &mut self.resume_clients,
+                    client,
+                    seq,
+                    Bytes::from(ProxyError::TooManyRedirects { max, last }.to_frame()),
+                );
+            }
+        }
+    }
+
+    fn resend(
+        &mut self,
+        clients: &mut Slab<Client>,
+        node: NodeId,
+        proto: Proto,
+        req: InFlight,
+        asking: bool,
+    ) {
+        let client_idx = match req.owner {
+            Owner::Client { client, .. } => client.idx,
+            _ => 0,
+        };
+        if let Err(failed) = self.send(node, proto, client_idx, req, asking) {
+            let (e, req) = *failed;
+            fail(
+                clients,
+                &mut self.dirty_clients,
+                &mut self.resume_clients,
+                req,
+                e,
+            );
+        }
+    }
+
+    fn resend_parked(&mut self, clients: &mut Slab<Client>) {
+        let now = self.now;
+        let parked = std::mem::take(&mut self.parked);
+        for (mut req, proto) in parked {
+            let Attempt::Backoff { redirects, until } = req.attempt else {
+                continue;
+            };
+            if until > now {
+                self.parked.push((req, proto));
+                continue;
+            }
+            req.attempt = Attempt::Sent { redirects };
+            let node = match req.slot {
+                Some(s) => self.topo.owner(s),
+                None => self.any_master(),
+            };
+            match node {
+                Some(node) => self.resend(clients, node, proto, req, false),
+                None => {
+                    let e = ProxyError::SlotUnserved(req.slot.map(|s| s.0).unwrap_or(0));
+                    fail(
+                        clients,
+                        &mut self.dirty_clients,
+                        &mut self.resume_clients,
+                        req,
+                        e,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drops a broken connection: its requests fail with an error naming the node, the node
+    /// is marked down (new connections wait out a backoff), and the topology is refreshed.
+    fn backend_failed(&mut self, clients: &mut Slab<Client>, idx: usize, why: &str) {
+        if !self.backends.contains(idx) {
+            return;
+        }
+        let mut b = self.backends.remove(idx);
+        b.deregister(&self.registry);
+        self.pool
+            .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
+        let addr = self.topo.node(b.node).addr.clone();
+        let wait = self.pool.mark_down(b.node, self.now);
+        match b.state {
+            BackendState::Connecting { .. } => {
+                warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
+            }
+            BackendState::Ready => warn!(
+                "connection to node {addr} lost: {why} ({} requests in flight failed)",
+                b.inflight.len()
+            ),
+        }
+        for req in b.inflight.drain(..) {
+            match req.owner {
+                Owner::Client { .. } => {
+                    let e = ProxyError::NodeUnavailable {
+                        node: addr.clone(),
+                        why: why.to_string(),
+                    };
+                    fail(
+                        clients,
+                        &mut self.dirty_clients,
+                        &mut self.resume_clients,
+                        req,
+                        e,
+                    );
+                }
+                Owner::Refresh => {
+                    warn!("topology refresh from {addr} failed: {why}");
+                    self.refresh = RefreshState::Idle;
+                    self.request_refresh(Duration::ZERO);
+                }
+                Owner::Asking | Owner::Hello => {}
+            }
+        }
+        self.request_refresh(Duration::ZERO);
+    }
+
+    /// A backend's timer: connect timeout while connecting, reply timeout once ready.
+    fn check_backend(&mut self, clients: &mut Slab<Client>, idx: usize, gen: u64) {
+        let now = self.now;
+        let (connect_to, reply_to) = (self.cfg.connect_timeout, self.cfg.backend_timeout);
+        let Some(b) = self.backends.get_mut(idx).filter(|b| b.gen == gen) else {
+            return;
+        };
+        b.timer_armed = false;
+        let deadline = match b.state {
+            BackendState::Connecting { since } => Some((since + connect_to, "connect timeout")),
+            BackendState::Ready if !reply_to.is_zero() => b
+                .inflight
+                .front()
+                .map(|r| (r.sent_at + reply_to, "no reply within backend_timeout")),
+            BackendState::Ready => None,
+        };
+        match deadline {
+            Some((at, why)) if at <= now => self.backend_failed(clients, idx, why),
+            Some((at, _)) => {
+                b.timer_armed = true;
+                self.timers.add(at, TimerKind::Backend { idx, gen });
+            }
+            None => {}
+        }
+    }
+
+    /// Asks for a refresh no later than `delay` from now; one refresh runs at a time.
+    fn request_refresh(&mut self, delay: Duration) {
+        let at = self.now + delay;
+        match self.refresh {
+            RefreshState::Scheduled { at: cur } if cur <= at => {}
+            RefreshState::Running => self.refresh_again |= delay < self.cfg.refresh_interval,
+            _ => {
+                self.refresh = RefreshState::Scheduled { at };
+                self.timers.add(at, TimerKind::Refresh);
+            }
+        }
+    }
+
+    fn degraded(&self) -> bool {
+        self.topo.uncovered() > 0 || self.topo.masters().any(|m| self.pool.is_down(m))
+    }
+
+    /// Sends CLUSTER SLOTS to a known node that is not down (rotating), falling back to the
+    /// configured seeds, so the view survives the loss of any one node, seeds included.
+    fn start_refresh(&mut self) {
+        // While degraded, down masters whose backoff has passed are probed with a connection,
+        // so one that comes back is used again without waiting for a client to try it.
+        if self.degraded() {
+            let down: Vec<NodeId> = self
+                .topo
+                .masters()
+                .filter(|&m| self.pool.is_down(m) && self.pool.may_connect(m, self.now))
+                .collect();
+            for m in down {
+                let _ = self.backend_for(m, Proto::Resp2, 0);
+            }
+        }
+        let mut candidates: Vec<NodeId> = self
+            .topo
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.role != Role::Gone)
+            .map(|(i, _)| NodeId(i as u16))
+            .filter(|&id| !self.pool.is_down(id))
+            .collect();
+        if candidates.is_empty() {
+            let seeds = self.seeds.clone();
+            for s in seeds {
+                let id = self.topo.intern(&s, Role::Gone);
+                if let Some(id) = id.filter(|&id| self.pool.may_connect(id, self.now)) {
+                    candidates.push(id);
+                }
+            }
+        }
+        self.refresh_rr = self.refresh_rr.wrapping_add(1);
+        let n = candidates.len();
+        for k in 0..n {
+            let node = candidates[(self.refresh_rr + k) % n];
+            let req = InFlight {
+                owner: Owner::Refresh,
+                req: Bytes::from_static(CLUSTER_SLOTS),
+                slot: None,
+                attempt: Attempt::Sent { redirects: 0 },
+                sent_at: self.now,
+            };
+            if self
+                .send(node, Proto::Resp2, self.refresh_rr, req, false)
+                .is_ok()
+            {
+                trace!("topology refresh from {}", self.topo.node(node).addr);
+                self.refresh = RefreshState::Running;
+                return;
+            }
+        }
+        warn!("topology refresh: no node could be asked; retrying");
+        self.refresh = RefreshState::Idle;
+        self.request_refresh(DEGRADED_REFRESH_SLOW);
+    }
+
+    fn refresh_done(&mut self, from: NodeId, frame: &[u8]) {
+        self.refresh = RefreshState::Idle;
+        let asked = self.topo.node(from).addr.clone();
+        let parsed = value::decode(frame)
+            .map_err(|e| e.to_string())
+            .and_then(|v| topology::parse_cluster_slots(&v, &asked));
+        match parsed {
+            Ok(ranges) if !ranges.is_empty() => {
+                let change = self.topo.apply(&ranges);
+                if !change.is_empty() {
+                    info!(
+                        "topology from {asked}: {} slots changed owner{}{}",
+                        change.slots_moved,
+                        if change.nodes_added.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", nodes added {:?}", change.nodes_added)
+                        },
+                        if change.nodes_gone.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", nodes gone {:?}", change.nodes_gone)
+                        },
+                    );
+                }
+                self.close_gone_idle();
+            }
+            Ok(_) => warn!("topology refresh from {asked}: the node reports no slots"),
+            Err(e) => warn!("topology refresh from {asked} failed: {e}"),
+        }
+        let degraded = self.degraded();
+        let next = if degraded || self.refresh_again {
+            let since = *self.degraded_since.get_or_insert(self.now);
+            if self.now.duration_since(since) > DEGRADED_FAST_FOR {
+                DEGRADED_REFRESH_SLOW
+            } else {
+                DEGRADED_REFRESH
+            }
+        } else {
+            self.cfg.refresh_interval
+        };
+        if !degraded {
+            self.degraded_since = None;
+        }
+        self.refresh_again = false;
+        self.request_refresh(next);
+    }
+
+    /// Closes idle connections to nodes that left the cluster.
+    fn close_gone_idle(&mut self) {
+        let gone: Vec<usize> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.inflight.is_empty() && self.topo.node(b.node).role == Role::Gone)
+            .map(|(i, _)| i)
+            .collect();
+        for idx in gone {
+            let mut b = self.backends.remove(idx);
+            b.deregister(&self.registry);
+            self.pool
+                .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
+            debug!(
+                "closed connection to departed node {}",
+                self.topo.node(b.node).addr
+            );
+        }
+    }
+}
+
+/// A redirect's address, completed with the replying node's host when the cluster left it
+/// out (`:7001`, from a node that does not know its own IP).
+fn full_addr(addr: &str, from: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => {
+            let host = crate::config::split_host_port(from)
+                .map(|(h, _)| h)
+                .unwrap_or("127.0.0.1");
+            format!("{host}:{port}")
+        }
+        None => addr.to_string(),
+    }
+}
+
+/// Puts a reply in its client's queue, if the client is still the one that asked.
+fn deliver(
+    clients: &mut Slab<Client>,
+    dirty: &mut Vec<usize>,
+    resume: &mut Vec<usize>,
+    cref: ClientRef,
+    seq: u64,
+    frame: Bytes,
+) {
+    let Some(c) = clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) else {
+        return;
+    };
+    if !c.complete(seq, frame) {
+        error!(
+            "client {}: reply for an unknown request {seq} dropped",
+            c.id
+        );
+        return;
+    }
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(cref.idx);
+    }
+    if c.paused && c.wants_input() {
+        c.paused = false;
+        resume.push(cref.idx);
+    }
+}
+
+fn fail(
+    clients: &mut Slab<Client>,
+    dirty: &mut Vec<usize>,
+    resume: &mut Vec<usize>,
+    req: InFlight,
+    e: ProxyError,
+) {
+    if let Owner::Client { client, seq } = req.owner {
+        deliver(
+            clients,
+            dirty,
+            resume,
+            client,
+            seq,
+            Bytes::from(e.to_frame()),
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Request -> route: answered by the proxy, one slot's master, any master, or refused with an
+//! error. Borrows the request's bytes; allocates nothing on the path of a routed command.
+
+use crate::command::{self, flag, Args, Command};
+use crate::error::ProxyError;
+use crate::slot::{key_slot, Slot};
+
+/// Commands the proxy answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    Ping,
+    Echo,
+    Quit,
+    Select,
+    Hello,
+    Reset,
+    ClientSetName,
+    ClientGetName,
+    ClientSetInfo,
+    ClientId,
+    /// READONLY, READWRITE, ASKING: connection modes of a cluster client; the proxy does the
+    /// routing, so they are acknowledged and change nothing.
+    Ok,
+    ClusterKeySlot,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Local(Local),
+    /// Every key is in this slot: to its master.
+    Slot(Slot),
+    /// No key: to one master.
+    AnyMaster,
+    Refuse(ProxyError),
+}
+
+/// Decides where a request goes. `args` are the request's arguments (name first).
+pub fn route<A: Args + ?Sized>(args: &A) -> Route {
+    let Some(cmd) = command::lookup(args) else {
+        return Route::Refuse(ProxyError::unknown_command_args(args));
+    };
+    if let Some(local) = local(cmd) {
+        return Route::Local(local);
+    }
+    if let Some(why) = refused(cmd, args) {
+        return Route::Refuse(why);
+    }
+    if !cmd.arity_ok(args.argc()) {
+        return Route::Refuse(wrong_arity(cmd));
+    }
+    let mut slot: Option<Slot> = None;
+    let mut cross = false;
+    command::for_each_key(cmd, args, |i| {
+        let s = key_slot(args.arg(i));
+        match slot {
+            None => slot = Some(s),
+            Some(prev) if prev != s => {
+                cross = true;
+                return false;
+            }
+            _ => {}
+        }
+        true
+    });
+    if cross {
+        return Route::Refuse(ProxyError::CrossSlot);
+    }
+    match slot {
+        Some(s) => Route::Slot(s),
+        None => Route::AnyMaster,
+    }
+}
+
+/// Redis's arity error, worded with the lower-case full name (`client|setname`).
+pub fn wrong_arity(cmd: &Command) -> ProxyError {
+    ProxyError::Other(format!(
+        "ERR wrong number of arguments for '{}' command",
+        cmd.name.to_ascii_lowercase()
+    ))
+}
+
+fn local(cmd: &Command) -> Option<Local> {
+    Some(match cmd.name {
+        "PING" => Local::Ping,
+        "ECHO" => Local::Echo,
+        "QUIT" => Local::Quit,
+        "SELECT" => Local::Select,
+        "HELLO" => Local::Hello,
+        "RESET" => Local::Reset,
+        "CLIENT|SETNAME" => Local::ClientSetName,
+        "CLIENT|GETNAME" => Local::ClientGetName,
+        "CLIENT|SETINFO" => Local::ClientSetInfo,
+        "CLIENT|ID" => Local::ClientId,
+        "READONLY" | "READWRITE" | "ASKING" => Local::Ok,
+        "CLUSTER|KEYSLOT" => Local::ClusterKeySlot,
+        _ => return None,
+    })
+}
+
+/// Commands that would change a shared backend connection's state for every client on it,
+/// or hold it: refused until they get dedicated connections.
+fn refused<A: Args + ?Sized>(cmd: &Command, args: &A) -> Option<ProxyError> {
+    let name = cmd.name;
+    let why = match name {
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => "transactions",
+        "AUTH" => "authentication",
+        "MONITOR" => "MONITOR",
+        _ if cmd.has(flag::PUBSUB) && name != "PUBLISH" && name != "SPUBLISH" => "pub/sub",
+        "XREAD" | "XREADGROUP" => {
+            if !has_block_option(args) {
+                return None;
+            }
+            "blocking commands"
+        }
+        _ if cmd.has(flag::BLOCKING) => "blocking commands",
+        _ if name.starts_with("CLIENT") => "this CLIENT subcommand",
+        _ => return None,
+    };
+    let shown = name.replace('|', " ");
+    Some(ProxyError::Unsupported(format!(
+        "ERR {shown} is not supported through this proxy yet ({why} need a dedicated connection)"
+    )))
+}
+
+/// Whether XREAD/XREADGROUP carries BLOCK before STREAMS.
+fn has_block_option<A: Args + ?Sized>(args: &A) -> bool {
+    for i in 1..args.argc() {
+        let a = args.arg(i);
+        if a.eq_ignore_ascii_case(b"STREAMS") {
+            return false;
+        }
+        if a.eq_ignore_ascii_case(b"BLOCK") {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(line: &str) -> Route {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        route(args.as_slice())
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(r("GET foo"), Route::Slot(Slot(12182)));
+        assert_eq!(r("get foo"), Route::Slot(Slot(12182)));
+        assert_eq!(
+            r("MSET {u}a 1 {u}b 2"),
+            Route::Slot(crate::slot::key_slot(b"u"))
+        );
+        assert_eq!(r("MGET foo bar"), Route::Refuse(ProxyError::CrossSlot));
+        assert_eq!(r("PING"), Route::Local(Local::Ping));
+        assert_eq!(r("client setname x"), Route::Local(Local::ClientSetName));
+        assert_eq!(r("DBSIZE"), Route::AnyMaster);
+        assert_eq!(r("EVAL s 0"), Route::AnyMaster);
+        assert_eq!(
+            r("XREAD STREAMS s 0"),
+            Route::Slot(crate::slot::key_slot(b"s"))
+        );
+        assert!(matches!(r("XREAD BLOCK 0 STREAMS s 0"), Route::Refuse(_)));
+        assert!(matches!(r("BLPOP l 0"), Route::Refuse(_)));
+        assert!(matches!(r("MULTI"), Route::Refuse(_)));
+        assert!(matches!(r("SUBSCRIBE c"), Route::Refuse(_)));
+        assert_eq!(r("PUBLISH c m"), Route::AnyMaster);
+        match r("NOSUCH a") {
+            Route::Refuse(e) => assert_eq!(
+                e.to_string(),
+                "ERR unknown command 'NOSUCH', with args beginning with: 'a' "
+            ),
+            other => panic!("{other:?}"),
+        }
+        match r("GET") {
+            Route::Refuse(e) => {
+                assert_eq!(
+                    e.to_string(),
+                    "ERR wrong number of arguments for 'get' command"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

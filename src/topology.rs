@@ -1,0 +1,410 @@
+//! The cluster as the proxy knows it: nodes (stable indices), the slot map, parsing of
+//! CLUSTER SLOTS, and the internal-to-public `address_map`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::resp::value::Value;
+use crate::slot::{Slot, SLOTS};
+
+/// Index of a node in `Topology::nodes`; stable for the life of the process, so the slot
+/// map and the connection pool can refer to nodes without hashing addresses per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u16);
+
+const NO_NODE: u16 = u16::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Replica,
+    /// No longer in the cluster's slot map: kept so indices stay stable.
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// As the cluster announces it, `ip:port`.
+    pub addr: String,
+    /// Resolved once; None when the address does not resolve.
+    pub sockaddr: Option<SocketAddr>,
+    pub role: Role,
+}
+
+/// One slot range of a CLUSTER SLOTS reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRange {
+    pub start: u16,
+    pub end: u16,
+    pub master: String,
+    pub replicas: Vec<String>,
+}
+
+pub struct Topology {
+    nodes: Vec<Node>,
+    by_addr: HashMap<String, NodeId>,
+    owner: Box<[u16; SLOTS]>,
+}
+
+/// What a refresh changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    pub slots_moved: usize,
+    pub nodes_added: Vec<String>,
+    pub nodes_gone: Vec<String>,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.slots_moved == 0 && self.nodes_added.is_empty() && self.nodes_gone.is_empty()
+    }
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Topology {
+    pub fn new() -> Self {
+        Topology {
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            owner: Box::new([NO_NODE; SLOTS]),
+        }
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    /// The master that owns the slot, if any.
+    #[inline]
+    pub fn owner(&self, slot: Slot) -> Option<NodeId> {
+        match self.owner[slot.0 as usize] {
+            NO_NODE => None,
+            n => Some(NodeId(n)),
+        }
+    }
+
+    pub fn masters(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.role == Role::Master)
+            .map(|(i, _)| NodeId(i as u16))
+    }
+
+    /// The node with this address, added (as `role`) when unknown. None only when the table
+    /// is full, which would take 65,535 distinct addresses.
+    pub fn intern(&mut self, addr: &str, role: Role) -> Option<NodeId> {
+        if let Some(&id) = self.by_addr.get(addr) {
+            let n = &mut self.nodes[id.0 as usize];
+            if n.role == Role::Gone || role == Role::Master {
+                n.role = role;
+            }
+            return Some(id);
+        }
+        if self.nodes.len() >= NO_NODE as usize {
+            return None;
+        }
+        let id = NodeId(self.nodes.len() as u16);
+        self.nodes.push(Node {
+            addr: addr.to_string(),
+            sockaddr: resolve(addr),
+            role,
+        });
+        self.by_addr.insert(addr.to_string(), id);
+        Some(id)
+    }
+
+    /// Records what a MOVED said: `addr` now owns `slot`.
+    pub fn set_owner(&mut self, slot: Slot, addr: &str) -> Option<NodeId> {
+        let id = self.intern(addr, Role::Master)?;
+        self.owner[slot.0 as usize] = id.0;
+        Some(id)
+    }
+
+    /// Replaces the slot map with a fresh CLUSTER SLOTS view.
+    pub fn apply(&mut self, ranges: &[SlotRange]) -> Change {
+        let mut change = Change::default();
+        let before: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
+        let mut owner = Box::new([NO_NODE; SLOTS]);
+        let mut seen = vec![false; self.nodes.len()];
+        for r in ranges {
+            let Some(m) = self.intern(&r.master, Role::Master) else {
+                continue;
+            };
+            mark(&mut seen, m);
+            for s in r.start..=r.end {
+                owner[s as usize] = m.0;
+            }
+            for rep in &r.replicas {
+                if let Some(id) = self.intern(rep, Role::Replica) {
+                    if self.nodes[id.0 as usize].role != Role::Master {
+                        self.nodes[id.0 as usize].role = Role::Replica;
+                    }
+                    mark(&mut seen, id);
+                }
+            }
+        }
+        // A node that owned slots before and owns none now is a replica (or gone).
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let present = seen.get(i).copied().unwrap_or(false);
+            if !present {
+                node.role = Role::Gone;
+            } else if node.role == Role::Master && !owner.iter().any(|&o| o as usize == i) {
+                node.role = Role::Replica;
+            }
+        }
+        change.slots_moved = self
+            .owner
+            .iter()
+            .zip(owner.iter())
+            .filter(|(a, b)| a != b)
+            .count();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let was = before.get(i).copied();
+            match (was, node.role) {
+                (None | Some(Role::Gone), Role::Master | Role::Replica) => {
+                    change.nodes_added.push(node.addr.clone())
+                }
+                (Some(Role::Master | Role::Replica), Role::Gone) => {
+                    change.nodes_gone.push(node.addr.clone())
+                }
+                _ => {}
+            }
+        }
+        self.owner = owner;
+        change
+    }
+
+    /// Slots without an owner.
+    pub fn uncovered(&self) -> usize {
+        self.owner.iter().filter(|&&o| o == NO_NODE).count()
+    }
+}
+
+fn mark(seen: &mut Vec<bool>, id: NodeId) {
+    let i = id.0 as usize;
+    if seen.len() <= i {
+        seen.resize(i + 1, false);
+    }
+    seen[i] = true;
+}
+
+/// Resolves `host:port`; numeric addresses never touch DNS.
+pub fn resolve(addr: &str) -> Option<SocketAddr> {
+    if let Ok(sa) = addr.parse() {
+        return Some(sa);
+    }
+    let (host, port) = crate::config::split_host_port(addr)?;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+/// Parses a CLUSTER SLOTS reply. `asked` is the address of the node that answered: a node
+/// that does not know its own IP announces it as an empty string, meaning that address.
+pub fn parse_cluster_slots(v: &Value, asked: &str) -> Result<Vec<SlotRange>, String> {
+    let Value::Array(items) = v else {
+        return Err(match v {
+            Value::Error(e) => String::from_utf8_lossy(e).into_owned(),
+            _ => "CLUSTER SLOTS reply is not an array".into(),
+        });
+    };
+    let asked_host = crate::config::split_host_port(asked)
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_default();
+    let node_addr = |n: &Value| -> Result<String, String> {
+        let Value::Array(parts) = n else {
+            return Err("CLUSTER SLOTS node entry is not an array".into());
+        };
+        let host = parts.first().and_then(Value::as_str).unwrap_or("");
+        let port = parts
+            .get(1)
+            .and_then(Value::as_int)
+            .filter(|p| (1..=65535).contains(p))
+            .ok_or("CLUSTER SLOTS node entry has no valid port")?;
+        let host = if host.is_empty() || host == "?" {
+            asked_host.as_str()
+        } else {
+            host
+        };
+        Ok(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Array(parts) = item else {
+            return Err("CLUSTER SLOTS entry is not an array".into());
+        };
+        let bound = |i: usize| {
+            parts
+                .get(i)
+                .and_then(Value::as_int)
+                .filter(|s| (0..SLOTS as i64).contains(s))
+                .map(|s| s as u16)
+                .ok_or_else(|| "CLUSTER SLOTS entry has a bad slot range".to_string())
+        };
+        let (start, end) = (bound(0)?, bound(1)?);
+        if start > end {
+            return Err("CLUSTER SLOTS entry has a bad slot range".into());
+        }
+        let master = node_addr(parts.get(2).ok_or("CLUSTER SLOTS entry has no master")?)?;
+        let replicas = parts[3..]
+            .iter()
+            .map(&node_addr)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(SlotRange {
+            start,
+            end,
+            master,
+            replicas,
+        });
+    }
+    Ok(out)
+}
+
+/// The internal-to-public address map, applied to every address a client is shown.
+#[derive(Debug, Clone, Default)]
+pub struct AddressMap {
+    map: BTreeMap<String, String>,
+}
+
+impl AddressMap {
+    pub fn new(map: BTreeMap<String, String>) -> Self {
+        AddressMap { map }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn public<'a>(&'a self, internal: &'a str) -> &'a str {
+        self.map
+            .get(internal)
+            .map(String::as_str)
+            .unwrap_or(internal)
+    }
+
+    /// Rewrites the address in a `-MOVED slot addr` / `-ASK slot addr` error frame.
+    pub fn rewrite_redirect(&self, frame: &[u8]) -> Option<Vec<u8>> {
+        let line = std::str::from_utf8(frame.strip_suffix(b"\r\n")?).ok()?;
+        let (head, addr) = line.rsplit_once(' ')?;
+        let public = self.map.get(addr)?;
+        Some(format!("{head} {public}\r\n").into_bytes())
+    }
+
+    /// Rewrites `ip:port@cport` fields of a CLUSTER NODES text.
+    pub fn rewrite_nodes_text(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            let mut fields = line.splitn(3, ' ');
+            let (Some(id), Some(addr), rest) = (fields.next(), fields.next(), fields.next()) else {
+                out.push_str(line);
+                continue;
+            };
+            let (hostport, suffix) = match addr.find('@') {
+                Some(i) => (&addr[..i], &addr[i..]),
+                None => (addr, ""),
+            };
+            out.push_str(id);
+            out.push(' ');
+            out.push_str(self.public(hostport));
+            out.push_str(suffix);
+            if let Some(rest) = rest {
+                out.push(' ');
+                out.push_str(rest);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::value::decode;
+
+    fn slots_reply() -> Value {
+        decode(
+            b"*2\r\n\
+              *4\r\n:0\r\n:8191\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n*3\r\n$9\r\n127.0.0.1\r\n:7003\r\n$2\r\nid\r\n\
+              *3\r\n:8192\r\n:16383\r\n*3\r\n$0\r\n\r\n:7001\r\n$2\r\nid\r\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_cluster_slots() {
+        let r = parse_cluster_slots(&slots_reply(), "127.0.0.1:7001").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].master, "127.0.0.1:7000");
+        assert_eq!(r[0].replicas, vec!["127.0.0.1:7003"]);
+        assert_eq!(r[1].master, "127.0.0.1:7001");
+        assert_eq!((r[1].start, r[1].end), (8192, 16383));
+        assert!(
+            parse_cluster_slots(&Value::Error(b"ERR disabled".to_vec()), "x:1")
+                .unwrap_err()
+                .contains("disabled")
+        );
+    }
+
+    #[test]
+    fn apply_and_moved() {
+        let mut t = Topology::new();
+        let r = parse_cluster_slots(&slots_reply(), "127.0.0.1:7001").unwrap();
+        let c = t.apply(&r);
+        assert_eq!(c.slots_moved, SLOTS);
+        assert_eq!(t.uncovered(), 0);
+        let a = t.owner(Slot(5)).unwrap();
+        assert_eq!(t.node(a).addr, "127.0.0.1:7000");
+        assert_eq!(t.masters().count(), 2);
+        let b = t.set_owner(Slot(5), "127.0.0.1:7001").unwrap();
+        assert_eq!(t.owner(Slot(5)), Some(b));
+        // Re-applying the full view puts slot 5 back and reports it.
+        let c = t.apply(&r);
+        assert_eq!(c.slots_moved, 1);
+        assert_eq!(t.owner(Slot(5)), Some(a));
+        // A replica promoted: the old master disappears from the view.
+        let promoted = vec![
+            SlotRange {
+                start: 0,
+                end: 8191,
+                master: "127.0.0.1:7003".into(),
+                replicas: vec![],
+            },
+            r[1].clone(),
+        ];
+        let c = t.apply(&promoted);
+        assert_eq!(c.nodes_gone, vec!["127.0.0.1:7000".to_string()]);
+        assert_eq!(t.node(t.owner(Slot(0)).unwrap()).addr, "127.0.0.1:7003");
+        assert_eq!(t.node(a).role, Role::Gone);
+    }
+
+    #[test]
+    fn address_map() {
+        let mut m = BTreeMap::new();
+        m.insert("127.0.0.1:7000".to_string(), "10.0.0.1:6000".to_string());
+        let m = AddressMap::new(m);
+        assert_eq!(
+            m.rewrite_redirect(b"-MOVED 1 127.0.0.1:7000\r\n").unwrap(),
+            b"-MOVED 1 10.0.0.1:6000\r\n".to_vec()
+        );
+        assert!(m.rewrite_redirect(b"-MOVED 1 127.0.0.1:7001\r\n").is_none());
+        assert_eq!(
+            m.rewrite_nodes_text("abc 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5\n"),
+            "abc 10.0.0.1:6000@17000 myself,master - 0 0 1 connected 0-5\n"
+        );
+    }
+}
