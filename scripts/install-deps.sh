@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Install what the scripts and tests need: redis-server, redis-cli and the
+# Python `redis` module (redis-py). Idempotent: installs only what is missing.
+#
+# The Debian/Ubuntu redis-server package normally starts a system service on
+# port 6379 (the proxy's default port). This script stops that from happening:
+# it never starts the distribution's redis service.
+set -euo pipefail
+
+ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+
+log() { printf '[install-deps] %s\n' "$*"; }
+die() { printf '[install-deps] error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and sudo is not available; run as root"
+    SUDO=(sudo -n)
+fi
+
+APT_UPDATED=0
+apt_update_once() {
+    if [[ "$APT_UPDATED" -eq 0 ]]; then
+        log "apt-get update"
+        "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=120 update -qq
+        APT_UPDATED=1
+    fi
+}
+
+# Install Debian packages with maintainer-script service starts disabled
+# (policy-rc.d exit 101 = "action forbidden"; honoured by invoke-rc.d and
+# deb-systemd-invoke).
+POLICY=/usr/sbin/policy-rc.d
+POLICY_CREATED=0
+remove_policy() {
+    if [[ "$POLICY_CREATED" -eq 1 ]]; then
+        "${SUDO[@]}" rm -f "$POLICY" || true
+        POLICY_CREATED=0
+    fi
+}
+trap remove_policy EXIT
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 ||
+        die "apt-get not found; install these packages by hand: $*"
+    apt_update_once
+    if [[ ! -e "$POLICY" ]]; then
+        printf '#!/bin/sh\n# temporary, created by %s\nexit 101\n' "$0" |
+            "${SUDO[@]}" tee "$POLICY" >/dev/null
+        "${SUDO[@]}" chmod 755 "$POLICY"
+        POLICY_CREATED=1
+    fi
+    log "apt-get install $*"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "$@" </dev/null
+    remove_policy
+}
+
+did_something=0
+
+# --- redis-server / redis-cli ------------------------------------------------
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    log "redis-server and redis-cli present: $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"
+else
+    apt_install redis-server redis-tools
+    did_something=1
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after install"
+    command -v redis-cli >/dev/null 2>&1 || die "redis-cli still missing after install"
+    # Safety net: if a service got started anyway, stop it (we never want it).
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+        log "stopping and disabling the distribution's redis-server service"
+        "${SUDO[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+    fi
+    log "installed redis-server and redis-cli: $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"
+fi
+
+# --- Python redis module ------------------------------------------------------
+PYTHON="${PYTHON:-python3}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    log "warning: $PYTHON not found; skipping the Python redis module"
+elif "$PYTHON" -c 'import redis' >/dev/null 2>&1; then
+    log "python redis module present: $("$PYTHON" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo unknown)"
+else
+    did_something=1
+    export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+    if "$PYTHON" -m pip --version >/dev/null 2>&1; then
+        log "pip install redis"
+        if ! "$PYTHON" -m pip install -q redis; then
+            log "pip refused; retrying with --break-system-packages"
+            "$PYTHON" -m pip install -q --break-system-packages redis ||
+                log "pip install failed"
+        fi
+    fi
+    if ! "$PYTHON" -c 'import redis' >/dev/null 2>&1; then
+        log "falling back to the distribution package python3-redis"
+        apt_install python3-redis
+    fi
+    "$PYTHON" -c 'import redis' >/dev/null 2>&1 || die "could not install the Python redis module"
+    log "installed python redis module: $("$PYTHON" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo unknown)"
+fi
+
+# --- Rust (not installed here, only checked) ---------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+    log "warning: cargo not found; install Rust from https://rustup.rs to build the proxy"
+fi
+
+if [[ "$did_something" -eq 1 ]]; then
+    log "done"
+else
+    log "nothing to do"
+fi
