@@ -39,14 +39,28 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
     let Some(cmd) = command::lookup(args) else {
         return Route::Refuse(ProxyError::unknown_command_args(args));
     };
+    if !cmd.arity_ok(args.argc()) {
+        return Route::Refuse(wrong_arity(cmd));
+    }
     if let Some(local) = local(cmd) {
+        // PING's arity (-1) allows any count; Redis takes at most one message.
+        if local == Local::Ping && args.argc() > 2 {
+            return Route::Refuse(wrong_arity(cmd));
+        }
         return Route::Local(local);
+    }
+    // CLIENT SETINFO came with Redis 7.2, after the server the table was generated from;
+    // clients (redis-py among them) send it on connect.
+    if cmd.name == "CLIENT" && args.argc() >= 2 && args.arg(1).eq_ignore_ascii_case(b"SETINFO") {
+        if args.argc() != 4 {
+            return Route::Refuse(ProxyError::Other(
+                "ERR wrong number of arguments for 'client|setinfo' command".into(),
+            ));
+        }
+        return Route::Local(Local::ClientSetInfo);
     }
     if let Some(why) = refused(cmd, args) {
         return Route::Refuse(why);
-    }
-    if !cmd.arity_ok(args.argc()) {
-        return Route::Refuse(wrong_arity(cmd));
     }
     let mut slot: Option<Slot> = None;
     let mut cross = false;
@@ -156,6 +170,10 @@ mod tests {
         assert_eq!(r("MGET foo bar"), Route::Refuse(ProxyError::CrossSlot));
         assert_eq!(r("PING"), Route::Local(Local::Ping));
         assert_eq!(r("client setname x"), Route::Local(Local::ClientSetName));
+        assert_eq!(
+            r("CLIENT SETINFO LIB-NAME x"),
+            Route::Local(Local::ClientSetInfo)
+        );
         assert_eq!(r("DBSIZE"), Route::AnyMaster);
         assert_eq!(r("EVAL s 0"), Route::AnyMaster);
         assert_eq!(
@@ -173,6 +191,20 @@ mod tests {
                 "ERR unknown command 'NOSUCH', with args beginning with: 'a' "
             ),
             other => panic!("{other:?}"),
+        }
+        for line in [
+            "ECHO",
+            "PING a b",
+            "SELECT",
+            "CLIENT SETNAME",
+            "CLUSTER KEYSLOT",
+            "HELLO",
+        ] {
+            if line == "HELLO" {
+                assert_eq!(r(line), Route::Local(Local::Hello));
+            } else {
+                assert!(matches!(r(line), Route::Refuse(_)), "{line}");
+            }
         }
         match r("GET") {
             Route::Refuse(e) => {
