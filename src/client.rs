@@ -18,6 +18,7 @@ use mio::Registry;
 use crate::net::{self, ReadOutcome, WriteOutcome};
 use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
+use crate::split::{self, Merge};
 
 /// Requests one client may have waiting for replies before the proxy stops reading it.
 pub const MAX_PENDING: usize = 16 * 1024;
@@ -32,6 +33,23 @@ pub enum ClientState {
     Open,
     /// No more requests are read; the connection closes once every queued reply is written.
     Closing,
+}
+
+/// A place in the reply order.
+#[derive(Debug)]
+enum Pending {
+    /// A node has not answered yet.
+    Waiting,
+    Ready(Bytes),
+    /// A split or fanned-out request: its parts' replies, merged when the last arrives.
+    Parts(Box<Parts>),
+}
+
+#[derive(Debug)]
+struct Parts {
+    merge: Merge,
+    replies: Vec<Option<Bytes>>,
+    missing: usize,
 }
 
 #[derive(Debug)]
@@ -52,8 +70,8 @@ pub struct Client {
     pub rbuf: BytesMut,
     pub parser: RequestParser,
     wbuf: BytesMut,
-    /// Replies in request order; None while a node has not answered yet.
-    pending: VecDeque<Option<Bytes>>,
+    /// Replies in request order, complete or not yet.
+    pending: VecDeque<Pending>,
     /// Sequence number of `pending[0]`.
     head_seq: u64,
     /// Whether it is in the reactor's list of connections to flush.
@@ -97,7 +115,17 @@ impl Client {
 
     /// Reserves the next place in the reply queue.
     pub fn reserve(&mut self) -> u64 {
-        self.pending.push_back(None);
+        self.pending.push_back(Pending::Waiting);
+        self.head_seq + self.pending.len() as u64 - 1
+    }
+
+    /// Reserves a place for a request sent in `parts` parts, merged by `merge`.
+    pub fn reserve_parts(&mut self, parts: usize, merge: Merge) -> u64 {
+        self.pending.push_back(Pending::Parts(Box::new(Parts {
+            merge,
+            replies: vec![None; parts],
+            missing: parts,
+        })));
         self.head_seq + self.pending.len() as u64 - 1
     }
 
@@ -106,22 +134,39 @@ impl Client {
         if self.pending.is_empty() {
             self.wbuf.extend_from_slice(frame);
         } else {
-            self.pending.push_back(Some(Bytes::copy_from_slice(frame)));
+            self.pending
+                .push_back(Pending::Ready(Bytes::copy_from_slice(frame)));
         }
     }
 
-    /// Fills the reply for `seq`; moves every reply that is now in order to the output.
-    /// Returns false when `seq` is not waiting (never expected; logged by the caller).
-    pub fn complete(&mut self, seq: u64, frame: Bytes) -> bool {
+    /// Fills the reply (or one part of it) for `seq`; moves every reply that is now in order
+    /// to the output. Returns false when `seq` is not waiting (never expected; logged by the
+    /// caller).
+    pub fn complete(&mut self, seq: u64, part: u32, frame: Bytes) -> bool {
         let Some(i) = seq.checked_sub(self.head_seq) else {
             return false;
         };
+        let proto = self.proto;
         match self.pending.get_mut(i as usize) {
-            Some(slot @ None) => *slot = Some(frame),
+            Some(slot @ Pending::Waiting) => *slot = Pending::Ready(frame),
+            Some(slot @ Pending::Parts(_)) => {
+                let Pending::Parts(p) = slot else {
+                    return false;
+                };
+                match p.replies.get_mut(part as usize) {
+                    Some(r @ None) => *r = Some(frame),
+                    _ => return false,
+                }
+                p.missing -= 1;
+                if p.missing == 0 {
+                    let replies: Vec<Bytes> = p.replies.drain(..).flatten().collect();
+                    *slot = Pending::Ready(split::merge(&p.merge, &replies, proto));
+                }
+            }
             _ => return false,
         }
-        while let Some(Some(_)) = self.pending.front() {
-            if let Some(Some(f)) = self.pending.pop_front() {
+        while let Some(Pending::Ready(_)) = self.pending.front() {
+            if let Some(Pending::Ready(f)) = self.pending.pop_front() {
                 self.wbuf.extend_from_slice(&f);
             }
             self.head_seq += 1;
@@ -185,11 +230,22 @@ mod tests {
         let a = c.reserve();
         let b = c.reserve();
         c.reply_now(b"+local\r\n");
-        assert!(c.complete(b, Bytes::from_static(b"+b\r\n")));
+        assert!(c.complete(b, 0, Bytes::from_static(b"+b\r\n")));
         assert!(!c.has_output());
-        assert!(c.complete(a, Bytes::from_static(b"+a\r\n")));
+        assert!(c.complete(a, 0, Bytes::from_static(b"+a\r\n")));
         assert_eq!(&c.wbuf[..], b"+a\r\n+b\r\n+local\r\n");
         assert_eq!(c.pending(), 0);
-        assert!(!c.complete(a, Bytes::from_static(b"+again\r\n")));
+        assert!(!c.complete(a, 0, Bytes::from_static(b"+again\r\n")));
+    }
+
+    #[test]
+    fn parts_merge_when_the_last_arrives() {
+        let (mut c, _l) = client();
+        let s = c.reserve_parts(2, Merge::Sum);
+        assert!(c.complete(s, 1, Bytes::from_static(b":2\r\n")));
+        assert!(!c.has_output());
+        assert!(!c.complete(s, 1, Bytes::from_static(b":2\r\n")));
+        assert!(c.complete(s, 0, Bytes::from_static(b":1\r\n")));
+        assert_eq!(&c.wbuf[..], b":3\r\n");
     }
 }

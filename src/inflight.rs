@@ -27,8 +27,13 @@ pub struct ClientRef {
 /// Who waits for a reply.
 #[derive(Debug)]
 pub enum Owner {
-    /// A client's request, answered in its reply queue at position `seq`.
-    Client { client: ClientRef, seq: u64 },
+    /// A client's request (or `part` of a split one), answered in its reply queue at
+    /// position `seq`.
+    Client {
+        client: ClientRef,
+        seq: u64,
+        part: u32,
+    },
     /// The `+OK` to an ASKING the proxy sent before a redirected request.
     Asking,
     /// The reply to the HELLO 3 that switches a backend connection to RESP3.

@@ -18,6 +18,7 @@ pub mod reactor;
 pub mod resp;
 pub mod router;
 pub mod slot;
+pub mod split;
 pub mod timer;
 pub mod topology;
 

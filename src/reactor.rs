@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use log::{debug, error, info, trace, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -31,12 +31,13 @@ use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::local::{self, ServerInfo};
 use crate::net::{self, ReadOutcome};
 use crate::pool::{proto_index, BackendRef, Pool};
-use crate::resp::encode::Proto;
+use crate::resp::encode::{self, Proto};
 use crate::resp::reply::{classify_error, ErrorKind, Redirect};
 use crate::resp::request::Frame;
 use crate::resp::value;
 use crate::router::{self, Route};
 use crate::slot::Slot;
+use crate::split::{self, Merge};
 use crate::timer::{TimerKind, Timers};
 use crate::topology::{self, AddressMap, NodeId, Role, Topology};
 
@@ -494,12 +495,99 @@ impl Core {
             },
             Route::AnyMaster => match self.any_master() {
                 Some(node) => self.send_new(c, cref, node, frame, None),
-                None => c.reply_now(
-                    &ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())
-                        .to_frame(),
-                ),
+                None => c.reply_now(&no_master().to_frame()),
             },
+            Route::Split { per_key, merge } => {
+                let (parts, merge) = split::split(&args, per_key, merge);
+                let seq = c.reserve_parts(parts.len(), merge);
+                for (k, part) in parts.into_iter().enumerate() {
+                    let node = self.topo.owner(part.slot);
+                    self.send_part(c, cref, seq, k as u32, node, part.frame, Some(part.slot));
+                }
+            }
+            Route::FanOut(mut merge) => {
+                let masters = self.topo.masters_sorted();
+                if masters.is_empty() {
+                    c.reply_now(&no_master().to_frame());
+                    return;
+                }
+                if let Merge::FirstNonNull { start } = &mut merge {
+                    self.any_rr = self.any_rr.wrapping_add(1);
+                    *start = (self.any_rr % masters.len()) as u32;
+                }
+                let seq = c.reserve_parts(masters.len(), merge);
+                for (k, m) in masters.into_iter().enumerate() {
+                    self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
+                }
+            }
+            Route::Scan => self.scan(c, cref, &args),
             Route::Refuse(e) => c.reply_now(&e.to_frame()),
+        }
+    }
+
+    /// SCAN over the cluster: the proxy's cursor names a master (in address order) and that
+    /// master's cursor; the request goes to that master with its own cursor.
+    fn scan(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>) {
+        let masters = self.topo.masters_sorted();
+        let cursor = std::str::from_utf8(args.arg(1))
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        let Some((idx, node_cursor)) = cursor.map(split::decode_scan_cursor) else {
+            c.reply_now(&ProxyError::Other("ERR invalid cursor".into()).to_frame());
+            return;
+        };
+        let Some(&node) = masters.get(idx as usize) else {
+            c.reply_now(&ProxyError::Other("ERR invalid cursor".into()).to_frame());
+            return;
+        };
+        let mut out = BytesMut::new();
+        encode::array_header(&mut out, args.argc());
+        encode::bulk(&mut out, args.arg(0));
+        encode::bulk(&mut out, node_cursor.to_string().as_bytes());
+        for i in 2..args.argc() {
+            encode::bulk(&mut out, args.arg(i));
+        }
+        let merge = Merge::Scan {
+            master: idx,
+            masters: masters.len() as u32,
+        };
+        let seq = c.reserve_parts(1, merge);
+        self.send_part(c, cref, seq, 0, Some(node), out.freeze(), None);
+    }
+
+    /// Sends one part of a split or fanned-out request; a part that cannot be sent is
+    /// answered with its error, which the merge turns into the whole reply's error.
+    #[allow(clippy::too_many_arguments)]
+    fn send_part(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        seq: u64,
+        part: u32,
+        node: Option<NodeId>,
+        frame: Bytes,
+        slot: Option<Slot>,
+    ) {
+        let Some(node) = node else {
+            let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
+            c.complete(seq, part, Bytes::from(e.to_frame()));
+            self.request_refresh(Duration::ZERO);
+            return;
+        };
+        let req = InFlight {
+            owner: Owner::Client {
+                client: cref,
+                seq,
+                part,
+            },
+            req: frame,
+            slot,
+            attempt: Attempt::Sent { redirects: 0 },
+            sent_at: self.now,
+        };
+        if let Err(failed) = self.send(node, c.proto, cref.idx, req, false) {
+            let (e, _) = *failed;
+            c.complete(seq, part, Bytes::from(e.to_frame()));
         }
     }
 
@@ -526,7 +614,11 @@ impl Core {
         slot: Option<Slot>,
     ) {
         let seq = c.reserve();
-        let owner = Owner::Client { client: cref, seq };
+        let owner = Owner::Client {
+            client: cref,
+            seq,
+            part: 0,
+        };
         let req = InFlight {
             owner,
             req: frame,
@@ -536,7 +628,7 @@ impl Core {
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, false) {
             let (e, _) = *failed;
-            c.complete(seq, Bytes::from(e.to_frame()));
+            c.complete(seq, 0, Bytes::from(e.to_frame()));
         }
     }
 
@@ -651,8 +743,8 @@ impl Core {
         mut req: InFlight,
         frame: Bytes,
     ) {
-        let (client, seq) = match req.owner {
-            Owner::Client { client, seq } => (client, seq),
+        let (client, seq, part) = match req.owner {
+            Owner::Client { client, seq, part } => (client, seq, part),
             Owner::Asking => {
                 if frame.first() == Some(&b'-') {
                     debug!(
@@ -684,6 +776,7 @@ impl Core {
                 &mut self.resume_clients,
                 client,
                 seq,
+                part,
                 frame,
             );
             return;
@@ -716,6 +809,7 @@ impl Core {
                     &mut self.resume_clients,
                     client,
                     seq,
+                    part,
                     out,
                 );
             }
@@ -779,6 +873,7 @@ impl Core {
                     &mut self.resume_clients,
                     client,
                     seq,
+                    part,
                     Bytes::from(ProxyError::TooManyRedirects { max, last }.to_frame()),
                 );
             }
@@ -1058,6 +1153,10 @@ impl Core {
     }
 }
 
+fn no_master() -> ProxyError {
+    ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())
+}
+
 /// A redirect's address, completed with the replying node's host when the cluster left it
 /// out (`:7001`, from a node that does not know its own IP).
 fn full_addr(addr: &str, from: &str) -> String {
@@ -1079,12 +1178,13 @@ fn deliver(
     resume: &mut Vec<usize>,
     cref: ClientRef,
     seq: u64,
+    part: u32,
     frame: Bytes,
 ) {
     let Some(c) = clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) else {
         return;
     };
-    if !c.complete(seq, frame) {
+    if !c.complete(seq, part, frame) {
         error!(
             "client {}: reply for an unknown request {seq} dropped",
             c.id
@@ -1108,13 +1208,14 @@ fn fail(
     req: InFlight,
     e: ProxyError,
 ) {
-    if let Owner::Client { client, seq } = req.owner {
+    if let Owner::Client { client, seq, part } = req.owner {
         deliver(
             clients,
             dirty,
             resume,
             client,
             seq,
+            part,
             Bytes::from(e.to_frame()),
         );
     }

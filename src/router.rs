@@ -4,6 +4,7 @@
 use crate::command::{self, flag, Args, Command};
 use crate::error::ProxyError;
 use crate::slot::{key_slot, Slot};
+use crate::split::{self, Merge};
 
 /// Commands the proxy answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,16 @@ pub enum Route {
     Slot(Slot),
     /// No key: to one master.
     AnyMaster,
+    /// Keys in several slots of a command that can be split: one request per slot, with
+    /// `per_key` arguments per key, merged by `merge`.
+    Split {
+        per_key: usize,
+        merge: Merge,
+    },
+    /// To every master, the replies merged.
+    FanOut(Merge),
+    /// SCAN: one master at a time, the cursor naming which.
+    Scan,
     Refuse(ProxyError),
 }
 
@@ -40,6 +51,10 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
         return Route::Refuse(ProxyError::unknown_command_args(args));
     };
     if !cmd.arity_ok(args.argc()) {
+        return Route::Refuse(wrong_arity(cmd));
+    }
+    // Key-value pairs: the arity allows any count, Redis wants them whole.
+    if matches!(cmd.name, "MSET" | "MSETNX") && args.argc() % 2 == 0 {
         return Route::Refuse(wrong_arity(cmd));
     }
     if let Some(local) = local(cmd) {
@@ -62,6 +77,9 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
     if let Some(why) = refused(cmd, args) {
         return Route::Refuse(why);
     }
+    if let Some(r) = fan_out(cmd) {
+        return r;
+    }
     let mut slot: Option<Slot> = None;
     let mut cross = false;
     command::for_each_key(cmd, args, |i| {
@@ -77,7 +95,13 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
         true
     });
     if cross {
-        return Route::Refuse(ProxyError::CrossSlot);
+        return match split::splittable(cmd.name) {
+            Some((per_key, merge)) if (args.argc() - 1) % per_key == 0 => Route::Split {
+                per_key,
+                merge: merge(per_key),
+            },
+            _ => Route::Refuse(ProxyError::CrossSlot),
+        };
     }
     match slot {
         Some(s) => Route::Slot(s),
@@ -91,6 +115,24 @@ pub fn wrong_arity(cmd: &Command) -> ProxyError {
         "ERR wrong number of arguments for '{}' command",
         cmd.name.to_ascii_lowercase()
     ))
+}
+
+/// Keyless commands whose answer from a single server covers the whole keyspace: asked of
+/// every master and merged, so the client sees what one server holding all keys would say.
+fn fan_out(cmd: &Command) -> Option<Route> {
+    Some(Route::FanOut(match cmd.name {
+        "DBSIZE" => Merge::Sum,
+        "KEYS" => Merge::Concat,
+        "FLUSHALL" | "FLUSHDB" => Merge::AllSame,
+        "SCRIPT|LOAD" | "SCRIPT|FLUSH" => Merge::AllSame,
+        "SCRIPT|EXISTS" => Merge::And,
+        "FUNCTION|LOAD" | "FUNCTION|DELETE" | "FUNCTION|FLUSH" | "FUNCTION|RESTORE" => {
+            Merge::AllSame
+        }
+        "RANDOMKEY" => Merge::FirstNonNull { start: 0 },
+        "SCAN" => return Some(Route::Scan),
+        _ => return None,
+    }))
 }
 
 fn local(cmd: &Command) -> Option<Local> {
@@ -154,6 +196,12 @@ fn has_block_option<A: Args + ?Sized>(args: &A) -> bool {
 mod tests {
     use super::*;
 
+    fn wrong_arity_for(name: &str) -> ProxyError {
+        ProxyError::Other(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    }
+
     fn r(line: &str) -> Route {
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
         route(args.as_slice())
@@ -167,14 +215,36 @@ mod tests {
             r("MSET {u}a 1 {u}b 2"),
             Route::Slot(crate::slot::key_slot(b"u"))
         );
-        assert_eq!(r("MGET foo bar"), Route::Refuse(ProxyError::CrossSlot));
+        assert_eq!(
+            r("MGET foo bar"),
+            Route::Split {
+                per_key: 1,
+                merge: Merge::Mget { order: vec![] }
+            }
+        );
+        assert_eq!(
+            r("MSETNX foo 1 bar 2"),
+            Route::Refuse(ProxyError::CrossSlot)
+        );
+        assert_eq!(r("MSET foo 1 bar"), Route::Refuse(wrong_arity_for("mset")));
+        assert_eq!(r("SUNION foo bar"), Route::Refuse(ProxyError::CrossSlot));
+        assert_eq!(
+            r("DEL foo bar"),
+            Route::Split {
+                per_key: 1,
+                merge: Merge::Sum
+            }
+        );
+        assert_eq!(r("KEYS *"), Route::FanOut(Merge::Concat));
+        assert_eq!(r("SCAN 0"), Route::Scan);
         assert_eq!(r("PING"), Route::Local(Local::Ping));
         assert_eq!(r("client setname x"), Route::Local(Local::ClientSetName));
         assert_eq!(
             r("CLIENT SETINFO LIB-NAME x"),
             Route::Local(Local::ClientSetInfo)
         );
-        assert_eq!(r("DBSIZE"), Route::AnyMaster);
+        assert_eq!(r("DBSIZE"), Route::FanOut(Merge::Sum));
+        assert_eq!(r("INFO"), Route::AnyMaster);
         assert_eq!(r("EVAL s 0"), Route::AnyMaster);
         assert_eq!(
             r("XREAD STREAMS s 0"),

@@ -100,6 +100,13 @@ impl Topology {
             .map(|(i, _)| NodeId(i as u16))
     }
 
+    /// Masters in address order: the stable numbering SCAN cursors and fan-outs use.
+    pub fn masters_sorted(&self) -> Vec<NodeId> {
+        let mut m: Vec<NodeId> = self.masters().collect();
+        m.sort_by(|a, b| self.node(*a).addr.cmp(&self.node(*b).addr));
+        m
+    }
+
     /// The node with this address, added (as `role`) when unknown. None only when the table
     /// is full, which would take 65,535 distinct addresses.
     pub fn intern(&mut self, addr: &str, role: Role) -> Option<NodeId> {

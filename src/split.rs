@@ -1,0 +1,423 @@
+//! Requests that become several: multi-key commands split by slot, keyless commands fanned
+//! out to every master, and the merge of their parts' replies into the one reply a single
+//! Redis server would give. Pure functions over bytes, testable without sockets.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::command::Args;
+use crate::resp::encode::{self, Proto};
+use crate::resp::reply::ReplyParser;
+use crate::resp::{find_crlf, parse_int};
+use crate::slot::{key_slot, Slot};
+
+/// How the parts' replies become one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merge {
+    /// Integers added up (DEL, UNLINK, EXISTS, TOUCH, DBSIZE).
+    Sum,
+    /// Every part must succeed; the reply is the first part's (MSET's OK, FLUSHALL's OK,
+    /// SCRIPT LOAD's digest).
+    AllSame,
+    /// MGET: `order[i]` is (part, index within that part's array) of the client's i-th key.
+    Mget { order: Vec<(u32, u32)> },
+    /// Arrays concatenated (KEYS).
+    Concat,
+    /// Arrays of 0/1 combined element-wise with AND (SCRIPT EXISTS: 1 only where every
+    /// master has the script).
+    And,
+    /// One master's SCAN reply; its cursor is re-encoded as a proxy cursor.
+    Scan { master: u32, masters: u32 },
+    /// The first non-null reply, starting from a part chosen by the caller (RANDOMKEY).
+    FirstNonNull { start: u32 },
+}
+
+/// Part of a split request: its own frame, and the slot that routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub slot: Slot,
+    pub frame: Bytes,
+}
+
+/// The multi-key commands the proxy splits by slot, and how many arguments one key
+/// carries (MSET: key and value).
+pub fn splittable(name: &str) -> Option<(usize, fn(usize) -> Merge)> {
+    fn sum(_: usize) -> Merge {
+        Merge::Sum
+    }
+    fn same(_: usize) -> Merge {
+        Merge::AllSame
+    }
+    fn mget(_: usize) -> Merge {
+        Merge::Mget { order: Vec::new() }
+    }
+    match name {
+        "MGET" => Some((1, mget)),
+        "DEL" | "UNLINK" | "EXISTS" | "TOUCH" => Some((1, sum)),
+        "MSET" => Some((2, same)),
+        _ => None,
+    }
+}
+
+/// Groups a multi-key command's keys by slot, keeping the client's order within each group,
+/// and builds one request per slot. `per_key` is 1 (DEL k1 k2) or 2 (MSET k1 v1 k2 v2).
+/// For MGET the merge learns where each key's value will be found.
+pub fn split<A: Args + ?Sized>(args: &A, per_key: usize, merge: Merge) -> (Vec<Part>, Merge) {
+    let name = args.arg(0);
+    let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+    let mut order = Vec::new();
+    let mut i = 1;
+    while i + per_key <= args.argc() {
+        let slot = key_slot(args.arg(i));
+        let g = match groups.iter().position(|(s, _)| *s == slot) {
+            Some(g) => g,
+            None => {
+                groups.push((slot, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        order.push((g as u32, groups[g].1.len() as u32));
+        groups[g].1.push(i);
+        i += per_key;
+    }
+    let parts = groups
+        .into_iter()
+        .map(|(slot, firsts)| {
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, 1 + firsts.len() * per_key);
+            encode::bulk(&mut out, name);
+            for f in firsts {
+                for k in 0..per_key {
+                    encode::bulk(&mut out, args.arg(f + k));
+                }
+            }
+            Part {
+                slot,
+                frame: out.freeze(),
+            }
+        })
+        .collect();
+    let merge = match merge {
+        Merge::Mget { .. } => Merge::Mget { order },
+        m => m,
+    };
+    (parts, merge)
+}
+
+/// The proxy's SCAN cursor: the master's index in the low bits, that master's own cursor
+/// above them. Cursor 0 starts at master 0; a master's cursor 0 moves on to the next one.
+pub const SCAN_MASTER_BITS: u32 = 10;
+
+pub fn decode_scan_cursor(c: u64) -> (u32, u64) {
+    (
+        (c & ((1 << SCAN_MASTER_BITS) - 1)) as u32,
+        c >> SCAN_MASTER_BITS,
+    )
+}
+
+pub fn encode_scan_cursor(master: u32, node_cursor: u64) -> Option<u64> {
+    if node_cursor >> (64 - SCAN_MASTER_BITS) != 0 {
+        return None;
+    }
+    Some((node_cursor << SCAN_MASTER_BITS) | master as u64)
+}
+
+/// Elements of an aggregate reply as ranges of the frame, or None when the frame is not an
+/// aggregate of that kind.
+pub fn elements(frame: &[u8]) -> Option<(u8, Vec<std::ops::Range<usize>>)> {
+    let tag = *frame.first()?;
+    if !matches!(tag, b'*' | b'~' | b'>') {
+        return None;
+    }
+    let cr = find_crlf(frame, 1)?;
+    let n = parse_int(&frame[1..cr])?;
+    let mut pos = cr + 2;
+    let mut out = Vec::new();
+    if n < 0 {
+        return Some((tag, out));
+    }
+    for _ in 0..n {
+        let len = ReplyParser::new().parse(&frame[pos..]).ok()??;
+        out.push(pos..pos + len);
+        pos += len;
+    }
+    Some((tag, out))
+}
+
+fn is_error(f: &[u8]) -> bool {
+    matches!(f.first(), Some(b'-') | Some(b'!'))
+}
+
+fn int_of(f: &[u8]) -> Option<i64> {
+    if f.first() != Some(&b':') {
+        return None;
+    }
+    parse_int(f.get(1..f.len().checked_sub(2)?)?)
+}
+
+fn is_null(f: &[u8]) -> bool {
+    f == b"$-1\r\n" || f == b"_\r\n" || f == b"*-1\r\n"
+}
+
+fn error_frame(msg: &str) -> Bytes {
+    let mut out = Vec::new();
+    encode::error(&mut out, msg);
+    Bytes::from(out)
+}
+
+/// Merges the parts' replies (in part order). Any part's error is the whole reply: a
+/// partial result must never look complete.
+pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
+    if let Some(e) = parts.iter().find(|p| is_error(p)) {
+        return e.clone();
+    }
+    match m {
+        Merge::Sum => {
+            let mut total: i64 = 0;
+            for p in parts {
+                match int_of(p) {
+                    Some(n) => total = total.saturating_add(n),
+                    None => return error_frame("ERR unexpected reply from a node while merging"),
+                }
+            }
+            let mut out = Vec::new();
+            encode::integer(&mut out, total);
+            Bytes::from(out)
+        }
+        Merge::AllSame => parts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| error_frame("ERR no reply")),
+        Merge::Mget { order } => {
+            let mut split = Vec::with_capacity(parts.len());
+            for p in parts {
+                match elements(p) {
+                    Some((_, els)) => split.push(els),
+                    None => return error_frame("ERR unexpected reply from a node while merging"),
+                }
+            }
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, order.len());
+            for &(part, idx) in order {
+                let r = split
+                    .get(part as usize)
+                    .and_then(|els| els.get(idx as usize))
+                    .cloned();
+                match r {
+                    Some(r) => out.put_slice(&parts[part as usize][r]),
+                    None => encode::null(&mut out, proto),
+                }
+            }
+            out.freeze()
+        }
+        Merge::Concat => {
+            let mut total = 0;
+            let mut bodies = Vec::with_capacity(parts.len());
+            for p in parts {
+                match elements(p) {
+                    Some((_, els)) => {
+                        total += els.len();
+                        if let (Some(first), Some(last)) = (els.first(), els.last()) {
+                            bodies.push(&p[first.start..last.end]);
+                        }
+                    }
+                    None => return error_frame("ERR unexpected reply from a node while merging"),
+                }
+            }
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, total);
+            for b in bodies {
+                out.put_slice(b);
+            }
+            out.freeze()
+        }
+        Merge::And => {
+            let mut acc: Vec<i64> = Vec::new();
+            for (k, p) in parts.iter().enumerate() {
+                let Some((_, els)) = elements(p) else {
+                    return error_frame("ERR unexpected reply from a node while merging");
+                };
+                let vals: Vec<i64> = els
+                    .iter()
+                    .map(|r| int_of(&p[r.clone()]).unwrap_or(0))
+                    .collect();
+                if k == 0 {
+                    acc = vals;
+                } else {
+                    for (a, v) in acc.iter_mut().zip(vals) {
+                        *a = (*a != 0 && v != 0) as i64;
+                    }
+                }
+            }
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, acc.len());
+            for v in acc {
+                encode::integer(&mut out, v);
+            }
+            out.freeze()
+        }
+        Merge::Scan { master, masters } => {
+            let Some(p) = parts.first() else {
+                return error_frame("ERR no reply");
+            };
+            let Some((_, els)) = elements(p).filter(|(_, e)| e.len() == 2) else {
+                return error_frame("ERR unexpected SCAN reply from a node");
+            };
+            let cursor_frame = &p[els[0].clone()];
+            let cursor = crate::resp::value::decode(cursor_frame)
+                .ok()
+                .and_then(|v| v.as_str().and_then(|s| s.parse::<u64>().ok()));
+            let Some(cursor) = cursor else {
+                return error_frame("ERR unexpected SCAN cursor from a node");
+            };
+            let next = if cursor == 0 {
+                if master + 1 < *masters {
+                    encode_scan_cursor(master + 1, 0)
+                } else {
+                    Some(0)
+                }
+            } else {
+                encode_scan_cursor(*master, cursor)
+            };
+            let Some(next) = next else {
+                return error_frame("ERR SCAN cursor of a node too large for the proxy's cursor");
+            };
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, 2);
+            encode::bulk(&mut out, next.to_string().as_bytes());
+            out.put_slice(&p[els[1].clone()]);
+            out.freeze()
+        }
+        Merge::FirstNonNull { start } => {
+            let n = parts.len();
+            (0..n)
+                .map(|k| &parts[(*start as usize + k) % n.max(1)])
+                .find(|p| !is_null(p))
+                .or_else(|| parts.first())
+                .cloned()
+                .unwrap_or_else(|| {
+                    let mut out = Vec::new();
+                    encode::null(&mut out, proto);
+                    Bytes::from(out)
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<&[u8]> {
+        line.split(' ').map(str::as_bytes).collect()
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn split_groups_by_slot_in_order() {
+        // {a}x and {a}y share a slot; b is elsewhere.
+        let a = args("MGET {a}x b {a}y");
+        let (parts, m) = split(a.as_slice(), 1, Merge::Mget { order: vec![] });
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].slot, key_slot(b"a"));
+        assert_eq!(
+            &parts[0].frame[..],
+            b"*3\r\n$4\r\nMGET\r\n$4\r\n{a}x\r\n$4\r\n{a}y\r\n"
+        );
+        assert_eq!(&parts[1].frame[..], b"*2\r\n$4\r\nMGET\r\n$1\r\nb\r\n");
+        assert_eq!(
+            m,
+            Merge::Mget {
+                order: vec![(0, 0), (1, 0), (0, 1)]
+            }
+        );
+        let merged = merge(
+            &m,
+            &[b("*2\r\n$2\r\nax\r\n$-1\r\n"), b("*1\r\n$1\r\nB\r\n")],
+            Proto::Resp2,
+        );
+        assert_eq!(&merged[..], b"*3\r\n$2\r\nax\r\n$1\r\nB\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn mset_pairs() {
+        let a = args("MSET {a}x 1 b 2");
+        let (parts, m) = split(a.as_slice(), 2, Merge::AllSame);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            &parts[1].frame[..],
+            b"*3\r\n$4\r\nMSET\r\n$1\r\nb\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(
+            &merge(&m, &[b("+OK\r\n"), b("+OK\r\n")], Proto::Resp2)[..],
+            b"+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn merges() {
+        assert_eq!(
+            &merge(&Merge::Sum, &[b(":1\r\n"), b(":2\r\n")], Proto::Resp2)[..],
+            b":3\r\n"
+        );
+        assert_eq!(
+            &merge(&Merge::Sum, &[b(":1\r\n"), b("-ERR x\r\n")], Proto::Resp2)[..],
+            b"-ERR x\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::Concat,
+                &[
+                    b("*1\r\n$1\r\na\r\n"),
+                    b("*0\r\n"),
+                    b("*2\r\n$1\r\nb\r\n$1\r\nc\r\n")
+                ],
+                Proto::Resp2
+            )[..],
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::And,
+                &[b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")],
+                Proto::Resp2
+            )[..],
+            b"*2\r\n:1\r\n:0\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::FirstNonNull { start: 0 },
+                &[b("$-1\r\n"), b("$1\r\nk\r\n")],
+                Proto::Resp2
+            )[..],
+            b"$1\r\nk\r\n"
+        );
+    }
+
+    #[test]
+    fn scan_cursor() {
+        let m = Merge::Scan {
+            master: 0,
+            masters: 3,
+        };
+        let r = merge(&m, &[b("*2\r\n$1\r\n0\r\n*1\r\n$1\r\na\r\n")], Proto::Resp2);
+        let next = encode_scan_cursor(1, 0).unwrap().to_string();
+        assert_eq!(
+            &r[..],
+            format!("*2\r\n${}\r\n{next}\r\n*1\r\n$1\r\na\r\n", next.len()).as_bytes()
+        );
+        let last = Merge::Scan {
+            master: 2,
+            masters: 3,
+        };
+        let r = merge(&last, &[b("*2\r\n$1\r\n0\r\n*0\r\n")], Proto::Resp2);
+        assert_eq!(&r[..], b"*2\r\n$1\r\n0\r\n*0\r\n");
+        let mid = merge(&last, &[b("*2\r\n$2\r\n17\r\n*0\r\n")], Proto::Resp2);
+        let c = encode_scan_cursor(2, 17).unwrap();
+        assert_eq!(decode_scan_cursor(c), (2, 17));
+        assert!(std::str::from_utf8(&mid).unwrap().contains(&c.to_string()));
+        assert_eq!(encode_scan_cursor(0, u64::MAX), None);
+    }
+}
