@@ -38,9 +38,12 @@ pub struct Part {
     pub frame: Bytes,
 }
 
+/// Makes the merge for a split command, given its arguments per key.
+pub type MergeFor = fn(usize) -> Merge;
+
 /// The multi-key commands the proxy splits by slot, and how many arguments one key
 /// carries (MSET: key and value).
-pub fn splittable(name: &str) -> Option<(usize, fn(usize) -> Merge)> {
+pub fn splittable(name: &str) -> Option<(usize, MergeFor)> {
     fn sum(_: usize) -> Merge {
         Merge::Sum
     }
