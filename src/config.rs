@@ -51,8 +51,38 @@ pub struct Config {
     pub address_map: BTreeMap<String, String>,
     /// error, warn, info, debug or trace; RUST_LOG wins when set.
     pub log_level: String,
+    /// How CLUSTER INFO/NODES/SLOTS/SHARDS are answered: `passthrough` (from a node, with
+    /// addresses rewritten by `address_map`) or `proxy` (the proxy presents itself as a
+    /// one-node cluster owning every slot, so cluster-mode clients stay on it).
+    pub cluster_view: ClusterView,
+    /// The `host:port` the proxy gives as its own address in the `proxy` cluster view;
+    /// unset: the listen address (127.0.0.1 when listening on every interface).
+    pub announce_address: Option<String>,
+    /// Let cluster-changing commands (CLUSTER ADDSLOTS/SETSLOT/FAILOVER/..., through to a
+    /// node. Refused by default.
+    pub allow_admin_commands: bool,
+    /// Where read-only commands go: `master`, `replica` (a replica of the slot's master,
+    /// round-robin; an error when none is up) or `prefer_replica` (a replica, else the master).
+    pub read_from: ReadFrom,
     /// Socket options for the listener, client and backend sockets.
     pub socket: SocketOptions,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterView {
+    #[default]
+    Passthrough,
+    Proxy,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    #[default]
+    Master,
+    Replica,
+    PreferReplica,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -100,6 +130,10 @@ impl Default for Config {
             backend_connections: DEFAULT_BACKEND_CONNECTIONS,
             address_map: BTreeMap::new(),
             log_level: "info".to_string(),
+            cluster_view: ClusterView::Passthrough,
+            announce_address: None,
+            allow_admin_commands: false,
+            read_from: ReadFrom::Master,
             socket: SocketOptions::default(),
         }
     }
@@ -175,6 +209,11 @@ impl Config {
                 "log_level: '{}' is not one of off, error, warn, info, debug, trace",
                 self.log_level
             ));
+        }
+        if let Some(a) = &self.announce_address {
+            if split_host_port(a).is_none() {
+                return err(format!("announce_address: '{a}' is not host:port"));
+            }
         }
         if self.socket.backlog <= 0 {
             return err("socket.backlog: must be greater than 0".into());
@@ -300,6 +339,15 @@ mod tests {
         c.redis_nodes = vec!["127.0.0.1:7000".into()];
         c.backend_connections = 0;
         assert!(c.validate().unwrap_err().0.contains("backend_connections"));
+    }
+
+    #[test]
+    fn enums() {
+        let c = Config::from_yaml("cluster_view: proxy\nread_from: prefer_replica\n").unwrap();
+        assert_eq!(c.cluster_view, ClusterView::Proxy);
+        assert_eq!(c.read_from, ReadFrom::PreferReplica);
+        let e = Config::from_yaml("read_from: slaves\n").unwrap_err();
+        assert!(e.0.contains("slaves") || e.0.contains("read_from"), "{e}");
     }
 
     #[test]

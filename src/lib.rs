@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod cluster_view;
 pub mod command;
 pub mod config;
 pub mod discover;

@@ -24,8 +24,9 @@ use slab::Slab;
 
 use crate::backend::{self, Backend, BackendState};
 use crate::client::{self, Client, ClientState};
+use crate::cluster_view;
 use crate::command::Args;
-use crate::config::Config;
+use crate::config::{ClusterView, Config};
 use crate::error::ProxyError;
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::local::{self, ServerInfo};
@@ -114,6 +115,8 @@ pub struct Core {
     /// Scratch for the replies split off one backend read.
     replies: Vec<(InFlight, Bytes)>,
     server_version: String,
+    /// The proxy's own address in the `proxy` cluster view.
+    announce: String,
 }
 
 pub struct Reactor {
@@ -134,6 +137,20 @@ impl Reactor {
         let mut listener = net::listen(addr, &cfg.socket)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let announce = cfg.announce_address.clone().unwrap_or_else(|| {
+            let host = if ip.is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                ip.to_string()
+            };
+            format!(
+                "{host}:{}",
+                listener
+                    .local_addr()
+                    .map(|a| a.port())
+                    .unwrap_or(cfg.proxy_port)
+            )
+        });
         let now = Instant::now();
         let mut core = Core {
             registry: poll.registry().try_clone()?,
@@ -159,6 +176,7 @@ impl Reactor {
             any_rr: 0,
             replies: Vec::new(),
             server_version,
+            announce,
         };
         let every = core.cfg.refresh_interval;
         core.request_refresh(every);
@@ -521,6 +539,38 @@ impl Core {
                 }
             }
             Route::Scan => self.scan(c, cref, &args),
+            Route::Cluster(view) => {
+                if self.cfg.cluster_view == ClusterView::Proxy {
+                    c.reply_now(&cluster_view::proxy_answer(view, &self.announce, c.proto));
+                    return;
+                }
+                let Some(node) = self.any_master() else {
+                    c.reply_now(&no_master().to_frame());
+                    return;
+                };
+                if self.addr_map.is_empty() {
+                    self.send_new(c, cref, node, frame, None);
+                } else {
+                    let map = self.addr_map.clone();
+                    let seq = c.reserve_parts(1, Merge::Rewrite { view, map });
+                    self.send_part(c, cref, seq, 0, Some(node), frame, None);
+                }
+            }
+            Route::Admin => {
+                if !self.cfg.allow_admin_commands {
+                    let name = String::from_utf8_lossy(args.arg(1)).to_uppercase();
+                    c.reply_now(
+                        &ProxyError::Other(format!(
+                            "ERR CLUSTER {name} is not allowed through the proxy (allow_admin_commands)"
+                        ))
+                        .to_frame(),
+                    );
+                } else if let Some(node) = self.any_master() {
+                    self.send_new(c, cref, node, frame, None);
+                } else {
+                    c.reply_now(&no_master().to_frame());
+                }
+            }
             Route::Refuse(e) => c.reply_now(&e.to_frame()),
         }
     }

@@ -1,6 +1,7 @@
 //! Request -> route: answered by the proxy, one slot's master, any master, or refused with an
 //! error. Borrows the request's bytes; allocates nothing on the path of a routed command.
 
+use crate::cluster_view::View;
 use crate::command::{self, flag, Args, Command};
 use crate::error::ProxyError;
 use crate::slot::{key_slot, Slot};
@@ -42,6 +43,10 @@ pub enum Route {
     FanOut(Merge),
     /// SCAN: one master at a time, the cursor naming which.
     Scan,
+    /// A CLUSTER subcommand that describes the cluster: answered per `cluster_view`.
+    Cluster(View),
+    /// A command that changes the cluster: refused unless `allow_admin_commands`.
+    Admin,
     Refuse(ProxyError),
 }
 
@@ -78,6 +83,9 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
         return Route::Refuse(why);
     }
     if let Some(r) = fan_out(cmd) {
+        return r;
+    }
+    if let Some(r) = cluster(cmd, args) {
         return r;
     }
     let mut slot: Option<Slot> = None;
@@ -133,6 +141,31 @@ fn fan_out(cmd: &Command) -> Option<Route> {
         "SCAN" => return Some(Route::Scan),
         _ => return None,
     }))
+}
+
+fn cluster<A: Args + ?Sized>(cmd: &Command, args: &A) -> Option<Route> {
+    let sub = cmd.name.strip_prefix("CLUSTER|")?;
+    Some(match sub {
+        "NODES" => Route::Cluster(View::Nodes),
+        "SLOTS" => Route::Cluster(View::Slots),
+        "SHARDS" => Route::Cluster(View::Shards),
+        "INFO" => Route::Cluster(View::Info),
+        "MYID" => Route::Cluster(View::MyId),
+        "REPLICAS" | "SLAVES" => Route::Cluster(View::Replicas),
+        "COUNTKEYSINSLOT" | "GETKEYSINSLOT" => {
+            match std::str::from_utf8(args.arg(2))
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+            {
+                Some(s) if (s as usize) < crate::slot::SLOTS => Route::Slot(Slot(s)),
+                _ => Route::Refuse(ProxyError::Other("ERR Invalid or out of range slot".into())),
+            }
+        }
+        "ADDSLOTS" | "ADDSLOTSRANGE" | "DELSLOTS" | "DELSLOTSRANGE" | "SETSLOT" | "FAILOVER"
+        | "RESET" | "FORGET" | "MEET" | "REPLICATE" | "SAVECONFIG" | "SET-CONFIG-EPOCH"
+        | "BUMPEPOCH" | "FLUSHSLOTS" => Route::Admin,
+        _ => return None,
+    })
 }
 
 fn local(cmd: &Command) -> Option<Local> {
@@ -237,6 +270,13 @@ mod tests {
         );
         assert_eq!(r("KEYS *"), Route::FanOut(Merge::Concat));
         assert_eq!(r("SCAN 0"), Route::Scan);
+        assert_eq!(r("CLUSTER NODES"), Route::Cluster(View::Nodes));
+        assert_eq!(r("cluster setslot 1 stable"), Route::Admin);
+        assert_eq!(r("CLUSTER COUNTKEYSINSLOT 12182"), Route::Slot(Slot(12182)));
+        assert!(matches!(
+            r("CLUSTER COUNTKEYSINSLOT 99999"),
+            Route::Refuse(_)
+        ));
         assert_eq!(r("PING"), Route::Local(Local::Ping));
         assert_eq!(r("client setname x"), Route::Local(Local::ClientSetName));
         assert_eq!(

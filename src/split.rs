@@ -4,11 +4,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::cluster_view::{self, View};
 use crate::command::Args;
 use crate::resp::encode::{self, Proto};
 use crate::resp::reply::ReplyParser;
 use crate::resp::{find_crlf, parse_int};
 use crate::slot::{key_slot, Slot};
+use crate::topology::AddressMap;
 
 /// How the parts' replies become one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum Merge {
     Scan { master: u32, masters: u32 },
     /// The first non-null reply, starting from a part chosen by the caller (RANDOMKEY).
     FirstNonNull { start: u32 },
+    /// A node's CLUSTER NODES/SLOTS/SHARDS reply with its addresses made public.
+    Rewrite { view: View, map: AddressMap },
 }
 
 /// Part of a split request: its own frame, and the slot that routes it.
@@ -124,15 +128,16 @@ pub fn encode_scan_cursor(master: u32, node_cursor: u64) -> Option<u64> {
     Some((node_cursor << SCAN_MASTER_BITS) | master as u64)
 }
 
-/// Elements of an aggregate reply as ranges of the frame, or None when the frame is not an
-/// aggregate of that kind.
+/// Elements of an aggregate reply as ranges of the frame (a map's keys and values
+/// alternating), or None when the frame is not an aggregate.
 pub fn elements(frame: &[u8]) -> Option<(u8, Vec<std::ops::Range<usize>>)> {
     let tag = *frame.first()?;
-    if !matches!(tag, b'*' | b'~' | b'>') {
+    if !matches!(tag, b'*' | b'~' | b'>' | b'%') {
         return None;
     }
     let cr = find_crlf(frame, 1)?;
     let n = parse_int(&frame[1..cr])?;
+    let n = if tag == b'%' { n.checked_mul(2)? } else { n };
     let mut pos = cr + 2;
     let mut out = Vec::new();
     if n < 0 {
@@ -290,6 +295,10 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             out.put_slice(&p[els[1].clone()]);
             out.freeze()
         }
+        Merge::Rewrite { view, map } => match parts.first() {
+            Some(p) => cluster_view::rewrite(*view, p, map),
+            None => error_frame("ERR no reply"),
+        },
         Merge::FirstNonNull { start } => {
             let n = parts.len();
             (0..n)

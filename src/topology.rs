@@ -283,7 +283,7 @@ pub fn parse_cluster_slots(v: &Value, asked: &str) -> Result<Vec<SlotRange>, Str
 }
 
 /// The internal-to-public address map, applied to every address a client is shown.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressMap {
     map: BTreeMap<String, String>,
 }
