@@ -35,6 +35,7 @@ const READ_BUDGET: usize = 1024 * 1024;
 const SHRINK_ABOVE: usize = 64 * 1024;
 
 const HELLO3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendState {
@@ -80,6 +81,7 @@ impl Backend {
         node: NodeId,
         addr: SocketAddr,
         proto: Proto,
+        readonly: bool,
         opts: &SocketOptions,
         now: Instant,
     ) -> io::Result<Backend> {
@@ -102,6 +104,11 @@ impl Backend {
         };
         if proto == Proto::Resp3 {
             b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
+        }
+        // Lets a replica serve reads for its master's slots; a no-op on a master, so every
+        // connection gets it and a failover needs no new connections.
+        if readonly {
+            b.push(Bytes::from_static(READONLY), Owner::Internal, None, now);
         }
         Ok(b)
     }

@@ -34,8 +34,9 @@ pub enum Owner {
         seq: u64,
         part: u32,
     },
-    /// The `+OK` to an ASKING the proxy sent before a redirected request.
-    Asking,
+    /// The `+OK` to a command the proxy sent for itself: ASKING before a redirected request,
+    /// READONLY on a new connection when replicas serve reads.
+    Internal,
     /// The reply to the HELLO 3 that switches a backend connection to RESP3.
     Hello,
     /// A CLUSTER SLOTS the proxy sent to refresh its view.

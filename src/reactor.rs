@@ -26,7 +26,7 @@ use crate::backend::{self, Backend, BackendState};
 use crate::client::{self, Client, ClientState};
 use crate::cluster_view;
 use crate::command::Args;
-use crate::config::{ClusterView, Config};
+use crate::config::{ClusterView, Config, ReadFrom};
 use crate::error::ProxyError;
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::local::{self, ServerInfo};
@@ -511,6 +511,16 @@ impl Core {
                     self.request_refresh(Duration::ZERO);
                 }
             },
+            Route::ReadSlot(slot) => match self.topo.owner(slot) {
+                Some(master) => match self.read_node(master) {
+                    Ok(node) => self.send_new(c, cref, node, frame, Some(slot)),
+                    Err(e) => c.reply_now(&e.to_frame()),
+                },
+                None => {
+                    c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
+                    self.request_refresh(Duration::ZERO);
+                }
+            },
             Route::AnyMaster => match self.any_master() {
                 Some(node) => self.send_new(c, cref, node, frame, None),
                 None => c.reply_now(&no_master().to_frame()),
@@ -641,6 +651,28 @@ impl Core {
         }
     }
 
+    /// The node that serves a read for `master`'s slots under `read_from`: one of its
+    /// replicas (round-robin over those not down), or the master itself.
+    fn read_node(&mut self, master: NodeId) -> Result<NodeId, ProxyError> {
+        if self.cfg.read_from == ReadFrom::Master {
+            return Ok(master);
+        }
+        let reps = &self.topo.node(master).replicas;
+        let n = reps.len();
+        self.any_rr = self.any_rr.wrapping_add(1);
+        let pick = (0..n)
+            .map(|k| reps[(self.any_rr + k) % n])
+            .find(|&r| !self.pool.is_down(r) && self.topo.node(r).role == Role::Replica);
+        match (pick, self.cfg.read_from) {
+            (Some(r), _) => Ok(r),
+            (None, ReadFrom::PreferReplica) => Ok(master),
+            (None, _) => Err(ProxyError::NodeUnavailable {
+                node: self.topo.node(master).addr.clone(),
+                why: "no replica of it is up (read_from: replica)".into(),
+            }),
+        }
+    }
+
     fn any_master(&mut self) -> Option<NodeId> {
         let masters: usize = self.topo.masters().count();
         if masters == 0 {
@@ -700,7 +732,7 @@ impl Core {
         let timeout = self.cfg.backend_timeout;
         let b = &mut self.backends[idx];
         if asking {
-            b.push(Bytes::from_static(ASKING), Owner::Asking, req.slot, now);
+            b.push(Bytes::from_static(ASKING), Owner::Internal, req.slot, now);
         }
         b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
         if !b.timer_armed && !timeout.is_zero() {
@@ -753,6 +785,7 @@ impl Core {
                 node,
                 addr,
                 proto,
+                self.cfg.read_from != ReadFrom::Master,
                 &self.cfg.socket,
                 self.now,
             ) {
@@ -795,10 +828,11 @@ impl Core {
     ) {
         let (client, seq, part) = match req.owner {
             Owner::Client { client, seq, part } => (client, seq, part),
-            Owner::Asking => {
+            Owner::Internal => {
                 if frame.first() == Some(&b'-') {
                     debug!(
-                        "ASKING refused: {}",
+                        "node {} refused ASKING/READONLY: {}",
+                        self.topo.node(from).addr,
                         String::from_utf8_lossy(&frame).trim_end()
                     );
                 }
@@ -1027,7 +1061,7 @@ impl Core {
                     self.refresh = RefreshState::Idle;
                     self.request_refresh(Duration::ZERO);
                 }
-                Owner::Asking | Owner::Hello => {}
+                Owner::Internal | Owner::Hello => {}
             }
         }
         self.request_refresh(Duration::ZERO);

@@ -31,6 +31,9 @@ pub enum Route {
     Local(Local),
     /// Every key is in this slot: to its master.
     Slot(Slot),
+    /// A read-only command whose keys are in this slot: to the master, or a replica under
+    /// `read_from`.
+    ReadSlot(Slot),
     /// No key: to one master.
     AnyMaster,
     /// Keys in several slots of a command that can be split: one request per slot, with
@@ -112,6 +115,7 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
         };
     }
     match slot {
+        Some(s) if cmd.has(flag::READONLY) && !cmd.has(flag::WRITE) => Route::ReadSlot(s),
         Some(s) => Route::Slot(s),
         None => Route::AnyMaster,
     }
@@ -242,8 +246,9 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(r("GET foo"), Route::Slot(Slot(12182)));
-        assert_eq!(r("get foo"), Route::Slot(Slot(12182)));
+        assert_eq!(r("GET foo"), Route::ReadSlot(Slot(12182)));
+        assert_eq!(r("get foo"), Route::ReadSlot(Slot(12182)));
+        assert_eq!(r("SET foo 1"), Route::Slot(Slot(12182)));
         assert_eq!(
             r("MSET {u}a 1 {u}b 2"),
             Route::Slot(crate::slot::key_slot(b"u"))
@@ -288,7 +293,7 @@ mod tests {
         assert_eq!(r("EVAL s 0"), Route::AnyMaster);
         assert_eq!(
             r("XREAD STREAMS s 0"),
-            Route::Slot(crate::slot::key_slot(b"s"))
+            Route::ReadSlot(crate::slot::key_slot(b"s"))
         );
         assert!(matches!(r("XREAD BLOCK 0 STREAMS s 0"), Route::Refuse(_)));
         assert!(matches!(r("BLPOP l 0"), Route::Refuse(_)));

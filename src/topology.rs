@@ -29,6 +29,8 @@ pub struct Node {
     /// Resolved once; None when the address does not resolve.
     pub sockaddr: Option<SocketAddr>,
     pub role: Role,
+    /// A master's replicas, as the last full view listed them.
+    pub replicas: Vec<NodeId>,
 }
 
 /// One slot range of a CLUSTER SLOTS reply.
@@ -125,6 +127,7 @@ impl Topology {
             addr: addr.to_string(),
             sockaddr: resolve(addr),
             role,
+            replicas: Vec::new(),
         });
         self.by_addr.insert(addr.to_string(), id);
         Some(id)
@@ -143,6 +146,9 @@ impl Topology {
         let before: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
         let mut owner = Box::new([NO_NODE; SLOTS]);
         let mut seen = vec![false; self.nodes.len()];
+        for n in &mut self.nodes {
+            n.replicas.clear();
+        }
         for r in ranges {
             let Some(m) = self.intern(&r.master, Role::Master) else {
                 continue;
@@ -157,6 +163,10 @@ impl Topology {
                         self.nodes[id.0 as usize].role = Role::Replica;
                     }
                     mark(&mut seen, id);
+                    let reps = &mut self.nodes[m.0 as usize].replicas;
+                    if !reps.contains(&id) {
+                        reps.push(id);
+                    }
                 }
             }
         }
@@ -377,6 +387,8 @@ mod tests {
         let a = t.owner(Slot(5)).unwrap();
         assert_eq!(t.node(a).addr, "127.0.0.1:7000");
         assert_eq!(t.masters().count(), 2);
+        assert_eq!(t.node(a).replicas.len(), 1);
+        assert_eq!(t.node(t.node(a).replicas[0]).addr, "127.0.0.1:7003");
         let b = t.set_owner(Slot(5), "127.0.0.1:7001").unwrap();
         assert_eq!(t.owner(Slot(5)), Some(b));
         // Re-applying the full view puts slot 5 back and reports it.
