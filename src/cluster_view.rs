@@ -96,7 +96,7 @@ pub fn proxy_answer(view: View, announce: &str, proto: Proto) -> Vec<u8> {
 
 /// A text reply: a bulk string in RESP2, a verbatim string in RESP3, as Redis sends
 /// CLUSTER NODES and CLUSTER INFO.
-fn text(out: &mut Vec<u8>, s: &str, proto: Proto) {
+pub fn text(out: &mut Vec<u8>, s: &str, proto: Proto) {
     match proto {
         Proto::Resp2 => encode::bulk(out, s.as_bytes()),
         Proto::Resp3 => {

@@ -117,6 +117,19 @@ pub struct Core {
     server_version: String,
     /// The proxy's own address in the `proxy` cluster view.
     announce: String,
+    stats: Stats,
+}
+
+/// Counters for INFO's proxy section.
+struct Stats {
+    started: Instant,
+    connected_clients: u64,
+    connections_received: u64,
+    commands: u64,
+    moved: u64,
+    ask: u64,
+    retries: u64,
+    node_failures: u64,
 }
 
 pub struct Reactor {
@@ -177,6 +190,16 @@ impl Reactor {
             replies: Vec::new(),
             server_version,
             announce,
+            stats: Stats {
+                started: now,
+                connected_clients: 0,
+                connections_received: 0,
+                commands: 0,
+                moved: 0,
+                ask: 0,
+                retries: 0,
+                node_failures: 0,
+            },
         };
         let every = core.cfg.refresh_interval;
         core.request_refresh(every);
@@ -250,6 +273,8 @@ impl Reactor {
                     let id = self.core.next_client_id;
                     self.core.next_client_id += 1;
                     entry.insert(Client::new(gen, id, addr, stream, self.core.now));
+                    self.core.stats.connections_received += 1;
+                    self.core.stats.connected_clients += 1;
                     debug!("client {addr} connected (id {id})");
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -456,6 +481,7 @@ impl Reactor {
         }
         let mut c = self.clients.remove(idx);
         c.deregister(&self.core.registry);
+        self.core.stats.connected_clients -= 1;
         debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
     }
 }
@@ -491,6 +517,7 @@ impl Core {
             ranges,
         };
         let route = router::route(&args);
+        self.stats.commands += 1;
         trace!(
             "client {} {:?}: {:?}",
             c.id,
@@ -549,6 +576,7 @@ impl Core {
                 }
             }
             Route::Scan => self.scan(c, cref, &args),
+            Route::Info => self.info(c, cref, &args, frame.clone()),
             Route::Cluster(view) => {
                 if self.cfg.cluster_view == ClusterView::Proxy {
                     c.reply_now(&cluster_view::proxy_answer(view, &self.announce, c.proto));
@@ -583,6 +611,79 @@ impl Core {
             }
             Route::Refuse(e) => c.reply_now(&e.to_frame()),
         }
+    }
+
+    /// INFO: the proxy's own section alone (`INFO proxy`), the masters' INFO merged with it
+    /// (no section, default, all, everything, keyspace), or one master's other sections.
+    fn info(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>, frame: Bytes) {
+        let sections: Vec<String> = (1..args.argc())
+            .map(|i| String::from_utf8_lossy(args.arg(i)).to_ascii_lowercase())
+            .collect();
+        let all = sections.is_empty()
+            || sections
+                .iter()
+                .any(|s| matches!(s.as_str(), "default" | "all" | "everything"));
+        if !all && sections.iter().all(|s| s == "proxy") {
+            let mut out = Vec::new();
+            cluster_view::text(&mut out, &self.proxy_section(), c.proto);
+            c.reply_now(&out);
+            return;
+        }
+        let keyspace_only = !all && sections.iter().all(|s| s == "keyspace");
+        if !all && !keyspace_only {
+            match self.any_master() {
+                Some(node) => self.send_new(c, cref, node, frame, None),
+                None => c.reply_now(&no_master().to_frame()),
+            }
+            return;
+        }
+        let masters = self.topo.masters_sorted();
+        if masters.is_empty() {
+            c.reply_now(&no_master().to_frame());
+            return;
+        }
+        let proxy = if all {
+            self.proxy_section()
+        } else {
+            String::new()
+        };
+        let seq = c.reserve_parts(
+            masters.len(),
+            Merge::Info {
+                proxy,
+                keyspace_only,
+            },
+        );
+        for (k, m) in masters.into_iter().enumerate() {
+            self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
+        }
+    }
+
+    fn proxy_section(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "# Proxy\r\nproxy_version:{}\r\nuptime_in_seconds:{}\r\nconnected_clients:{}\r\n\
+             total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+             redirects_moved:{}\r\nredirects_ask:{}\r\nretries_tryagain_clusterdown:{}\r\n\
+             node_connection_failures:{}\r\ncluster_masters:{}\r\ncluster_nodes:{}\r\n\
+             auto_redirect:{}\r\n",
+            crate::VERSION,
+            self.now.duration_since(s.started).as_secs(),
+            s.connected_clients,
+            s.connections_received,
+            s.commands,
+            s.moved,
+            s.ask,
+            s.retries,
+            s.node_failures,
+            self.topo.masters().count(),
+            self.topo
+                .nodes()
+                .iter()
+                .filter(|n| n.role != Role::Gone)
+                .count(),
+            if self.cfg.auto_redirect { "yes" } else { "no" },
+        )
     }
 
     /// SCAN over the cluster: the proxy's cursor names a master (in address order) and that
@@ -904,6 +1005,7 @@ impl Core {
             } => {
                 let addr = full_addr(addr, &from_addr);
                 info!("MOVED slot {slot}: {from_addr} -> {addr}");
+                self.stats.moved += 1;
                 req.attempt = attempt;
                 match self.topo.set_owner(Slot(slot), &addr) {
                     Some(node) => {
@@ -922,6 +1024,7 @@ impl Core {
             Next::Ask { addr, attempt } => {
                 let addr = full_addr(addr, &from_addr);
                 debug!("ASK slot {:?}: {from_addr} -> {addr}", req.slot);
+                self.stats.ask += 1;
                 req.attempt = attempt;
                 match self.topo.intern(&addr, Role::Master) {
                     Some(node) => self.resend(clients, node, proto, req, true),
@@ -939,6 +1042,7 @@ impl Core {
                     "{} from {from_addr}; retrying after a backoff",
                     String::from_utf8_lossy(&frame).trim_end()
                 );
+                self.stats.retries += 1;
                 if let Attempt::Backoff { until, .. } = attempt {
                     self.timers.add(until, TimerKind::Parked);
                 }
@@ -1032,6 +1136,7 @@ impl Core {
             .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
         let addr = self.topo.node(b.node).addr.clone();
         let wait = self.pool.mark_down(b.node, self.now);
+        self.stats.node_failures += 1;
         match b.state {
             BackendState::Connecting { .. } => {
                 warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")

@@ -50,6 +50,8 @@ pub enum Route {
     Cluster(View),
     /// A command that changes the cluster: refused unless `allow_admin_commands`.
     Admin,
+    /// INFO: merged over the masters, with the proxy's own section.
+    Info,
     Refuse(ProxyError),
 }
 
@@ -143,6 +145,7 @@ fn fan_out(cmd: &Command) -> Option<Route> {
         }
         "RANDOMKEY" => Merge::FirstNonNull { start: 0 },
         "SCAN" => return Some(Route::Scan),
+        "INFO" => return Some(Route::Info),
         _ => return None,
     }))
 }
@@ -289,7 +292,7 @@ mod tests {
             Route::Local(Local::ClientSetInfo)
         );
         assert_eq!(r("DBSIZE"), Route::FanOut(Merge::Sum));
-        assert_eq!(r("INFO"), Route::AnyMaster);
+        assert_eq!(r("INFO"), Route::Info);
         assert_eq!(r("EVAL s 0"), Route::AnyMaster);
         assert_eq!(
             r("XREAD STREAMS s 0"),

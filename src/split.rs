@@ -33,6 +33,10 @@ pub enum Merge {
     FirstNonNull { start: u32 },
     /// A node's CLUSTER NODES/SLOTS/SHARDS reply with its addresses made public.
     Rewrite { view: View, map: AddressMap },
+    /// INFO from every master: the first master's sections, the keyspace summed over all,
+    /// and the proxy's own section (already rendered) appended. `keyspace_only` when the
+    /// client asked for `INFO keyspace`.
+    Info { proxy: String, keyspace_only: bool },
 }
 
 /// Part of a split request: its own frame, and the slot that routes it.
@@ -299,6 +303,27 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             Some(p) => cluster_view::rewrite(*view, p, map),
             None => error_frame("ERR no reply"),
         },
+        Merge::Info {
+            proxy,
+            keyspace_only,
+        } => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for p in parts {
+                match crate::resp::value::decode(p) {
+                    Ok(crate::resp::value::Value::Str(t)) => {
+                        let t = String::from_utf8_lossy(&t).into_owned();
+                        // A RESP3 verbatim string starts with its format.
+                        let t = t.strip_prefix("txt:").map(str::to_string).unwrap_or(t);
+                        texts.push(t);
+                    }
+                    _ => return error_frame("ERR unexpected INFO reply from a node"),
+                }
+            }
+            let text = merge_info(&texts, proxy, *keyspace_only);
+            let mut out = Vec::with_capacity(text.len() + 16);
+            cluster_view::text(&mut out, &text, proto);
+            Bytes::from(out)
+        }
         Merge::FirstNonNull { start } => {
             let n = parts.len();
             (0..n)
@@ -313,6 +338,77 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                 })
         }
     }
+}
+
+/// Sums `db0:keys=..,expires=..,avg_ttl=..` lines over the masters' INFO texts.
+fn keyspace_sum(texts: &[String]) -> String {
+    let mut dbs: std::collections::BTreeMap<u32, (u64, u64, u128)> = Default::default();
+    for t in texts {
+        for line in t.lines() {
+            let Some((db, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(n) = db.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let e = dbs.entry(n).or_default();
+            let mut keys = 0;
+            for f in fields.split(',') {
+                match f.split_once('=') {
+                    Some(("keys", v)) => {
+                        keys = v.trim().parse().unwrap_or(0);
+                        e.0 += keys;
+                    }
+                    Some(("expires", v)) => e.1 += v.trim().parse::<u64>().unwrap_or(0),
+                    // Weighted by keys, so the sum's average is the average over all keys.
+                    Some(("avg_ttl", v)) => {
+                        e.2 += v.trim().parse::<u128>().unwrap_or(0) * keys as u128
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut out = String::from("# Keyspace\r\n");
+    for (db, (keys, expires, ttl_weighted)) in dbs {
+        let avg = if keys > 0 {
+            ttl_weighted / keys as u128
+        } else {
+            0
+        };
+        out.push_str(&format!(
+            "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n"
+        ));
+    }
+    out
+}
+
+fn merge_info(texts: &[String], proxy: &str, keyspace_only: bool) -> String {
+    let keyspace = keyspace_sum(texts);
+    if keyspace_only {
+        return keyspace;
+    }
+    let first = texts.first().map(String::as_str).unwrap_or("");
+    let mut out = String::with_capacity(first.len() + proxy.len() + 64);
+    let mut skipping = false;
+    for line in first.split_inclusive('\n') {
+        if line.starts_with('#') {
+            skipping = line.trim_end() == "# Keyspace";
+            if skipping {
+                continue;
+            }
+        }
+        if !skipping {
+            out.push_str(line);
+        }
+    }
+    if !out.is_empty() && !out.ends_with("\r\n\r\n") {
+        out.push_str("\r\n");
+    }
+    out.push_str(&keyspace);
+    out.push_str("\r\n");
+    out.push_str(proxy);
+    out
 }
 
 #[cfg(test)]
@@ -405,6 +501,25 @@ mod tests {
                 Proto::Resp2
             )[..],
             b"$1\r\nk\r\n"
+        );
+    }
+
+    #[test]
+    fn info_keyspace_summed() {
+        let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n";
+        let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n";
+        let out = merge_info(
+            &[a.into(), b.into()],
+            "# Proxy\r\nproxy_version:x\r\n",
+            false,
+        );
+        assert!(out.contains("db0:keys=8,expires=1,avg_ttl=25"), "{out}");
+        assert_eq!(out.matches("# Keyspace").count(), 1, "{out}");
+        assert!(out.contains("redis_version:7.0.15") && out.ends_with("proxy_version:x\r\n"));
+        let ks = merge_info(&[a.into(), b.into()], "", true);
+        assert!(
+            ks.starts_with("# Keyspace") && !ks.contains("Server"),
+            "{ks}"
         );
     }
 
