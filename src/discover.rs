@@ -18,6 +18,8 @@ pub struct Discovery {
     pub from: String,
     /// The cluster's Redis version, from that node's INFO.
     pub version: String,
+    /// That node's COMMAND reply, to learn the commands the built-in table lacks.
+    pub commands: Value,
 }
 
 /// Tries every seed; the error names each one and why it did not do.
@@ -41,11 +43,15 @@ fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
     let io_timeout = Some(timeout.max(Duration::from_secs(2)));
     s.set_read_timeout(io_timeout).map_err(|e| e.to_string())?;
     s.set_write_timeout(io_timeout).map_err(|e| e.to_string())?;
-    s.write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
-        .map_err(|e| e.to_string())?;
+    s.write_all(
+        b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$7\r\nCOMMAND\r\n",
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = BytesMut::new();
     let slots = read_reply(&mut s, &mut buf)?;
     let info = read_reply(&mut s, &mut buf)?;
+    // A node that cannot list its commands still routes with the built-in table.
+    let commands = read_reply(&mut s, &mut buf).unwrap_or(Value::Nil);
     if let Value::Error(e) = &slots {
         let e = String::from_utf8_lossy(e);
         return Err(if e.contains("cluster support disabled") {
@@ -70,6 +76,7 @@ fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
         ranges,
         from: seed.to_string(),
         version,
+        commands,
     })
 }
 

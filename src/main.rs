@@ -166,6 +166,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let learned = redis_cluster_proxy::command::learn(&found.commands);
+    match &found.commands {
+        redis_cluster_proxy::resp::value::Value::Array(all) => info!(
+            "the cluster knows {} commands; {learned} of them learned (not in the built-in table of Redis {})",
+            all.len(),
+            redis_cluster_proxy::command::GENERATED_FROM
+        ),
+        _ => log::warn!("the cluster's COMMAND reply could not be read; using the built-in table"),
+    }
     let mut topo = Topology::new();
     topo.apply(&found.ranges);
     info!(

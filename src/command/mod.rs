@@ -136,7 +136,8 @@ pub fn lookup<A: Args + ?Sized>(args: &A) -> Option<&'static Command> {
     if args.argc() == 0 {
         return None;
     }
-    let top = find_in(COMMANDS, args.arg(0), |c| c.name)?;
+    let top = find_in(COMMANDS, args.arg(0), |c| c.name)
+        .or_else(|| find_in(learned(), args.arg(0), |c| c.name))?;
     if top.subcommands.is_empty() || args.argc() < 2 {
         return Some(top);
     }
@@ -333,5 +334,181 @@ mod tests {
         let mset = lookup([b"MSET".as_slice()].as_slice()).unwrap();
         assert!(mset.arity_ok(5));
         assert!(!mset.arity_ok(2));
+    }
+}
+
+/// Commands learned from the cluster's own COMMAND reply at start: those the built-in table
+/// lacks (module commands such as RedisJSON's, commands of a newer Redis). Set once, before
+/// the reactor runs; the built-in table stays the fallback and takes precedence.
+static LEARNED: std::sync::OnceLock<&'static [Command]> = std::sync::OnceLock::new();
+
+fn learned() -> &'static [Command] {
+    LEARNED.get().copied().unwrap_or(&[])
+}
+
+/// Learns the commands of a COMMAND reply that the built-in table does not know. Returns how
+/// many were learned; only the first call has an effect.
+pub fn learn(reply: &crate::resp::value::Value) -> usize {
+    let crate::resp::value::Value::Array(entries) = reply else {
+        return 0;
+    };
+    let mut new: Vec<Command> = entries
+        .iter()
+        .filter_map(parse_entry)
+        .filter(|c| find_in(COMMANDS, c.name.as_bytes(), |c| c.name).is_none())
+        .collect();
+    new.sort_by(|a, b| a.name.cmp(b.name));
+    new.dedup_by(|a, b| a.name == b.name);
+    let n = new.len();
+    // Leaked once per process: the table lives as long as the proxy, like the built-in one.
+    let table: &'static [Command] = Box::leak(new.into_boxed_slice());
+    if LEARNED.set(table).is_err() {
+        return 0;
+    }
+    n
+}
+
+fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_ascii_uppercase().into_boxed_str())
+}
+
+/// One COMMAND entry: name, arity, flags, first, last, step, categories, tips, key specs,
+/// subcommands.
+fn parse_entry(v: &crate::resp::value::Value) -> Option<Command> {
+    use crate::resp::value::Value;
+    let Value::Array(f) = v else { return None };
+    let name = leak_str(f.first()?.as_str()?);
+    let arity = f.get(1)?.as_int()?.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+    let mut flags = 0;
+    if let Some(Value::Array(fl)) = f.get(2) {
+        for x in fl.iter().filter_map(Value::as_str) {
+            flags |= match x {
+                "write" => flag::WRITE,
+                "readonly" => flag::READONLY,
+                "denyoom" => flag::DENYOOM,
+                "admin" => flag::ADMIN,
+                "pubsub" => flag::PUBSUB,
+                "noscript" => flag::NOSCRIPT,
+                "blocking" => flag::BLOCKING,
+                "loading" => flag::LOADING,
+                "stale" => flag::STALE,
+                "fast" => flag::FAST,
+                "movablekeys" => flag::MOVABLEKEYS,
+                _ => 0,
+            };
+        }
+    }
+    let int = |i: usize| f.get(i).and_then(Value::as_int).unwrap_or(0) as i32;
+    let legacy = (int(3), int(4), int(5));
+    let mut keys: Vec<KeySpec> = match f.get(8) {
+        Some(Value::Array(specs)) => specs.iter().filter_map(parse_key_spec).collect(),
+        _ => Vec::new(),
+    };
+    if keys.is_empty() && legacy.0 > 0 {
+        let (first, last, step) = legacy;
+        keys.push(KeySpec {
+            begin: Begin::Index(first),
+            find: Find::Range {
+                last: if last < 0 { last } else { last - first },
+                step: step.max(1),
+                limit: 0,
+            },
+        });
+    }
+    let mut subs: Vec<Command> = match f.get(9) {
+        Some(Value::Array(s)) => s.iter().filter_map(parse_entry).collect(),
+        _ => Vec::new(),
+    };
+    subs.sort_by(|a, b| a.sub_name().cmp(b.sub_name()));
+    Some(Command {
+        name,
+        arity,
+        flags,
+        legacy,
+        tips: &[],
+        keys: Box::leak(keys.into_boxed_slice()),
+        subcommands: Box::leak(subs.into_boxed_slice()),
+    })
+}
+
+/// A flat key-value array's value for `key`.
+fn field<'a>(
+    pairs: &'a [crate::resp::value::Value],
+    key: &str,
+) -> Option<&'a crate::resp::value::Value> {
+    pairs
+        .chunks(2)
+        .find(|p| p.first().and_then(|k| k.as_str()) == Some(key))
+        .and_then(|p| p.get(1))
+}
+
+fn parse_key_spec(v: &crate::resp::value::Value) -> Option<KeySpec> {
+    use crate::resp::value::Value;
+    let Value::Array(spec) = v else { return None };
+    let Some(Value::Array(bs)) = field(spec, "begin_search") else {
+        return None;
+    };
+    let Some(Value::Array(fk)) = field(spec, "find_keys") else {
+        return None;
+    };
+    let sub = |m: &'_ [Value]| match field(m, "spec") {
+        Some(Value::Array(s)) => s.clone(),
+        _ => Vec::new(),
+    };
+    let num = |m: &[Value], k: &str| field(m, k).and_then(Value::as_int).unwrap_or(0) as i32;
+    let bspec = sub(bs);
+    let begin = match field(bs, "type").and_then(Value::as_str) {
+        Some("index") => Begin::Index(num(&bspec, "index")),
+        Some("keyword") => {
+            let kw = field(&bspec, "keyword").and_then(Value::as_str)?;
+            Begin::Keyword(leak_str(kw).as_bytes(), num(&bspec, "startfrom"))
+        }
+        _ => Begin::Unknown,
+    };
+    let fspec = sub(fk);
+    let find = match field(fk, "type").and_then(Value::as_str) {
+        Some("range") => Find::Range {
+            last: num(&fspec, "lastkey"),
+            step: num(&fspec, "keystep"),
+            limit: num(&fspec, "limit"),
+        },
+        Some("keynum") => Find::Keynum {
+            idx: num(&fspec, "keynumidx"),
+            first: num(&fspec, "firstkey"),
+            step: num(&fspec, "keystep"),
+        },
+        _ => Find::Unknown,
+    };
+    Some(KeySpec { begin, find })
+}
+
+#[cfg(test)]
+mod learn_tests {
+    use super::*;
+    use crate::resp::value::decode;
+
+    #[test]
+    fn learns_module_commands_with_key_specs() {
+        // JSON.GET key [path]: as a module announces it in COMMAND (RESP2).
+        let reply = b"*2\r\n\
+            *10\r\n$8\r\njson.get\r\n:-2\r\n*1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n\
+            *1\r\n*6\r\n$5\r\nflags\r\n*1\r\n+RO\r\n\
+            $12\r\nbegin_search\r\n*4\r\n$4\r\ntype\r\n$5\r\nindex\r\n$4\r\nspec\r\n*2\r\n$5\r\nindex\r\n:1\r\n\
+            $9\r\nfind_keys\r\n*4\r\n$4\r\ntype\r\n$5\r\nrange\r\n$4\r\nspec\r\n*6\r\n$7\r\nlastkey\r\n:0\r\n$7\r\nkeystep\r\n:1\r\n$5\r\nlimit\r\n:0\r\n\
+            *0\r\n\
+            *10\r\n$3\r\nget\r\n:2\r\n*0\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
+        let v = decode(reply).unwrap();
+        assert_eq!(learn(&v), 1);
+        let args: Vec<&[u8]> = vec![b"JSON.GET", b"doc", b"$.a"];
+        let cmd = lookup(args.as_slice()).expect("learned");
+        assert!(cmd.has(flag::READONLY));
+        let mut keys = Vec::new();
+        for_each_key(cmd, args.as_slice(), |i| {
+            keys.push(args[i]);
+            true
+        });
+        assert_eq!(keys, vec![b"doc".as_slice()]);
+        // GET stays the built-in entry.
+        assert_eq!(lookup([b"get".as_slice()].as_slice()).unwrap().arity, 2);
     }
 }
