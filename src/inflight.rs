@@ -93,6 +93,9 @@ pub enum Next<'a> {
     Ask { addr: &'a str, attempt: Attempt },
     /// Park the request, then re-send it by slot.
     Retry { attempt: Attempt },
+    /// The node lacks the script of an EVALSHA: load it there (if the proxy knows it) and
+    /// re-send.
+    LoadScript { attempt: Attempt },
     /// The redirection budget is spent: fail the request with this error.
     GiveUp { max: u32 },
 }
@@ -111,10 +114,20 @@ pub fn on_error<'a>(
     max_redirects: u32,
     now: Instant,
 ) -> Next<'a> {
+    let redirects = attempt.redirects() + 1;
+    // A script lost by a node is the proxy's to mend whether or not it follows redirections;
+    // past the budget the client sees the NOSCRIPT itself.
+    if matches!(kind, ErrorKind::NoScript) {
+        if redirects > max_redirects {
+            return Next::Deliver;
+        }
+        return Next::LoadScript {
+            attempt: Attempt::Sent { redirects },
+        };
+    }
     if !auto_redirect || matches!(kind, ErrorKind::Other) {
         return Next::Deliver;
     }
-    let redirects = attempt.redirects() + 1;
     if redirects > max_redirects {
         return Next::GiveUp { max: max_redirects };
     }
@@ -134,7 +147,7 @@ pub fn on_error<'a>(
                 until: now + backoff(redirects),
             },
         },
-        ErrorKind::Other => Next::Deliver,
+        ErrorKind::Other | ErrorKind::NoScript => Next::Deliver,
     }
 }
 
@@ -181,6 +194,17 @@ mod tests {
         );
         assert_eq!(
             on_error(sent, classify_error(b"-ERR x\r\n"), true, 5, now),
+            Next::Deliver
+        );
+        let noscript = classify_error(b"-NOSCRIPT No matching script.\r\n");
+        assert_eq!(
+            on_error(sent, noscript.clone(), false, 5, now),
+            Next::LoadScript {
+                attempt: Attempt::Sent { redirects: 1 }
+            }
+        );
+        assert_eq!(
+            on_error(Attempt::Sent { redirects: 5 }, noscript, true, 5, now),
             Next::Deliver
         );
     }

@@ -18,6 +18,7 @@ pub mod pool;
 pub mod reactor;
 pub mod resp;
 pub mod router;
+pub mod sha1;
 pub mod slot;
 pub mod split;
 pub mod timer;

@@ -11,6 +11,7 @@
 //!        -> flush backends (one write each), then clients
 //! ```
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -53,6 +54,10 @@ const DEGRADED_FAST_FOR: Duration = Duration::from_secs(30);
 const DEGRADED_REFRESH_SLOW: Duration = Duration::from_secs(1);
 const CLUSTER_SLOTS: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// Bounds on the scripts remembered for NOSCRIPT recovery, so clients cannot grow it
+/// without limit.
+const MAX_SCRIPTS: usize = 10_000;
+const MAX_SCRIPT_BYTES: usize = 16 << 20;
 /// Connections accepted per listener event before other sockets get their turn.
 const ACCEPT_BUDGET: usize = 256;
 
@@ -118,6 +123,10 @@ pub struct Core {
     /// The proxy's own address in the `proxy` cluster view.
     announce: String,
     stats: Stats,
+    /// Scripts loaded through the proxy (SCRIPT LOAD), by digest, to load again on a node
+    /// that answers NOSCRIPT (a promoted replica, a restarted node).
+    scripts: HashMap<String, Bytes>,
+    scripts_bytes: usize,
 }
 
 /// Counters for INFO's proxy section.
@@ -190,6 +199,8 @@ impl Reactor {
             replies: Vec::new(),
             server_version,
             announce,
+            scripts: HashMap::new(),
+            scripts_bytes: 0,
             stats: Stats {
                 started: now,
                 connected_clients: 0,
@@ -561,6 +572,12 @@ impl Core {
                 }
             }
             Route::FanOut(mut merge) => {
+                if args.argc() == 3
+                    && args.arg(0).eq_ignore_ascii_case(b"SCRIPT")
+                    && args.arg(1).eq_ignore_ascii_case(b"LOAD")
+                {
+                    self.remember_script(args.arg(2));
+                }
                 let masters = self.topo.masters_sorted();
                 if masters.is_empty() {
                     c.reply_now(&no_master().to_frame());
@@ -611,6 +628,19 @@ impl Core {
             }
             Route::Refuse(e) => c.reply_now(&e.to_frame()),
         }
+    }
+
+    fn remember_script(&mut self, body: &[u8]) {
+        let sha = crate::sha1::sha1_hex(body);
+        if self.scripts.contains_key(&sha) {
+            return;
+        }
+        if self.scripts.len() >= MAX_SCRIPTS || self.scripts_bytes + body.len() > MAX_SCRIPT_BYTES {
+            warn!("script cache full ({MAX_SCRIPTS} scripts, {MAX_SCRIPT_BYTES} bytes): {sha} not remembered");
+            return;
+        }
+        self.scripts_bytes += body.len();
+        self.scripts.insert(sha, Bytes::copy_from_slice(body));
     }
 
     /// INFO: the proxy's own section alone (`INFO proxy`), the masters' INFO merged with it
@@ -746,7 +776,7 @@ impl Core {
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
         };
-        if let Err(failed) = self.send(node, c.proto, cref.idx, req, false) {
+        if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
             c.complete(seq, part, Bytes::from(e.to_frame()));
         }
@@ -809,7 +839,7 @@ impl Core {
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
         };
-        if let Err(failed) = self.send(node, c.proto, cref.idx, req, false) {
+        if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
             c.complete(seq, 0, Bytes::from(e.to_frame()));
         }
@@ -823,7 +853,7 @@ impl Core {
         proto: Proto,
         client_idx: usize,
         req: InFlight,
-        asking: bool,
+        prefix: Option<Bytes>,
     ) -> Result<(), Box<(ProxyError, InFlight)>> {
         let idx = match self.backend_for(node, proto, client_idx) {
             Ok(idx) => idx,
@@ -832,8 +862,8 @@ impl Core {
         let now = self.now;
         let timeout = self.cfg.backend_timeout;
         let b = &mut self.backends[idx];
-        if asking {
-            b.push(Bytes::from_static(ASKING), Owner::Internal, req.slot, now);
+        if let Some(p) = prefix {
+            b.push(p, Owner::Internal, req.slot, now);
         }
         b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
         if !b.timer_armed && !timeout.is_zero() {
@@ -1010,7 +1040,7 @@ impl Core {
                 match self.topo.set_owner(Slot(slot), &addr) {
                     Some(node) => {
                         self.request_refresh(MOVED_REFRESH_DELAY);
-                        self.resend(clients, node, proto, req, false);
+                        self.resend(clients, node, proto, req, None);
                     }
                     None => fail(
                         clients,
@@ -1027,7 +1057,9 @@ impl Core {
                 self.stats.ask += 1;
                 req.attempt = attempt;
                 match self.topo.intern(&addr, Role::Master) {
-                    Some(node) => self.resend(clients, node, proto, req, true),
+                    Some(node) => {
+                        self.resend(clients, node, proto, req, Some(Bytes::from_static(ASKING)))
+                    }
                     None => fail(
                         clients,
                         &mut self.dirty_clients,
@@ -1052,6 +1084,27 @@ impl Core {
                 }
                 self.parked.push((req, proto));
             }
+            Next::LoadScript { attempt } => {
+                let body = script_sha(&req.req).and_then(|sha| self.scripts.get(&sha).cloned());
+                match body {
+                    Some(body) => {
+                        debug!("NOSCRIPT from {from_addr}: loading the script there and retrying");
+                        req.attempt = attempt;
+                        let mut load = BytesMut::new();
+                        encode::command(&mut load, &[b"SCRIPT", b"LOAD", &body]);
+                        self.resend(clients, from, proto, req, Some(load.freeze()));
+                    }
+                    None => deliver(
+                        clients,
+                        &mut self.dirty_clients,
+                        &mut self.resume_clients,
+                        client,
+                        seq,
+                        part,
+                        frame,
+                    ),
+                }
+            }
             Next::GiveUp { max } => {
                 let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
                 warn!("giving up after {max} redirections: {last}");
@@ -1074,13 +1127,13 @@ impl Core {
         node: NodeId,
         proto: Proto,
         req: InFlight,
-        asking: bool,
+        prefix: Option<Bytes>,
     ) {
         let client_idx = match req.owner {
             Owner::Client { client, .. } => client.idx,
             _ => 0,
         };
-        if let Err(failed) = self.send(node, proto, client_idx, req, asking) {
+        if let Err(failed) = self.send(node, proto, client_idx, req, prefix) {
             let (e, req) = *failed;
             fail(
                 clients,
@@ -1109,7 +1162,7 @@ impl Core {
                 None => self.any_master(),
             };
             match node {
-                Some(node) => self.resend(clients, node, proto, req, false),
+                Some(node) => self.resend(clients, node, proto, req, None),
                 None => {
                     let e = ProxyError::SlotUnserved(req.slot.map(|s| s.0).unwrap_or(0));
                     fail(
@@ -1260,7 +1313,7 @@ impl Core {
                 sent_at: self.now,
             };
             if self
-                .send(node, Proto::Resp2, self.refresh_rr, req, false)
+                .send(node, Proto::Resp2, self.refresh_rr, req, None)
                 .is_ok()
             {
                 trace!("topology refresh from {}", self.topo.node(node).addr);
@@ -1340,6 +1393,22 @@ impl Core {
             );
         }
     }
+}
+
+/// The digest an EVALSHA/EVALSHA_RO request names, lower-cased.
+fn script_sha(req: &[u8]) -> Option<String> {
+    let mut p = crate::resp::request::RequestParser::new();
+    match p.parse(req).ok()?? {
+        Frame::Multibulk { .. } => {}
+        _ => return None,
+    }
+    let args = p.args();
+    let name = req.get(args.first()?.clone())?;
+    if !name.eq_ignore_ascii_case(b"EVALSHA") && !name.eq_ignore_ascii_case(b"EVALSHA_RO") {
+        return None;
+    }
+    let sha = req.get(args.get(1)?.clone())?;
+    Some(String::from_utf8_lossy(sha).to_ascii_lowercase())
 }
 
 fn no_master() -> ProxyError {

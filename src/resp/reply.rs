@@ -126,6 +126,8 @@ pub enum ErrorKind<'a> {
     Redirect(Redirect<'a>),
     TryAgain,
     ClusterDown,
+    /// EVALSHA of a script the node does not have.
+    NoScript,
     Other,
 }
 
@@ -139,6 +141,9 @@ pub fn classify_error(frame: &[u8]) -> ErrorKind<'_> {
     }
     if line.starts_with(b"CLUSTERDOWN") {
         return ErrorKind::ClusterDown;
+    }
+    if line.starts_with(b"NOSCRIPT") {
+        return ErrorKind::NoScript;
     }
     let moved = line.starts_with(b"MOVED ");
     if moved || line.starts_with(b"ASK ") {
