@@ -20,13 +20,19 @@ use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
 use crate::split::{self, Merge};
 
-/// Requests one client may have waiting for replies before the proxy stops reading it.
-pub const MAX_PENDING: usize = 16 * 1024;
-/// Unsent reply bytes past which the proxy stops reading the client.
-pub const MAX_OUTPUT: usize = 8 * 1024 * 1024;
 /// Bytes read from one client per turn.
 pub const READ_BUDGET: usize = 256 * 1024;
 const SHRINK_ABOVE: usize = 64 * 1024;
+
+/// Per-client bounds from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_pending: usize,
+    /// Reading stops past this many unsent reply bytes.
+    pub soft_output: usize,
+    /// The client is disconnected past this many.
+    pub hard_output: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
@@ -79,6 +85,8 @@ pub struct Client {
     /// Reading stopped (budget or backpressure) with input possibly left unread.
     pub paused: bool,
     pub since: Instant,
+    /// When it last sent a complete request, for `client_timeout`.
+    pub last_request: Instant,
 }
 
 impl Client {
@@ -99,6 +107,7 @@ impl Client {
             dirty: false,
             paused: false,
             since: now,
+            last_request: now,
         }
     }
 
@@ -107,10 +116,15 @@ impl Client {
     }
 
     /// Whether the proxy should take more requests from this client now.
-    pub fn wants_input(&self) -> bool {
+    pub fn wants_input(&self, limits: &Limits) -> bool {
         self.state == ClientState::Open
-            && self.pending.len() < MAX_PENDING
-            && self.wbuf.len() < MAX_OUTPUT
+            && self.pending.len() < limits.max_pending
+            && self.wbuf.len() < limits.soft_output
+    }
+
+    /// Unsent reply bytes, for the hard output limit.
+    pub fn output_len(&self) -> usize {
+        self.wbuf.len()
     }
 
     /// Reserves the next place in the reply queue.

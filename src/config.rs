@@ -19,6 +19,9 @@ pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKEND_CONNECTIONS: usize = 1;
 pub const DEFAULT_BACKLOG: i32 = 1024;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+pub const DEFAULT_CLIENT_MAX_PENDING: usize = 16 * 1024;
+pub const DEFAULT_CLIENT_OUTPUT_LIMIT: usize = 64 << 20;
 
 /// Everything the proxy reads from `config.yaml`; every field has a default so an empty file
 /// is a valid configuration (apart from `redis_nodes`, which must name at least one node).
@@ -64,6 +67,18 @@ pub struct Config {
     /// Where read-only commands go: `master`, `replica` (a replica of the slot's master,
     /// round-robin; an error when none is up) or `prefer_replica` (a replica, else the master).
     pub read_from: ReadFrom,
+    /// Clients connected at once; the next one gets `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// Close a client idle (no request, nothing pending) this long; 0 disables it. A request
+    /// that never completes does not count as activity.
+    #[serde(deserialize_with = "duration")]
+    pub client_timeout: Duration,
+    /// Requests one client may have waiting for replies before the proxy stops reading it.
+    pub client_max_pending: usize,
+    /// Unsent reply bytes past which a client that does not read is disconnected (Redis's
+    /// client-output-buffer-limit); reading it stops at an eighth of this.
+    #[serde(deserialize_with = "byte_size")]
+    pub client_output_limit: usize,
     /// Socket options for the listener, client and backend sockets.
     pub socket: SocketOptions,
 }
@@ -134,6 +149,10 @@ impl Default for Config {
             announce_address: None,
             allow_admin_commands: false,
             read_from: ReadFrom::Master,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            client_timeout: Duration::ZERO,
+            client_max_pending: DEFAULT_CLIENT_MAX_PENDING,
+            client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             socket: SocketOptions::default(),
         }
     }
@@ -215,6 +234,15 @@ impl Config {
                 return err(format!("announce_address: '{a}' is not host:port"));
             }
         }
+        if self.max_clients == 0 {
+            return err("max_clients: must be greater than 0".into());
+        }
+        if self.client_max_pending == 0 {
+            return err("client_max_pending: must be greater than 0".into());
+        }
+        if self.client_output_limit < 1 << 20 {
+            return err("client_output_limit: must be at least 1mb".into());
+        }
         if self.socket.backlog <= 0 {
             return err("socket.backlog: must be greater than 0".into());
         }
@@ -271,6 +299,41 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     Some(Duration::from_secs_f64(secs))
+}
+
+/// Parses `64mb`, `512kb`, `1gb` or a bare number of bytes.
+pub fn parse_byte_size(s: &str) -> Option<usize> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = s.strip_suffix("gb") {
+        (n, 1usize << 30)
+    } else if let Some(n) = s.strip_suffix("mb") {
+        (n, 1 << 20)
+    } else if let Some(n) = s.strip_suffix("kb") {
+        (n, 1 << 10)
+    } else if let Some(n) = s.strip_suffix('b') {
+        (n, 1)
+    } else {
+        (s.as_str(), 1)
+    };
+    num.trim().parse::<usize>().ok()?.checked_mul(mult)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(n) => n.to_string(),
+        Raw::Text(t) => t,
+    };
+    parse_byte_size(&text).ok_or_else(|| {
+        de::Error::custom(format!(
+            "'{text}' is not a size (write it as 64mb, 512kb, 1gb or a number of bytes)"
+        ))
+    })
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -361,6 +424,17 @@ mod tests {
         let c = Config::from_yaml("refresh_interval: 2s\nconnect_timeout: 250ms\n").unwrap();
         assert_eq!(c.refresh_interval, Duration::from_secs(2));
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_byte_size("64mb"), Some(64 << 20));
+        assert_eq!(parse_byte_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_byte_size("100"), Some(100));
+        assert_eq!(parse_byte_size("x"), None);
+        let c = Config::from_yaml("client_output_limit: 2mb\nmax_clients: 5\n").unwrap();
+        assert_eq!(c.client_output_limit, 2 << 20);
+        assert_eq!(c.max_clients, 5);
     }
 
     #[test]

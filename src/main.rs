@@ -122,6 +122,31 @@ fn apply_overrides(cfg: &mut Config, overrides: &[(String, String)]) -> Result<(
     Ok(())
 }
 
+/// Raises the soft open-files limit to the hard one, as Redis does for maxclients; returns
+/// the limit in force.
+fn raise_open_files_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return None;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+    }
+    Some(r.rlim_cur as u64)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = match parse_args(&args) {
@@ -158,6 +183,21 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
 
+    match raise_open_files_limit() {
+        Some(n) => {
+            // The listener, the poll instance, the log, and two connections per node.
+            let reserve = 16 + 4 * cfg.redis_nodes.len().max(6) as u64;
+            let fit = n.saturating_sub(reserve);
+            info!("open files limit {n}: about {fit} clients fit");
+            if (cfg.max_clients as u64) > fit {
+                log::warn!(
+                    "max_clients ({}) is above what the open files limit allows (about {fit}); raise it with ulimit -n",
+                    cfg.max_clients
+                );
+            }
+        }
+        None => log::warn!("the open files limit could not be read"),
+    }
     let found = match discover(&cfg.redis_nodes, cfg.connect_timeout) {
         Ok(d) => d,
         Err(e) => {

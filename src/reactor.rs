@@ -24,7 +24,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::backend::{self, Backend, BackendState};
-use crate::client::{self, Client, ClientState};
+use crate::client::{self, Client, ClientState, Limits};
 use crate::cluster_view;
 use crate::command::Args;
 use crate::config::{ClusterView, Config, ReadFrom};
@@ -105,8 +105,7 @@ pub struct Core {
     next_gen: u64,
     next_client_id: u64,
     dirty_backends: Vec<usize>,
-    dirty_clients: Vec<usize>,
-    resume_clients: Vec<usize>,
+    wake: Wake,
     resume_backends: Vec<usize>,
     /// Requests waiting out a TRYAGAIN/CLUSTERDOWN backoff, with the protocol they use.
     parked: Vec<(InFlight, Proto)>,
@@ -127,6 +126,15 @@ pub struct Core {
     /// that answers NOSCRIPT (a promoted replica, a restarted node).
     scripts: HashMap<String, Bytes>,
     scripts_bytes: usize,
+}
+
+/// What replies set in motion for clients: output to flush, clients to read again now
+/// that their queue has room, clients over the output limit.
+struct Wake {
+    dirty_clients: Vec<usize>,
+    resume_clients: Vec<usize>,
+    kill: Vec<usize>,
+    limits: Limits,
 }
 
 /// Counters for INFO's proxy section.
@@ -173,6 +181,11 @@ impl Reactor {
                     .unwrap_or(cfg.proxy_port)
             )
         });
+        let limits = Limits {
+            max_pending: cfg.client_max_pending,
+            soft_output: (cfg.client_output_limit / 8).max(64 * 1024),
+            hard_output: cfg.client_output_limit,
+        };
         let now = Instant::now();
         let mut core = Core {
             registry: poll.registry().try_clone()?,
@@ -187,8 +200,12 @@ impl Reactor {
             next_gen: 1,
             next_client_id: 1,
             dirty_backends: Vec::new(),
-            dirty_clients: Vec::new(),
-            resume_clients: Vec::new(),
+            wake: Wake {
+                dirty_clients: Vec::new(),
+                resume_clients: Vec::new(),
+                kill: Vec::new(),
+                limits,
+            },
             resume_backends: Vec::new(),
             parked: Vec::new(),
             refresh: RefreshState::Idle,
@@ -214,6 +231,10 @@ impl Reactor {
         };
         let every = core.cfg.refresh_interval;
         core.request_refresh(every);
+        if !core.cfg.client_timeout.is_zero() {
+            let at = now + sweep_period(core.cfg.client_timeout);
+            core.timers.add(at, TimerKind::ClientSweep);
+        }
         Ok(Reactor {
             poll,
             listener,
@@ -267,6 +288,16 @@ impl Reactor {
         for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
+                    if self.clients.len() >= self.core.cfg.max_clients {
+                        use std::io::Write;
+                        // Best effort, as Redis: the socket is new, its buffer empty.
+                        let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                        warn!(
+                            "client {addr} refused: max_clients ({}) reached",
+                            self.core.cfg.max_clients
+                        );
+                        continue;
+                    }
                     if let Err(e) = net::apply_stream_options(&stream, &self.core.cfg.socket) {
                         debug!("client {addr}: socket options not applied: {e}");
                     }
@@ -328,9 +359,9 @@ impl Reactor {
                 c.state = ClientState::Closing;
                 c.paused = false;
             }
-            if c.paused && c.wants_input() {
+            if c.paused && c.wants_input(&self.core.wake.limits) {
                 c.paused = false;
-                self.core.resume_clients.push(idx);
+                self.core.wake.resume_clients.push(idx);
             }
             self.core.mark_client(&mut self.clients, idx);
         }
@@ -346,7 +377,7 @@ impl Reactor {
         // changed; it goes back at the end (no allocation: the Vec moves).
         let mut parser = std::mem::take(&mut c.parser);
         loop {
-            if !c.wants_input() {
+            if !c.wants_input(&self.core.wake.limits) {
                 if c.state == ClientState::Open && !c.rbuf.is_empty() {
                     c.paused = true;
                 }
@@ -435,12 +466,13 @@ impl Reactor {
                     self.core.check_backend(&mut self.clients, idx, gen)
                 }
                 TimerKind::Parked => self.core.resend_parked(&mut self.clients),
+                TimerKind::ClientSweep => self.sweep_idle_clients(),
             }
         }
     }
 
     fn resume(&mut self) {
-        let clients = std::mem::take(&mut self.core.resume_clients);
+        let clients = std::mem::take(&mut self.core.wake.resume_clients);
         for idx in clients {
             self.client_input(idx);
         }
@@ -451,6 +483,18 @@ impl Reactor {
     }
 
     fn flush(&mut self) {
+        let kill = std::mem::take(&mut self.core.wake.kill);
+        for idx in kill {
+            if let Some(c) = self.clients.get(idx) {
+                warn!(
+                    "client {} (id {}) disconnected: {} bytes of replies unread, over client_output_limit",
+                    c.addr,
+                    c.id,
+                    c.output_len()
+                );
+                self.close_client(idx, "output limit");
+            }
+        }
         let mut dirty = std::mem::take(&mut self.core.dirty_backends);
         for &idx in &dirty {
             let Some(b) = self.core.backends.get_mut(idx) else {
@@ -466,7 +510,7 @@ impl Reactor {
         dirty.append(&mut self.core.dirty_backends);
         self.core.dirty_backends = dirty;
 
-        let mut dirty = std::mem::take(&mut self.core.dirty_clients);
+        let mut dirty = std::mem::take(&mut self.core.wake.dirty_clients);
         for &idx in &dirty {
             let Some(c) = self.clients.get_mut(idx) else {
                 continue;
@@ -482,8 +526,33 @@ impl Reactor {
             }
         }
         dirty.clear();
-        dirty.append(&mut self.core.dirty_clients);
-        self.core.dirty_clients = dirty;
+        dirty.append(&mut self.core.wake.dirty_clients);
+        self.core.wake.dirty_clients = dirty;
+    }
+
+    /// Closes clients idle past `client_timeout`: nothing pending, nothing unsent, and no
+    /// complete request for that long (bytes of a request that never completes do not count,
+    /// so a client trickling a request forever is closed too).
+    fn sweep_idle_clients(&mut self) {
+        let timeout = self.core.cfg.client_timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let now = self.core.now;
+        let idle: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.pending() == 0 && !c.has_output() && now.duration_since(c.last_request) >= timeout
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for idx in idle {
+            self.close_client(idx, "idle past client_timeout");
+        }
+        self.core
+            .timers
+            .add(now + sweep_period(timeout), TimerKind::ClientSweep);
     }
 
     fn close_client(&mut self, idx: usize, why: &str) {
@@ -507,7 +576,7 @@ impl Core {
         if let Some(c) = clients.get_mut(idx) {
             if !c.dirty {
                 c.dirty = true;
-                self.dirty_clients.push(idx);
+                self.wake.dirty_clients.push(idx);
             }
         }
     }
@@ -529,6 +598,7 @@ impl Core {
         };
         let route = router::route(&args);
         self.stats.commands += 1;
+        c.last_request = self.now;
         trace!(
             "client {} {:?}: {:?}",
             c.id,
@@ -985,15 +1055,7 @@ impl Core {
             }
         };
         if frame.first() != Some(&b'-') {
-            deliver(
-                clients,
-                &mut self.dirty_clients,
-                &mut self.resume_clients,
-                client,
-                seq,
-                part,
-                frame,
-            );
+            deliver(clients, &mut self.wake, client, seq, part, frame);
             return;
         }
         let kind = classify_error(&frame);
@@ -1018,15 +1080,7 @@ impl Core {
                     Some(rewritten) if redirect => Bytes::from(rewritten),
                     _ => frame,
                 };
-                deliver(
-                    clients,
-                    &mut self.dirty_clients,
-                    &mut self.resume_clients,
-                    client,
-                    seq,
-                    part,
-                    out,
-                );
+                deliver(clients, &mut self.wake, client, seq, part, out);
             }
             Next::Moved {
                 slot,
@@ -1044,8 +1098,7 @@ impl Core {
                     }
                     None => fail(
                         clients,
-                        &mut self.dirty_clients,
-                        &mut self.resume_clients,
+                        &mut self.wake,
                         req,
                         ProxyError::Other("ERR node table full".into()),
                     ),
@@ -1062,8 +1115,7 @@ impl Core {
                     }
                     None => fail(
                         clients,
-                        &mut self.dirty_clients,
-                        &mut self.resume_clients,
+                        &mut self.wake,
                         req,
                         ProxyError::Other("ERR node table full".into()),
                     ),
@@ -1094,15 +1146,7 @@ impl Core {
                         encode::command(&mut load, &[b"SCRIPT", b"LOAD", &body]);
                         self.resend(clients, from, proto, req, Some(load.freeze()));
                     }
-                    None => deliver(
-                        clients,
-                        &mut self.dirty_clients,
-                        &mut self.resume_clients,
-                        client,
-                        seq,
-                        part,
-                        frame,
-                    ),
+                    None => deliver(clients, &mut self.wake, client, seq, part, frame),
                 }
             }
             Next::GiveUp { max } => {
@@ -1110,8 +1154,7 @@ impl Core {
                 warn!("giving up after {max} redirections: {last}");
                 deliver(
                     clients,
-                    &mut self.dirty_clients,
-                    &mut self.resume_clients,
+                    &mut self.wake,
                     client,
                     seq,
                     part,
@@ -1135,13 +1178,7 @@ impl Core {
         };
         if let Err(failed) = self.send(node, proto, client_idx, req, prefix) {
             let (e, req) = *failed;
-            fail(
-                clients,
-                &mut self.dirty_clients,
-                &mut self.resume_clients,
-                req,
-                e,
-            );
+            fail(clients, &mut self.wake, req, e);
         }
     }
 
@@ -1165,13 +1202,7 @@ impl Core {
                 Some(node) => self.resend(clients, node, proto, req, None),
                 None => {
                     let e = ProxyError::SlotUnserved(req.slot.map(|s| s.0).unwrap_or(0));
-                    fail(
-                        clients,
-                        &mut self.dirty_clients,
-                        &mut self.resume_clients,
-                        req,
-                        e,
-                    );
+                    fail(clients, &mut self.wake, req, e);
                 }
             }
         }
@@ -1206,13 +1237,7 @@ impl Core {
                         node: addr.clone(),
                         why: why.to_string(),
                     };
-                    fail(
-                        clients,
-                        &mut self.dirty_clients,
-                        &mut self.resume_clients,
-                        req,
-                        e,
-                    );
+                    fail(clients, &mut self.wake, req, e);
                 }
                 Owner::Refresh => {
                     warn!("topology refresh from {addr} failed: {why}");
@@ -1411,6 +1436,12 @@ fn script_sha(req: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(sha).to_ascii_lowercase())
 }
 
+/// How often idle clients are looked for: often enough that one is closed within a tenth of
+/// the timeout (at least 10 ms, at most 1 s) after it expires.
+fn sweep_period(timeout: Duration) -> Duration {
+    (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
 fn no_master() -> ProxyError {
     ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())
 }
@@ -1432,8 +1463,7 @@ fn full_addr(addr: &str, from: &str) -> String {
 /// Puts a reply in its client's queue, if the client is still the one that asked.
 fn deliver(
     clients: &mut Slab<Client>,
-    dirty: &mut Vec<usize>,
-    resume: &mut Vec<usize>,
+    wake: &mut Wake,
     cref: ClientRef,
     seq: u64,
     part: u32,
@@ -1451,30 +1481,18 @@ fn deliver(
     }
     if !c.dirty {
         c.dirty = true;
-        dirty.push(cref.idx);
+        wake.dirty_clients.push(cref.idx);
     }
-    if c.paused && c.wants_input() {
+    if c.output_len() > wake.limits.hard_output {
+        wake.kill.push(cref.idx);
+    } else if c.paused && c.wants_input(&wake.limits) {
         c.paused = false;
-        resume.push(cref.idx);
+        wake.resume_clients.push(cref.idx);
     }
 }
 
-fn fail(
-    clients: &mut Slab<Client>,
-    dirty: &mut Vec<usize>,
-    resume: &mut Vec<usize>,
-    req: InFlight,
-    e: ProxyError,
-) {
+fn fail(clients: &mut Slab<Client>, wake: &mut Wake, req: InFlight, e: ProxyError) {
     if let Owner::Client { client, seq, part } = req.owner {
-        deliver(
-            clients,
-            dirty,
-            resume,
-            client,
-            seq,
-            part,
-            Bytes::from(e.to_frame()),
-        );
+        deliver(clients, wake, client, seq, part, Bytes::from(e.to_frame()));
     }
 }

@@ -14,6 +14,8 @@ pub enum TimerKind {
     Backend { idx: usize, gen: u64 },
     /// Re-send the requests parked after TRYAGAIN/CLUSTERDOWN whose time has come.
     Parked,
+    /// Look for clients idle past `client_timeout`.
+    ClientSweep,
 }
 
 #[derive(Default)]
