@@ -144,6 +144,8 @@ fn raise_open_files_limit() -> Option<u64> {
             }
         }
     }
+    // rlim_t is not u64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
     Some(r.rlim_cur as u64)
 }
 

@@ -1,5 +1,6 @@
 //! Routing through the proxy on a stable cluster: key distribution over the masters, hash
-//! tags and CROSSSLOT, deep pipelining on one connection, many concurrent clients.
+//! tags, cross-slot MGET/MSET/DEL split per slot and CROSSSLOT for what cannot be split,
+//! deep pipelining on one connection, many concurrent clients.
 
 mod common;
 
@@ -75,7 +76,7 @@ fn ten_thousand_keys_land_on_all_masters_and_read_back() {
 }
 
 #[test]
-fn hash_tags_share_a_slot_and_cross_slot_requests_are_refused() {
+fn hash_tags_share_a_slot_and_cross_slot_requests_are_split_or_refused() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
     let mut con = proxy.conn();
@@ -125,33 +126,75 @@ fn hash_tags_share_a_slot_and_cross_slot_requests_are_refused() {
         .unwrap();
     assert_eq!(got, vec!["a", "b"]);
 
-    // Different slots: CROSSSLOT, exactly as Redis words it, and nothing is written.
+    // Different slots: MSET/MGET/DEL are split per slot by the proxy and merged back.
     assert_ne!(key_slot(b"foo"), key_slot(b"bar"));
+    assert_ne!(
+        cluster.slot_owner(key_slot(b"foo")),
+        cluster.slot_owner(key_slot(b"bar")),
+        "foo and bar live on different masters"
+    );
     let mut raw = proxy.raw();
-    let want = Resp::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
     assert_eq!(
         raw.cmd(&["MSET", "foo", "1", "bar", "2"]),
-        want,
-        "cross-slot MSET"
+        Resp::Simple("OK".into()),
+        "cross-slot MSET is split"
     );
-    assert_eq!(raw.cmd(&["MGET", "foo", "bar"]), want, "cross-slot MGET");
+    for (k, v) in [("foo", "1"), ("bar", "2")] {
+        let owner = cluster.slot_owner(key_slot(k.as_bytes()));
+        let got: Option<String> = cluster.query(owner, &["GET", k]);
+        assert_eq!(got.as_deref(), Some(v), "{k} written to its owner {owner}");
+    }
     assert_eq!(
-        raw.cmd(&["DEL", "{user1}:name", "other"]),
+        raw.cmd(&["MGET", "bar", "nosuchkey", "foo", "{user1}:name"]),
+        Resp::Array(vec![
+            Resp::Bulk(b"2".to_vec()),
+            Resp::NullBulk,
+            Resp::Bulk(b"1".to_vec()),
+            Resp::Bulk(b"alice".to_vec()),
+        ]),
+        "cross-slot MGET: values in the order asked"
+    );
+    let got: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("foo")
+        .arg("bar")
+        .query(&mut con)
+        .or_log(&proxy, "cross-slot MGET via redis-rs");
+    assert_eq!(got, vec![Some("1".into()), Some("2".into())]);
+    assert_eq!(
+        raw.cmd(&["DEL", "foo", "bar", "nosuchkey"]),
+        Resp::Int(2),
+        "cross-slot DEL counts the keys deleted on every master"
+    );
+    for k in ["foo", "bar"] {
+        let owner = cluster.slot_owner(key_slot(k.as_bytes()));
+        let v: Option<String> = cluster.query(owner, &["GET", k]);
+        assert_eq!(v, None, "{k} deleted by the split DEL");
+    }
+
+    // Commands that cannot be split: CROSSSLOT, exactly as Redis words it, nothing written.
+    let want = Resp::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
+    assert_eq!(
+        raw.cmd(&["MSETNX", "foo", "1", "bar", "2"]),
         want,
-        "cross-slot DEL"
+        "cross-slot MSETNX"
     );
     for k in ["foo", "bar"] {
         let owner = cluster.slot_owner(key_slot(k.as_bytes()));
         let v: Option<String> = cluster.query(owner, &["GET", k]);
         assert_eq!(
             v, None,
-            "{k} must not have been written by the refused MSET"
+            "{k} must not have been written by the refused MSETNX"
         );
     }
-    let err = redis::cmd("MGET")
+    assert_eq!(
+        raw.cmd(&["SUNION", "{user1}:set", "other"]),
+        want,
+        "cross-slot SUNION"
+    );
+    let err = redis::cmd("SUNION")
         .arg("foo")
         .arg("bar")
-        .query::<Vec<Option<String>>>(&mut con)
+        .query::<Vec<String>>(&mut con)
         .unwrap_err();
     assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
 

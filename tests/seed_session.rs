@@ -34,10 +34,23 @@ fn redis_cli_session_against_the_proxy() {
         cli(p, &["MGET", "{user1}:name", "{user1}:email"]).trim(),
         "alice\nalice@example.com"
     );
-    let cross = cli(p, &["MGET", "foo", "{user1}:name"]);
+    // Keys in different slots: MGET is split by the proxy, values come back in order;
+    // MSETNX cannot be split and is refused with CROSSSLOT.
+    assert_ne!(key_slot(b"foo"), key_slot(b"user1"));
+    assert_eq!(
+        cli(p, &["MGET", "foo", "{user1}:name", "nosuchkey"]),
+        "bar\nalice\n\n",
+        "cross-slot MGET via redis-cli"
+    );
+    let cross = cli(p, &["MSETNX", "foo", "x", "{user1}:name", "y"]);
     assert!(
         cross.contains("CROSSSLOT"),
-        "cross-slot MGET via redis-cli: {cross:?}"
+        "cross-slot MSETNX via redis-cli: {cross:?}"
+    );
+    assert_eq!(
+        cli(p, &["GET", "foo"]).trim(),
+        "bar",
+        "MSETNX wrote nothing"
     );
 
     // Keyless cluster commands are answered by one of the nodes.
