@@ -22,7 +22,6 @@ use crate::split::{self, Merge};
 
 /// Bytes read from one client per turn.
 pub const READ_BUDGET: usize = 256 * 1024;
-const SHRINK_ABOVE: usize = 64 * 1024;
 
 /// Per-client bounds from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +86,11 @@ pub struct Client {
     pub since: Instant,
     /// When it last sent a complete request, for `client_timeout`.
     pub last_request: Instant,
+    /// The last command's name, for CLIENT LIST.
+    pub last_cmd: &'static str,
+    pub local_addr: SocketAddr,
+    pub lib_name: Option<String>,
+    pub lib_ver: Option<String>,
 }
 
 impl Client {
@@ -108,11 +112,32 @@ impl Client {
             paused: false,
             since: now,
             last_request: now,
+            last_cmd: "NULL",
+            local_addr: addr,
+            lib_name: None,
+            lib_ver: None,
         }
     }
 
-    pub fn read(&mut self) -> ReadOutcome {
-        net::read_into(&mut self.stream, &mut self.rbuf, READ_BUDGET)
+    pub fn fd(&self) -> i64 {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            self.stream.as_raw_fd() as i64
+        }
+        #[cfg(not(unix))]
+        {
+            -1
+        }
+    }
+
+    /// For CLIENT KILL: replies still to come are not waited for.
+    pub fn kill_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+        net::read_via(&mut self.stream, scratch, &mut self.rbuf, READ_BUDGET)
     }
 
     /// Whether the proxy should take more requests from this client now.
@@ -204,9 +229,8 @@ impl Client {
     pub fn flush(&mut self) -> Verdict {
         match net::write_from(&mut self.stream, &mut self.wbuf) {
             WriteOutcome::Done => {
-                if self.wbuf.capacity() > SHRINK_ABOVE {
-                    self.wbuf = BytesMut::new();
-                }
+                // Nothing kept for an idle client: the next reply allocates what it needs.
+                self.wbuf = BytesMut::new();
                 Verdict::Continue
             }
             WriteOutcome::Blocked => Verdict::Continue,
@@ -214,9 +238,10 @@ impl Client {
         }
     }
 
-    /// Gives back a read buffer that grew for a large request once it is empty.
+    /// Gives back the read buffer once every request in it was taken: an idle client holds
+    /// none (the frames in flight keep what they need).
     pub fn shrink(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
         }
     }

@@ -129,6 +129,11 @@ pub fn on_error<'a>(
         return Next::Deliver;
     }
     if redirects > max_redirects {
+        // A TRYAGAIN or CLUSTERDOWN that outlasts the retries reaches the client as the node
+        // said it, so clients that retry on those codes recognise them.
+        if matches!(kind, ErrorKind::TryAgain | ErrorKind::ClusterDown) {
+            return Next::Deliver;
+        }
         return Next::GiveUp { max: max_redirects };
     }
     match kind {
@@ -191,6 +196,19 @@ mod tests {
         assert_eq!(
             on_error(Attempt::Asking { redirects: 5 }, moved, true, 5, now),
             Next::GiveUp { max: 5 }
+        );
+        assert_eq!(
+            on_error(
+                Attempt::Backoff {
+                    redirects: 5,
+                    until: now
+                },
+                classify_error(b"-TRYAGAIN x\r\n"),
+                true,
+                5,
+                now
+            ),
+            Next::Deliver
         );
         assert_eq!(
             on_error(sent, classify_error(b"-ERR x\r\n"), true, 5, now),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod inflight;
 pub mod local;
 pub mod net;
+pub mod policy;
 pub mod pool;
 pub mod reactor;
 pub mod resp;

@@ -50,7 +50,12 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         },
         Local::ClientSetInfo => {
             let attr = args.arg(2);
-            if attr.eq_ignore_ascii_case(b"LIB-NAME") || attr.eq_ignore_ascii_case(b"LIB-VER") {
+            let value = String::from_utf8_lossy(args.arg(3)).into_owned();
+            if attr.eq_ignore_ascii_case(b"LIB-NAME") {
+                c.lib_name = Some(value);
+                encode::simple(&mut out, "OK");
+            } else if attr.eq_ignore_ascii_case(b"LIB-VER") {
+                c.lib_ver = Some(value);
                 encode::simple(&mut out, "OK");
             } else {
                 encode::error(
@@ -65,6 +70,19 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         Local::ClientId => encode::integer(&mut out, c.id as i64),
         Local::Ok => encode::simple(&mut out, "OK"),
         Local::ClusterKeySlot => encode::integer(&mut out, key_slot(args.arg(2)).0 as i64),
+        Local::ClientFlag => encode::simple(&mut out, "OK"),
+        Local::Role => {
+            encode::array_header(&mut out, 3);
+            encode::bulk(&mut out, b"master");
+            encode::integer(&mut out, 0);
+            encode::array_header(&mut out, 0);
+        }
+        // Answered by the reactor, which has every client at hand.
+        Local::ClientInfo
+        | Local::ClientList
+        | Local::ClientKill
+        | Local::Monitor
+        | Local::Proxy => encode::error(&mut out, "ERR internal routing error"),
     }
     c.reply_now(&out);
 }

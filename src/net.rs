@@ -62,6 +62,37 @@ pub fn read_into(stream: &mut TcpStream, buf: &mut BytesMut, budget: usize) -> R
     }
 }
 
+/// As `read_into`, but reads through a shared scratch buffer and copies only what arrived:
+/// an idle connection then holds no read buffer at all, whatever the size of its last read.
+pub fn read_via(
+    stream: &mut TcpStream,
+    scratch: &mut [u8],
+    buf: &mut BytesMut,
+    budget: usize,
+) -> ReadOutcome {
+    let mut total = 0;
+    loop {
+        if total >= budget {
+            return ReadOutcome::Drained { more: true };
+        }
+        match stream.read(scratch) {
+            Ok(0) => return ReadOutcome::Closed,
+            Ok(n) => {
+                buf.extend_from_slice(&scratch[..n]);
+                total += n;
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return ReadOutcome::Drained { more: false },
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    return ReadOutcome::Closed
+                }
+                _ => return ReadOutcome::Failed(e),
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum WriteOutcome {
     /// Everything was written.

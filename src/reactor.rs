@@ -37,7 +37,7 @@ use crate::resp::encode::{self, Proto};
 use crate::resp::reply::{classify_error, ErrorKind, Redirect};
 use crate::resp::request::Frame;
 use crate::resp::value;
-use crate::router::{self, Route};
+use crate::router::{self, Local, Route};
 use crate::slot::Slot;
 use crate::split::{self, Merge};
 use crate::timer::{TimerKind, Timers};
@@ -126,6 +126,15 @@ pub struct Core {
     /// that answers NOSCRIPT (a promoted replica, a restarted node).
     scripts: HashMap<String, Bytes>,
     scripts_bytes: usize,
+    /// Requests answered once this turn's parsing is done (they need every client).
+    deferred: Vec<(ClientRef, u64, Local, Vec<Vec<u8>>)>,
+    /// MONITOR clients, and this turn's lines for them.
+    monitors: Vec<ClientRef>,
+    monitor_feed: BytesMut,
+    /// PROXY SHUTDOWN was asked: the loop ends after this turn's writes.
+    shutdown: bool,
+    /// Client reads land here first, so buffers hold only what arrived.
+    scratch: Box<[u8]>,
 }
 
 /// What replies set in motion for clients: output to flush, clients to read again now
@@ -135,6 +144,24 @@ struct Wake {
     resume_clients: Vec<usize>,
     kill: Vec<usize>,
     limits: Limits,
+}
+
+impl Stats {
+    /// CONFIG RESETSTAT: the counters start over (the clients connected stay as they are).
+    fn reset(&mut self, now: Instant) {
+        let connected = self.connected_clients;
+        *self = Stats {
+            started: self.started,
+            connected_clients: connected,
+            connections_received: 0,
+            commands: 0,
+            moved: 0,
+            ask: 0,
+            retries: 0,
+            node_failures: 0,
+        };
+        let _ = now;
+    }
 }
 
 /// Counters for INFO's proxy section.
@@ -218,6 +245,11 @@ impl Reactor {
             announce,
             scripts: HashMap::new(),
             scripts_bytes: 0,
+            deferred: Vec::new(),
+            monitors: Vec::new(),
+            monitor_feed: BytesMut::new(),
+            shutdown: false,
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             stats: Stats {
                 started: now,
                 connected_clients: 0,
@@ -280,8 +312,234 @@ impl Reactor {
             }
             self.fire_timers();
             self.resume();
+            self.run_deferred();
+            self.feed_monitors();
             self.flush();
+            if self.core.shutdown {
+                info!("shutting down (PROXY SHUTDOWN)");
+                return Ok(());
+            }
         }
+    }
+
+    /// Answers CLIENT LIST/INFO/KILL and PROXY commands queued during parsing.
+    fn run_deferred(&mut self) {
+        let deferred = std::mem::take(&mut self.core.deferred);
+        for (cref, seq, kind, argv) in deferred {
+            let reply = match kind {
+                Local::ClientList => self.client_list(&argv),
+                Local::ClientInfo => match self.clients.get(cref.idx) {
+                    Some(c) => {
+                        let mut out = Vec::new();
+                        let line = client_line(c, self.core.now);
+                        cluster_view::text(&mut out, &line, c.proto);
+                        out
+                    }
+                    None => continue,
+                },
+                Local::ClientKill => self.client_kill(cref, &argv),
+                _ => self.proxy_command(cref, &argv),
+            };
+            if let Some(c) = self.clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) {
+                c.complete(seq, 0, Bytes::from(reply));
+                self.core.mark_client(&mut self.clients, cref.idx);
+            }
+        }
+    }
+
+    fn client_list(&self, argv: &[Vec<u8>]) -> Vec<u8> {
+        let proto = Proto::Resp2;
+        // CLIENT LIST [TYPE normal|...] [ID id ...]: every proxy client is "normal".
+        let mut ids: Vec<u64> = Vec::new();
+        let mut i = 2;
+        let mut only_other_type = false;
+        while i + 1 < argv.len() {
+            if argv[i].eq_ignore_ascii_case(b"TYPE") {
+                only_other_type = !argv[i + 1].eq_ignore_ascii_case(b"normal");
+                i += 2;
+            } else if argv[i].eq_ignore_ascii_case(b"ID") {
+                for a in &argv[i + 1..] {
+                    if let Some(id) = std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()) {
+                        ids.push(id);
+                    }
+                }
+                break;
+            } else {
+                let mut out = Vec::new();
+                encode::error(&mut out, "ERR syntax error");
+                return out;
+            }
+        }
+        let mut text = String::new();
+        if !only_other_type {
+            for (_, c) in self.clients.iter() {
+                if ids.is_empty() || ids.contains(&c.id) {
+                    text.push_str(&client_line(c, self.core.now));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(text.len() + 16);
+        cluster_view::text(&mut out, &text, proto);
+        out
+    }
+
+    /// CLIENT KILL addr:port (old form, +OK) or CLIENT KILL <filter value> ... (count).
+    fn client_kill(&mut self, me: ClientRef, argv: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        if argv.len() == 3 {
+            let addr = text(&argv[2]);
+            let victim = self
+                .clients
+                .iter()
+                .find(|(_, c)| c.addr.to_string() == addr)
+                .map(|(i, _)| i);
+            match victim {
+                Some(idx) => {
+                    self.kill_later(idx);
+                    encode::simple(&mut out, "OK");
+                }
+                None => encode::error(&mut out, "ERR No such client"),
+            }
+            return out;
+        }
+        let mut id = None;
+        let mut addr = None;
+        let mut laddr = None;
+        let mut skipme = true;
+        let mut user_match = true;
+        let mut i = 2;
+        while i + 1 < argv.len() {
+            let (k, v) = (&argv[i], text(&argv[i + 1]));
+            if k.eq_ignore_ascii_case(b"ID") {
+                match v.parse::<u64>() {
+                    Ok(n) => id = Some(n),
+                    Err(_) => {
+                        encode::error(&mut out, "ERR client-id should be greater than 0");
+                        return out;
+                    }
+                }
+            } else if k.eq_ignore_ascii_case(b"ADDR") {
+                addr = Some(v);
+            } else if k.eq_ignore_ascii_case(b"LADDR") {
+                laddr = Some(v);
+            } else if k.eq_ignore_ascii_case(b"USER") {
+                user_match = v == "default";
+            } else if k.eq_ignore_ascii_case(b"TYPE") {
+                user_match &= v.eq_ignore_ascii_case("normal");
+            } else if k.eq_ignore_ascii_case(b"SKIPME") {
+                skipme = !v.eq_ignore_ascii_case("no");
+            } else {
+                encode::error(&mut out, "ERR syntax error");
+                return out;
+            }
+            i += 2;
+        }
+        if i != argv.len() {
+            encode::error(&mut out, "ERR syntax error");
+            return out;
+        }
+        let victims: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(idx, c)| {
+                user_match
+                    && !(skipme && *idx == me.idx && c.gen == me.gen)
+                    && id.is_none_or(|id| c.id == id)
+                    && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
+                    && laddr
+                        .as_ref()
+                        .is_none_or(|a| c.local_addr.to_string() == *a)
+            })
+            .map(|(idx, _)| idx)
+            .collect();
+        for &v in &victims {
+            self.kill_later(v);
+        }
+        encode::integer(&mut out, victims.len() as i64);
+        out
+    }
+
+    /// A killed client is closed once the turn's replies are written (its own reply
+    /// included, when it killed itself).
+    fn kill_later(&mut self, idx: usize) {
+        if let Some(c) = self.clients.get_mut(idx) {
+            c.state = ClientState::Closing;
+            c.kill_pending();
+            self.core.mark_client(&mut self.clients, idx);
+        }
+    }
+
+    /// PROXY INFO | PROXY CONFIG GET pattern | PROXY SHUTDOWN.
+    fn proxy_command(&mut self, cref: ClientRef, argv: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let sub = argv
+            .get(1)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+            .unwrap_or_default();
+        let proto = self
+            .clients
+            .get(cref.idx)
+            .map(|c| c.proto)
+            .unwrap_or(Proto::Resp2);
+        match (sub.as_str(), argv.len()) {
+            ("INFO", 2) => cluster_view::text(&mut out, &self.core.proxy_section(), proto),
+            ("CONFIG", 4) if argv[2].eq_ignore_ascii_case(b"GET") => {
+                let pattern = String::from_utf8_lossy(&argv[3]).to_ascii_lowercase();
+                let pairs: Vec<(String, String)> = self
+                    .core
+                    .config_pairs()
+                    .into_iter()
+                    .filter(|(k, _)| glob_match(pattern.as_bytes(), k.as_bytes()))
+                    .collect();
+                encode::map_header(&mut out, pairs.len(), proto);
+                for (k, v) in pairs {
+                    encode::bulk(&mut out, k.as_bytes());
+                    encode::bulk(&mut out, v.as_bytes());
+                }
+            }
+            ("SHUTDOWN", 2) => {
+                if self.core.cfg.allow_admin_commands {
+                    let who = self.clients.get(cref.idx).map(|c| c.addr.to_string());
+                    warn!("PROXY SHUTDOWN from {}", who.unwrap_or_default());
+                    self.core.shutdown = true;
+                    encode::simple(&mut out, "OK");
+                } else {
+                    encode::error(
+                        &mut out,
+                        "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)",
+                    );
+                }
+            }
+            _ => encode::error(
+                &mut out,
+                "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN",
+            ),
+        }
+        out
+    }
+
+    /// Appends this turn's MONITOR lines to every monitor's output.
+    fn feed_monitors(&mut self) {
+        if self.core.monitor_feed.is_empty() {
+            return;
+        }
+        let feed = self.core.monitor_feed.split().freeze();
+        let mut monitors = std::mem::take(&mut self.core.monitors);
+        monitors.retain(|m| {
+            let Some(c) = self.clients.get_mut(m.idx).filter(|c| c.gen == m.gen) else {
+                return false;
+            };
+            c.reply_now(&feed);
+            if c.output_len() > self.core.wake.limits.hard_output {
+                self.core.wake.kill.push(m.idx);
+            }
+            true
+        });
+        for m in &monitors {
+            self.core.mark_client(&mut self.clients, m.idx);
+        }
+        self.core.monitors = monitors;
     }
 
     fn accept(&mut self) {
@@ -314,7 +572,9 @@ impl Reactor {
                     let gen = self.core.gen();
                     let id = self.core.next_client_id;
                     self.core.next_client_id += 1;
-                    entry.insert(Client::new(gen, id, addr, stream, self.core.now));
+                    let laddr = stream.local_addr().unwrap_or(addr);
+                    let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
+                    c.local_addr = laddr;
                     self.core.stats.connections_received += 1;
                     self.core.stats.connected_clients += 1;
                     debug!("client {addr} connected (id {id})");
@@ -339,7 +599,7 @@ impl Reactor {
             return;
         }
         let mut eof = false;
-        match c.read() {
+        match c.read(&mut self.core.scratch) {
             ReadOutcome::Drained { more } => {
                 if more {
                     c.paused = true;
@@ -596,21 +856,51 @@ impl Core {
             frame: &frame,
             ranges,
         };
-        let route = router::route(&args);
+        let (route, cmd) = router::route_cmd(&args);
         self.stats.commands += 1;
         c.last_request = self.now;
+        c.last_cmd = cmd.map(|c| c.name).unwrap_or("unknown");
+        if !self.monitors.is_empty() {
+            monitor_line(&mut self.monitor_feed, c.addr, &args);
+        }
         trace!(
             "client {} {:?}: {:?}",
             c.id,
             String::from_utf8_lossy(args.arg(0)),
             route
         );
+        self.execute(c, cref, frame.clone(), &args, route);
+    }
+
+    fn execute(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        args: &FrameArgs<'_>,
+        route: Route,
+    ) {
         match route {
+            Route::Local(
+                l @ (Local::ClientInfo | Local::ClientList | Local::ClientKill | Local::Proxy),
+            ) => {
+                // Needs every client, or may stop the proxy: answered after this client's
+                // requests are parsed, in order, through its reply queue.
+                let seq = c.reserve();
+                let argv = (0..args.argc()).map(|i| args.arg(i).to_vec()).collect();
+                self.deferred.push((cref, seq, l, argv));
+            }
+            Route::Local(Local::Monitor) => {
+                c.reply_now(b"+OK\r\n");
+                if !self.monitors.contains(&cref) {
+                    self.monitors.push(cref);
+                }
+            }
             Route::Local(l) => {
                 let info = ServerInfo {
                     version: &self.server_version,
                 };
-                local::answer(l, &args, c, &info);
+                local::answer(l, args, c, &info);
             }
             Route::Slot(slot) => match self.topo.owner(slot) {
                 Some(node) => self.send_new(c, cref, node, frame, Some(slot)),
@@ -634,10 +924,22 @@ impl Core {
                 None => c.reply_now(&no_master().to_frame()),
             },
             Route::Split { per_key, merge } => {
-                let (parts, merge) = split::split(&args, per_key, merge);
+                // MGET and EXISTS read: their parts follow read_from like any read.
+                let read = matches!(merge, Merge::Mget { .. })
+                    || args.arg(0).eq_ignore_ascii_case(b"EXISTS");
+                let (parts, merge) = split::split(args, per_key, merge);
                 let seq = c.reserve_parts(parts.len(), merge);
                 for (k, part) in parts.into_iter().enumerate() {
-                    let node = self.topo.owner(part.slot);
+                    let mut node = self.topo.owner(part.slot);
+                    if let (true, Some(master)) = (read, node) {
+                        match self.read_node(master) {
+                            Ok(n) => node = Some(n),
+                            Err(e) => {
+                                c.complete(seq, k as u32, Bytes::from(e.to_frame()));
+                                continue;
+                            }
+                        }
+                    }
                     self.send_part(c, cref, seq, k as u32, node, part.frame, Some(part.slot));
                 }
             }
@@ -662,8 +964,43 @@ impl Core {
                     self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
                 }
             }
-            Route::Scan => self.scan(c, cref, &args),
-            Route::Info => self.info(c, cref, &args, frame.clone()),
+            Route::FanOutAll(mut merge) => {
+                if args.argc() == 2
+                    && args.arg(0).eq_ignore_ascii_case(b"CONFIG")
+                    && args.arg(1).eq_ignore_ascii_case(b"RESETSTAT")
+                {
+                    self.stats.reset(self.now);
+                }
+                if args.argc() >= 2 && args.arg(0).eq_ignore_ascii_case(b"SCRIPT") {
+                    if args.arg(1).eq_ignore_ascii_case(b"LOAD") && args.argc() == 3 {
+                        self.remember_script(args.arg(2));
+                    } else if args.arg(1).eq_ignore_ascii_case(b"FLUSH") {
+                        // A client that flushes scripts must see NOSCRIPT afterwards, as from
+                        // Redis: nothing is loaded again behind its back.
+                        self.scripts.clear();
+                        self.scripts_bytes = 0;
+                    }
+                }
+                let nodes = self.topo.nodes_sorted();
+                if nodes.is_empty() {
+                    c.reply_now(&no_master().to_frame());
+                    return;
+                }
+                let names: Vec<String> = nodes
+                    .iter()
+                    .map(|&n| self.addr_map.public(&self.topo.node(n).addr).to_string())
+                    .collect();
+                match &mut merge {
+                    Merge::AllOkNamed { nodes } | Merge::Slowlog { nodes, .. } => *nodes = names,
+                    _ => {}
+                }
+                let seq = c.reserve_parts(nodes.len(), merge);
+                for (k, n) in nodes.into_iter().enumerate() {
+                    self.send_part(c, cref, seq, k as u32, Some(n), frame.clone(), None);
+                }
+            }
+            Route::Scan => self.scan(c, cref, args),
+            Route::Info => self.info(c, cref, args, frame.clone()),
             Route::Cluster(view) => {
                 if self.cfg.cluster_view == ClusterView::Proxy {
                     c.reply_now(&cluster_view::proxy_answer(view, &self.announce, c.proto));
@@ -681,19 +1018,22 @@ impl Core {
                     self.send_part(c, cref, seq, 0, Some(node), frame, None);
                 }
             }
-            Route::Admin => {
-                if !self.cfg.allow_admin_commands {
-                    let name = String::from_utf8_lossy(args.arg(1)).to_uppercase();
+            Route::Admin(inner) => {
+                if self.cfg.allow_admin_commands {
+                    self.execute(c, cref, frame, args, *inner);
+                } else {
+                    let mut name = String::from_utf8_lossy(args.arg(0)).to_uppercase();
+                    let has_subs = router::has_subcommands(&name);
+                    if has_subs && args.argc() > 1 {
+                        name.push(' ');
+                        name.push_str(&String::from_utf8_lossy(args.arg(1)).to_uppercase());
+                    }
                     c.reply_now(
                         &ProxyError::Other(format!(
-                            "ERR CLUSTER {name} is not allowed through the proxy (allow_admin_commands)"
+                            "ERR {name} is not allowed through the proxy (allow_admin_commands)"
                         ))
                         .to_frame(),
                     );
-                } else if let Some(node) = self.any_master() {
-                    self.send_new(c, cref, node, frame, None);
-                } else {
-                    c.reply_now(&no_master().to_frame());
                 }
             }
             Route::Refuse(e) => c.reply_now(&e.to_frame()),
@@ -757,6 +1097,50 @@ impl Core {
         for (k, m) in masters.into_iter().enumerate() {
             self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
         }
+    }
+
+    /// The proxy's own settings, for PROXY CONFIG GET.
+    fn config_pairs(&self) -> Vec<(String, String)> {
+        let c = &self.cfg;
+        let d = |d: Duration| format!("{}ms", d.as_millis());
+        vec![
+            ("proxy_port".into(), c.proxy_port.to_string()),
+            ("bind".into(), c.bind.clone()),
+            ("redis_nodes".into(), c.redis_nodes.join(",")),
+            ("auto_redirect".into(), c.auto_redirect.to_string()),
+            ("max_redirects".into(), c.max_redirects.to_string()),
+            ("refresh_interval".into(), d(c.refresh_interval)),
+            ("connect_timeout".into(), d(c.connect_timeout)),
+            ("backend_timeout".into(), d(c.backend_timeout)),
+            (
+                "backend_connections".into(),
+                c.backend_connections.to_string(),
+            ),
+            ("log_level".into(), c.log_level.clone()),
+            (
+                "cluster_view".into(),
+                format!("{:?}", c.cluster_view).to_ascii_lowercase(),
+            ),
+            ("announce_address".into(), self.announce.clone()),
+            (
+                "allow_admin_commands".into(),
+                c.allow_admin_commands.to_string(),
+            ),
+            (
+                "read_from".into(),
+                format!("{:?}", c.read_from).to_ascii_lowercase(),
+            ),
+            ("max_clients".into(), c.max_clients.to_string()),
+            ("client_timeout".into(), d(c.client_timeout)),
+            (
+                "client_max_pending".into(),
+                c.client_max_pending.to_string(),
+            ),
+            (
+                "client_output_limit".into(),
+                c.client_output_limit.to_string(),
+            ),
+        ]
     }
 
     fn proxy_section(&self) -> String {
@@ -1434,6 +1818,77 @@ fn script_sha(req: &[u8]) -> Option<String> {
     }
     let sha = req.get(args.get(1)?.clone())?;
     Some(String::from_utf8_lossy(sha).to_ascii_lowercase())
+}
+
+/// One CLIENT LIST line, in Redis's field order.
+fn client_line(c: &Client, now: Instant) -> String {
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+         multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} \
+         tot-mem={} events=r{} cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        c.id,
+        c.addr,
+        c.local_addr,
+        c.fd(),
+        c.name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default(),
+        now.duration_since(c.since).as_secs(),
+        now.duration_since(c.last_request).as_secs(),
+        c.rbuf.len(),
+        c.rbuf.capacity(),
+        c.output_len(),
+        c.pending(),
+        c.output_len(),
+        c.rbuf.capacity() + c.output_len(),
+        if c.has_output() { "w" } else { "" },
+        c.last_cmd.to_ascii_lowercase(),
+        if c.proto == Proto::Resp3 { 3 } else { 2 },
+        c.lib_name.as_deref().unwrap_or(""),
+        c.lib_ver.as_deref().unwrap_or(""),
+    )
+}
+
+/// A MONITOR line: `+<secs>.<micros> [0 <addr>] "arg" ...`, arguments quoted as Redis does.
+fn monitor_line(out: &mut BytesMut, addr: SocketAddr, args: &FrameArgs<'_>) {
+    use std::fmt::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut line = format!("+{}.{:06} [0 {addr}]", now.as_secs(), now.subsec_micros());
+    for i in 0..args.argc() {
+        line.push_str(" \"");
+        for &b in args.arg(i) {
+            match b {
+                b'\\' => line.push_str("\\\\"),
+                b'"' => line.push_str("\\\""),
+                b'\n' => line.push_str("\\n"),
+                b'\r' => line.push_str("\\r"),
+                b'\t' => line.push_str("\\t"),
+                7 => line.push_str("\\a"),
+                8 => line.push_str("\\b"),
+                b if b.is_ascii_graphic() || b == b' ' => line.push(b as char),
+                b => {
+                    let _ = write!(line, "\\x{b:02x}");
+                }
+            }
+        }
+        line.push('"');
+    }
+    line.push_str("\r\n");
+    out.extend_from_slice(line.as_bytes());
+}
+
+/// Redis-style glob: `*`, `?`, and literal characters (enough for CONFIG GET patterns).
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && glob_match(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob_match(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
+        _ => false,
+    }
 }
 
 /// How often idle clients are looked for: often enough that one is closed within a tenth of

@@ -4,6 +4,7 @@
 use crate::cluster_view::View;
 use crate::command::{self, flag, Args, Command};
 use crate::error::ProxyError;
+use crate::policy::{keyless_policy, Policy};
 use crate::slot::{key_slot, Slot};
 use crate::split::{self, Merge};
 
@@ -24,6 +25,17 @@ pub enum Local {
     /// routing, so they are acknowledged and change nothing.
     Ok,
     ClusterKeySlot,
+    /// CLIENT INFO/LIST/KILL: need every client of the proxy, answered after the turn's
+    /// parsing with the client slab at hand.
+    ClientInfo,
+    ClientList,
+    ClientKill,
+    /// CLIENT NO-EVICT / NO-TOUCH: acknowledged; the proxy evicts and touches nothing.
+    ClientFlag,
+    Role,
+    Monitor,
+    /// The proxy's own commands: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
+    Proxy,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -48,8 +60,11 @@ pub enum Route {
     Scan,
     /// A CLUSTER subcommand that describes the cluster: answered per `cluster_view`.
     Cluster(View),
-    /// A command that changes the cluster: refused unless `allow_admin_commands`.
-    Admin,
+    /// A command that changes a node or the cluster: refused unless `allow_admin_commands`,
+    /// then routed as the inner route says.
+    Admin(Box<Route>),
+    /// To every node, masters and replicas, the replies merged.
+    FanOutAll(Merge),
     /// INFO: merged over the masters, with the proxy's own section.
     Info,
     Refuse(ProxyError),
@@ -57,9 +72,26 @@ pub enum Route {
 
 /// Decides where a request goes. `args` are the request's arguments (name first).
 pub fn route<A: Args + ?Sized>(args: &A) -> Route {
+    route_cmd(args).0
+}
+
+/// Whether a command name (upper case) has subcommands, for naming them in errors.
+pub fn has_subcommands(name: &str) -> bool {
+    command::lookup([name.as_bytes()].as_slice()).is_some_and(|c| !c.subcommands.is_empty())
+}
+
+/// The route, and the command it was found to be.
+pub fn route_cmd<A: Args + ?Sized>(args: &A) -> (Route, Option<&'static Command>) {
+    if args.argc() > 0 && args.arg(0).eq_ignore_ascii_case(b"PROXY") {
+        return (Route::Local(Local::Proxy), None);
+    }
     let Some(cmd) = command::lookup(args) else {
-        return Route::Refuse(ProxyError::unknown_command_args(args));
+        return (Route::Refuse(ProxyError::unknown_command_args(args)), None);
     };
+    (route_known(cmd, args), Some(cmd))
+}
+
+fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
     if !cmd.arity_ok(args.argc()) {
         return Route::Refuse(wrong_arity(cmd));
     }
@@ -67,12 +99,9 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
     if matches!(cmd.name, "MSET" | "MSETNX") && args.argc() % 2 == 0 {
         return Route::Refuse(wrong_arity(cmd));
     }
-    if let Some(local) = local(cmd) {
-        // PING's arity (-1) allows any count; Redis takes at most one message.
-        if local == Local::Ping && args.argc() > 2 {
-            return Route::Refuse(wrong_arity(cmd));
-        }
-        return Route::Local(local);
+    // PING's arity (-1) allows any count; Redis takes at most one message.
+    if cmd.name == "PING" && args.argc() > 2 {
+        return Route::Refuse(wrong_arity(cmd));
     }
     // CLIENT SETINFO came with Redis 7.2, after the server the table was generated from;
     // clients (redis-py among them) send it on connect.
@@ -84,14 +113,32 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
         }
         return Route::Local(Local::ClientSetInfo);
     }
-    if let Some(why) = refused(cmd, args) {
-        return Route::Refuse(why);
+    match cmd.name {
+        // DEBUG OBJECT names a key, which DEBUG's key specification does not say.
+        "DEBUG" if args.argc() == 3 && args.arg(1).eq_ignore_ascii_case(b"OBJECT") => {
+            return Route::ReadSlot(key_slot(args.arg(2)))
+        }
+        "MOVE" => {
+            return Route::Refuse(ProxyError::Other(
+                "ERR MOVE is not allowed through the proxy: a cluster has only database 0".into(),
+            ))
+        }
+        "MIGRATE" => return Route::Admin(Box::new(Route::AnyMaster)),
+        "WATCH" => return unsupported(cmd, "transactions", "a dedicated connection"),
+        _ => {}
     }
-    if let Some(r) = fan_out(cmd) {
-        return r;
+    if cmd.keys.is_empty() {
+        return keyless(cmd, args);
     }
-    if let Some(r) = cluster(cmd, args) {
-        return r;
+    if cmd.has(flag::PUBSUB) && cmd.name != "SPUBLISH" {
+        return unsupported(cmd, "pub/sub", "a dedicated connection");
+    }
+    let blocking = match cmd.name {
+        "XREAD" | "XREADGROUP" => has_block_option(args),
+        _ => cmd.has(flag::BLOCKING),
+    };
+    if blocking {
+        return unsupported(cmd, "blocking commands", "a dedicated connection");
     }
     let mut slot: Option<Slot> = None;
     let mut cross = false;
@@ -123,43 +170,59 @@ pub fn route<A: Args + ?Sized>(args: &A) -> Route {
     }
 }
 
-/// Redis's arity error, worded with the lower-case full name (`client|setname`).
-pub fn wrong_arity(cmd: &Command) -> ProxyError {
-    ProxyError::Other(format!(
-        "ERR wrong number of arguments for '{}' command",
-        cmd.name.to_ascii_lowercase()
-    ))
+fn unsupported(cmd: &Command, what: &str, needs: &str) -> Route {
+    let shown = cmd.name.replace('|', " ");
+    Route::Refuse(ProxyError::Unsupported(format!(
+        "ERR {shown} is not supported through this proxy yet ({what} need {needs})"
+    )))
 }
 
-/// Keyless commands whose answer from a single server covers the whole keyspace: asked of
-/// every master and merged, so the client sees what one server holding all keys would say.
-fn fan_out(cmd: &Command) -> Option<Route> {
-    Some(Route::FanOut(match cmd.name {
-        "DBSIZE" => Merge::Sum,
-        "KEYS" => Merge::Concat,
-        "FLUSHALL" | "FLUSHDB" => Merge::AllSame,
-        "SCRIPT|LOAD" | "SCRIPT|FLUSH" => Merge::AllSame,
-        "SCRIPT|EXISTS" => Merge::And,
-        "FUNCTION|LOAD" | "FUNCTION|DELETE" | "FUNCTION|FLUSH" | "FUNCTION|RESTORE" => {
-            Merge::AllSame
+/// A command without keys, by the table of choices in `policy`.
+fn keyless<A: Args + ?Sized>(cmd: &Command, args: &A) -> Route {
+    let Some((policy, why)) = keyless_policy(cmd.name) else {
+        // Not in the table (a learned module command, say): any master can answer.
+        return Route::AnyMaster;
+    };
+    policy_route(cmd, args, policy, why)
+}
+
+fn policy_route<A: Args + ?Sized>(cmd: &Command, args: &A, policy: Policy, why: &str) -> Route {
+    match policy {
+        Policy::Proxy => match local(cmd) {
+            Some(l) => Route::Local(l),
+            None => Route::AnyMaster,
+        },
+        Policy::OneMaster => Route::AnyMaster,
+        Policy::AllMasters(Merge::Scan { .. }) => Route::Scan,
+        Policy::AllMasters(Merge::Info { .. }) => Route::Info,
+        Policy::AllMasters(m) => Route::FanOut(m),
+        Policy::AllNodes(Merge::Slowlog { .. }) => {
+            let count = match args.argc() {
+                2 => 10,
+                _ => match crate::resp::parse_int(args.arg(2)) {
+                    Some(n) if n >= -1 => n,
+                    _ => {
+                        return Route::Refuse(ProxyError::Other(
+                            "ERR count should be greater than or equal to -1".into(),
+                        ))
+                    }
+                },
+            };
+            Route::FanOutAll(Merge::Slowlog {
+                count,
+                nodes: Vec::new(),
+            })
         }
-        "RANDOMKEY" => Merge::FirstNonNull { start: 0 },
-        "SCAN" => return Some(Route::Scan),
-        "INFO" => return Some(Route::Info),
-        _ => return None,
-    }))
-}
-
-fn cluster<A: Args + ?Sized>(cmd: &Command, args: &A) -> Option<Route> {
-    let sub = cmd.name.strip_prefix("CLUSTER|")?;
-    Some(match sub {
-        "NODES" => Route::Cluster(View::Nodes),
-        "SLOTS" => Route::Cluster(View::Slots),
-        "SHARDS" => Route::Cluster(View::Shards),
-        "INFO" => Route::Cluster(View::Info),
-        "MYID" => Route::Cluster(View::MyId),
-        "REPLICAS" | "SLAVES" => Route::Cluster(View::Replicas),
-        "COUNTKEYSINSLOT" | "GETKEYSINSLOT" => {
+        Policy::AllNodes(m) => Route::FanOutAll(m),
+        Policy::ClusterView => match cmd.name {
+            "CLUSTER|NODES" => Route::Cluster(View::Nodes),
+            "CLUSTER|SLOTS" => Route::Cluster(View::Slots),
+            "CLUSTER|SHARDS" => Route::Cluster(View::Shards),
+            "CLUSTER|INFO" => Route::Cluster(View::Info),
+            "CLUSTER|MYID" => Route::Cluster(View::MyId),
+            _ => Route::Cluster(View::Replicas),
+        },
+        Policy::SlotArgument => {
             match std::str::from_utf8(args.arg(2))
                 .ok()
                 .and_then(|s| s.parse::<u16>().ok())
@@ -168,11 +231,22 @@ fn cluster<A: Args + ?Sized>(cmd: &Command, args: &A) -> Option<Route> {
                 _ => Route::Refuse(ProxyError::Other("ERR Invalid or out of range slot".into())),
             }
         }
-        "ADDSLOTS" | "ADDSLOTSRANGE" | "DELSLOTS" | "DELSLOTSRANGE" | "SETSLOT" | "FAILOVER"
-        | "RESET" | "FORGET" | "MEET" | "REPLICATE" | "SAVECONFIG" | "SET-CONFIG-EPOCH"
-        | "BUMPEPOCH" | "FLUSHSLOTS" => Route::Admin,
-        _ => return None,
-    })
+        Policy::Admin(inner) => Route::Admin(Box::new(policy_route(cmd, args, *inner, why))),
+        Policy::Unsupported(what) => {
+            let shown = cmd.name.replace('|', " ");
+            Route::Refuse(ProxyError::Unsupported(format!(
+                "ERR {shown} is not supported through this proxy yet ({what}: {why})"
+            )))
+        }
+    }
+}
+
+/// Redis's arity error, worded with the lower-case full name (`client|setname`).
+pub fn wrong_arity(cmd: &Command) -> ProxyError {
+    ProxyError::Other(format!(
+        "ERR wrong number of arguments for '{}' command",
+        cmd.name.to_ascii_lowercase()
+    ))
 }
 
 fn local(cmd: &Command) -> Option<Local> {
@@ -189,33 +263,14 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|ID" => Local::ClientId,
         "READONLY" | "READWRITE" | "ASKING" => Local::Ok,
         "CLUSTER|KEYSLOT" => Local::ClusterKeySlot,
+        "CLIENT|INFO" => Local::ClientInfo,
+        "CLIENT|LIST" => Local::ClientList,
+        "CLIENT|KILL" => Local::ClientKill,
+        "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" => Local::ClientFlag,
+        "ROLE" => Local::Role,
+        "MONITOR" => Local::Monitor,
         _ => return None,
     })
-}
-
-/// Commands that would change a shared backend connection's state for every client on it,
-/// or hold it: refused until they get dedicated connections.
-fn refused<A: Args + ?Sized>(cmd: &Command, args: &A) -> Option<ProxyError> {
-    let name = cmd.name;
-    let why = match name {
-        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => "transactions",
-        "AUTH" => "authentication",
-        "MONITOR" => "MONITOR",
-        _ if cmd.has(flag::PUBSUB) && name != "PUBLISH" && name != "SPUBLISH" => "pub/sub",
-        "XREAD" | "XREADGROUP" => {
-            if !has_block_option(args) {
-                return None;
-            }
-            "blocking commands"
-        }
-        _ if cmd.has(flag::BLOCKING) => "blocking commands",
-        _ if name.starts_with("CLIENT") => "this CLIENT subcommand",
-        _ => return None,
-    };
-    let shown = name.replace('|', " ");
-    Some(ProxyError::Unsupported(format!(
-        "ERR {shown} is not supported through this proxy yet ({why} need a dedicated connection)"
-    )))
 }
 
 /// Whether XREAD/XREADGROUP carries BLOCK before STREAMS.
@@ -279,7 +334,25 @@ mod tests {
         assert_eq!(r("KEYS *"), Route::FanOut(Merge::Concat));
         assert_eq!(r("SCAN 0"), Route::Scan);
         assert_eq!(r("CLUSTER NODES"), Route::Cluster(View::Nodes));
-        assert_eq!(r("cluster setslot 1 stable"), Route::Admin);
+        assert_eq!(
+            r("cluster setslot 1 stable"),
+            Route::Admin(Box::new(Route::AnyMaster))
+        );
+        assert_eq!(
+            r("CONFIG SET a b"),
+            Route::FanOutAll(Merge::AllOkNamed { nodes: vec![] })
+        );
+        assert_eq!(r("CONFIG GET a"), Route::AnyMaster);
+        assert_eq!(
+            r("BGSAVE"),
+            Route::Admin(Box::new(Route::FanOutAll(Merge::AllSame)))
+        );
+        assert_eq!(r("DEBUG OBJECT foo"), Route::ReadSlot(Slot(12182)));
+        assert!(matches!(r("DEBUG SLEEP 0"), Route::Admin(_)));
+        assert!(matches!(r("SHUTDOWN"), Route::Refuse(_)));
+        assert!(matches!(r("MOVE foo 1"), Route::Refuse(_)));
+        assert_eq!(r("PROXY CONFIG GET *"), Route::Local(Local::Proxy));
+        assert_eq!(r("CLIENT LIST"), Route::Local(Local::ClientList));
         assert_eq!(r("CLUSTER COUNTKEYSINSLOT 12182"), Route::Slot(Slot(12182)));
         assert!(matches!(
             r("CLUSTER COUNTKEYSINSLOT 99999"),

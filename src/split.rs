@@ -20,6 +20,14 @@ pub enum Merge {
     /// Every part must succeed; the reply is the first part's (MSET's OK, FLUSHALL's OK,
     /// SCRIPT LOAD's digest).
     AllSame,
+    /// As AllSame, but a failure names the node that failed and those that succeeded
+    /// (`nodes[i]` sent part i): CONFIG SET. Failing everywhere alike gives the node's error.
+    AllOkNamed { nodes: Vec<String> },
+    /// The first success, else the first error (SCRIPT KILL: one master runs the script).
+    AnyOk,
+    /// SLOWLOG GET: every node's entries, newest first, at most `count` (-1: all), the
+    /// client-address field replaced by the node's address (`nodes[i]` sent part i).
+    Slowlog { count: i64, nodes: Vec<String> },
     /// MGET: `order[i]` is (part, index within that part's array) of the client's i-th key.
     Mget { order: Vec<(u32, u32)> },
     /// Arrays concatenated (KEYS).
@@ -170,6 +178,89 @@ fn is_null(f: &[u8]) -> bool {
     f == b"$-1\r\n" || f == b"_\r\n" || f == b"*-1\r\n"
 }
 
+/// Merges whose every case returned above; kept as a value, not a panic.
+fn unreachable_merge() -> Bytes {
+    error_frame("ERR internal merge error")
+}
+
+fn merge_named(parts: &[Bytes], nodes: &[String]) -> Bytes {
+    let failed: Vec<usize> = (0..parts.len()).filter(|&i| is_error(&parts[i])).collect();
+    let Some(&first) = failed.first() else {
+        return parts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| error_frame("ERR no reply"));
+    };
+    if failed.len() == parts.len() && parts.iter().all(|p| p == &parts[first]) {
+        return parts[first].clone();
+    }
+    let name = |i: usize| nodes.get(i).map(String::as_str).unwrap_or("?");
+    let err = String::from_utf8_lossy(&parts[first][1..])
+        .trim_end()
+        .to_string();
+    let ok: Vec<&str> = (0..parts.len())
+        .filter(|i| !failed.contains(i))
+        .map(name)
+        .collect();
+    error_frame(&format!(
+        "ERR failed on node {}: {err} (already applied on: {})",
+        name(first),
+        if ok.is_empty() {
+            "none".to_string()
+        } else {
+            ok.join(", ")
+        }
+    ))
+}
+
+fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> Bytes {
+    // (timestamp, id, node index, entry's element ranges, part index)
+    let mut entries = Vec::new();
+    for (pi, p) in parts.iter().enumerate() {
+        let Some((_, els)) = elements(p) else {
+            return error_frame("ERR unexpected SLOWLOG reply from a node");
+        };
+        for r in els {
+            let entry = &p[r.clone()];
+            let Some((_, fields)) = elements(entry) else {
+                continue;
+            };
+            let int = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| int_of(&entry[f.clone()]))
+                    .unwrap_or(0)
+            };
+            entries.push((int(1), int(0), pi, r));
+        }
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+    if count >= 0 {
+        entries.truncate(count as usize);
+    }
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, entries.len());
+    for (_, _, pi, r) in entries {
+        let entry = &parts[pi][r];
+        let Some((tag, fields)) = elements(entry) else {
+            continue;
+        };
+        out.put_u8(tag);
+        out.put_slice(format!("{}\r\n", fields.len()).as_bytes());
+        for (i, f) in fields.into_iter().enumerate() {
+            if i == 4 {
+                encode::bulk(
+                    &mut out,
+                    nodes.get(pi).map(String::as_bytes).unwrap_or(b"?"),
+                );
+            } else {
+                out.put_slice(&entry[f]);
+            }
+        }
+    }
+    out.freeze()
+}
+
 fn error_frame(msg: &str) -> Bytes {
     let mut out = Vec::new();
     encode::error(&mut out, msg);
@@ -179,10 +270,24 @@ fn error_frame(msg: &str) -> Bytes {
 /// Merges the parts' replies (in part order). Any part's error is the whole reply: a
 /// partial result must never look complete.
 pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
+    match m {
+        Merge::AnyOk => {
+            return parts
+                .iter()
+                .find(|p| !is_error(p))
+                .or_else(|| parts.first())
+                .cloned()
+                .unwrap_or_else(|| error_frame("ERR no reply"))
+        }
+        Merge::AllOkNamed { nodes } => return merge_named(parts, nodes),
+        _ => {}
+    }
     if let Some(e) = parts.iter().find(|p| is_error(p)) {
         return e.clone();
     }
     match m {
+        Merge::AnyOk | Merge::AllOkNamed { .. } => unreachable_merge(),
+        Merge::Slowlog { count, nodes } => merge_slowlog(parts, nodes, *count),
         Merge::Sum => {
             let mut total: i64 = 0;
             for p in parts {
@@ -520,6 +625,48 @@ mod tests {
         assert!(
             ks.starts_with("# Keyspace") && !ks.contains("Server"),
             "{ks}"
+        );
+    }
+
+    #[test]
+    fn named_failures() {
+        let nodes = vec!["a:1".to_string(), "b:2".to_string()];
+        let m = Merge::AllOkNamed { nodes };
+        assert_eq!(
+            &merge(&m, &[b("+OK\r\n"), b("+OK\r\n")], Proto::Resp2)[..],
+            b"+OK\r\n"
+        );
+        let same = b("-ERR Unknown option or number of arguments for CONFIG SET - 'x'\r\n");
+        assert_eq!(merge(&m, &[same.clone(), same.clone()], Proto::Resp2), same);
+        let mixed = merge(&m, &[b("+OK\r\n"), b("-ERR no\r\n")], Proto::Resp2);
+        assert_eq!(
+            &mixed[..],
+            b"-ERR failed on node b:2: ERR no (already applied on: a:1)\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::AnyOk,
+                &[b("-NOTBUSY x\r\n"), b("+OK\r\n")],
+                Proto::Resp2
+            )[..],
+            b"+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn slowlog_newest_first_tagged() {
+        let entry = |id: i64, ts: i64| {
+            format!("*6\r\n:{id}\r\n:{ts}\r\n:5\r\n*1\r\n$3\r\nGET\r\n$14\r\n127.0.0.1:5000\r\n$0\r\n\r\n")
+        };
+        let a = b(&format!("*2\r\n{}{}", entry(2, 200), entry(1, 100)));
+        let c = b(&format!("*1\r\n{}", entry(7, 150)));
+        let nodes = vec!["n1:1".to_string(), "n2:2".to_string()];
+        let out = merge(&Merge::Slowlog { count: 2, nodes }, &[a, c], Proto::Resp2);
+        let s = String::from_utf8_lossy(&out);
+        assert!(s.starts_with("*2\r\n*6\r\n:2\r\n:200"), "{s}");
+        assert!(
+            s.contains(":7\r\n:150") && s.contains("n2:2") && !s.contains(":100"),
+            "{s}"
         );
     }
 

@@ -109,6 +109,16 @@ impl Topology {
         m
     }
 
+    /// Masters and replicas in address order: the targets of commands sent to every node.
+    pub fn nodes_sorted(&self) -> Vec<NodeId> {
+        let mut m: Vec<NodeId> = (0..self.nodes.len())
+            .map(|i| NodeId(i as u16))
+            .filter(|&id| self.node(id).role != Role::Gone)
+            .collect();
+        m.sort_by(|a, b| self.node(*a).addr.cmp(&self.node(*b).addr));
+        m
+    }
+
     /// The node with this address, added (as `role`) when unknown. None only when the table
     /// is full, which would take 65,535 distinct addresses.
     pub fn intern(&mut self, addr: &str, role: Role) -> Option<NodeId> {

@@ -1,0 +1,288 @@
+//! The table of choices for every command without keys: where it goes and why. This is the
+//! single source of `docs/commands.md` (a test renders the table and compares).
+
+use crate::split::Merge;
+
+/// Where a keyless command is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Answered by the proxy itself.
+    Proxy,
+    /// Sent to one master (round-robin over those that are up).
+    OneMaster,
+    /// Sent to every master, the replies merged.
+    AllMasters(Merge),
+    /// Sent to every node, masters and replicas, the replies merged.
+    AllNodes(Merge),
+    /// CLUSTER INFO/NODES/SLOTS/SHARDS/...: per `cluster_view`.
+    ClusterView,
+    /// The slot's owner, the slot given as an argument (CLUSTER COUNTKEYSINSLOT).
+    SlotArgument,
+    /// Changes a node or the cluster: refused unless `allow_admin_commands`, then sent as the
+    /// inner policy says.
+    Admin(Box<Policy>),
+    /// Refused with a clear error.
+    Unsupported(&'static str),
+}
+
+impl Policy {
+    /// The short label used in docs/commands.md.
+    pub fn label(&self) -> String {
+        match self {
+            Policy::Proxy => "proxy".into(),
+            Policy::OneMaster => "one master".into(),
+            Policy::AllMasters(m) => format!("all masters, {}", merge_label(m)),
+            Policy::AllNodes(m) => format!("all nodes, {}", merge_label(m)),
+            Policy::ClusterView => "cluster view".into(),
+            Policy::SlotArgument => "slot owner".into(),
+            Policy::Admin(inner) => format!("admin ({})", inner.label()),
+            Policy::Unsupported(_) => "refused".into(),
+        }
+    }
+}
+
+fn merge_label(m: &Merge) -> &'static str {
+    match m {
+        Merge::Sum => "summed",
+        Merge::AllSame => "OK when all OK",
+        Merge::AllOkNamed { .. } => "OK when all OK, else the failing node named",
+        Merge::AnyOk => "OK when any OK",
+        Merge::Mget { .. } => "in key order",
+        Merge::Concat => "concatenated",
+        Merge::And => "AND",
+        Merge::Scan { .. } => "one master at a time",
+        Merge::FirstNonNull { .. } => "first non-empty",
+        Merge::Rewrite { .. } => "addresses rewritten",
+        Merge::Info { .. } => "merged with the proxy section",
+        Merge::Slowlog { .. } => "newest first, tagged with the node",
+    }
+}
+
+/// The choice for a keyless command (upper case; a subcommand as `PARENT|SUB`), with the
+/// reason. None: not a keyless command the proxy knows of.
+pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
+    use Policy::*;
+    let admin = |p: Policy| Admin(Box::new(p));
+    Some(match name {
+        "PING" | "ECHO" | "QUIT" | "SELECT" | "HELLO" | "RESET" => {
+            (Proxy, "connection commands: the client's connection is to the proxy")
+        }
+        "READONLY" | "READWRITE" | "ASKING" => (
+            Proxy,
+            "cluster-client modes: the proxy does the routing, so they are acknowledged",
+        ),
+        "ROLE" => (Proxy, "the proxy stands for a single master"),
+        "CLIENT|GETNAME" | "CLIENT|SETNAME" | "CLIENT|ID" | "CLIENT|INFO" | "CLIENT|LIST"
+        | "CLIENT|KILL" | "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" | "CLIENT|SETINFO" => (
+            Proxy,
+            "nodes only see the proxy's own connections; these act on the proxy's clients",
+        ),
+        "CLIENT|PAUSE" | "CLIENT|UNPAUSE" => (
+            AllMasters(Merge::AllSame),
+            "pausing the masters pauses every client of the proxy, as one server would",
+        ),
+        "CLIENT|REPLY" => (Unsupported("reply suppression"), "not implemented yet"),
+        "CLIENT|TRACKING" | "CLIENT|CACHING" | "CLIENT|TRACKINGINFO" | "CLIENT|GETREDIR" => (
+            Unsupported("client-side caching"),
+            "invalidations would need a dedicated connection per client",
+        ),
+        "CLIENT|UNBLOCK" => (
+            Unsupported("blocking commands"),
+            "blocking commands are not carried yet",
+        ),
+        "MONITOR" => (
+            Proxy,
+            "the proxy's own stream of every command it receives, from all its clients",
+        ),
+        "CLUSTER|KEYSLOT" => (Proxy, "pure function of the key"),
+        "CLUSTER|INFO" | "CLUSTER|NODES" | "CLUSTER|SLOTS" | "CLUSTER|SHARDS" | "CLUSTER|MYID"
+        | "CLUSTER|REPLICAS" | "CLUSTER|SLAVES" => (
+            ClusterView,
+            "passthrough: a node's answer with addresses made public; proxy: a one-node cluster",
+        ),
+        "CLUSTER|COUNTKEYSINSLOT" | "CLUSTER|GETKEYSINSLOT" => {
+            (SlotArgument, "only the slot's owner holds its keys")
+        }
+        "CLUSTER|LINKS" | "CLUSTER|COUNT-FAILURE-REPORTS" | "CLUSTER|HELP" => {
+            (OneMaster, "a node's own view")
+        }
+        "CLUSTER|ADDSLOTS" | "CLUSTER|ADDSLOTSRANGE" | "CLUSTER|DELSLOTS"
+        | "CLUSTER|DELSLOTSRANGE" | "CLUSTER|SETSLOT" | "CLUSTER|FAILOVER" | "CLUSTER|RESET"
+        | "CLUSTER|FORGET" | "CLUSTER|MEET" | "CLUSTER|REPLICATE" | "CLUSTER|SAVECONFIG"
+        | "CLUSTER|SET-CONFIG-EPOCH" | "CLUSTER|BUMPEPOCH" | "CLUSTER|FLUSHSLOTS" => (
+            admin(OneMaster),
+            "changes the cluster; an operator should address the node directly",
+        ),
+        "CONFIG|GET" | "CONFIG|HELP" => (
+            OneMaster,
+            "the cluster's settings, as a single server's would be; the proxy's own are in PROXY CONFIG GET",
+        ),
+        "CONFIG|SET" => (
+            AllNodes(Merge::AllOkNamed { nodes: Vec::new() }),
+            "a setting of the cluster is a setting of every node, replicas included",
+        ),
+        "CONFIG|RESETSTAT" => (
+            AllNodes(Merge::AllSame),
+            "resets every node's statistics and the proxy's",
+        ),
+        "CONFIG|REWRITE" => (AllNodes(Merge::AllSame), "every node's configuration file"),
+        "COMMAND" | "COMMAND|COUNT" | "COMMAND|DOCS" | "COMMAND|GETKEYS"
+        | "COMMAND|GETKEYSANDFLAGS" | "COMMAND|HELP" | "COMMAND|INFO" | "COMMAND|LIST" => (
+            OneMaster,
+            "the cluster's real command set, modules included",
+        ),
+        "DBSIZE" => (AllMasters(Merge::Sum), "the keyspace is spread over the masters"),
+        "KEYS" => (AllMasters(Merge::Concat), "the keyspace is spread over the masters"),
+        "SCAN" => (
+            AllMasters(Merge::Scan {
+                master: 0,
+                masters: 0,
+            }),
+            "the cursor encodes which master and that master's cursor",
+        ),
+        "RANDOMKEY" => (
+            AllMasters(Merge::FirstNonNull { start: 0 }),
+            "a key from a random master that has keys",
+        ),
+        "FLUSHALL" | "FLUSHDB" => (
+            AllMasters(Merge::AllSame),
+            "empties the whole keyspace, as on one server",
+        ),
+        "INFO" => (
+            AllMasters(Merge::Info {
+                proxy: String::new(),
+                keyspace_only: false,
+            }),
+            "keyspace summed over the masters, the first master's other sections, and the proxy's section",
+        ),
+        "SCRIPT|LOAD" | "SCRIPT|FLUSH" => (
+            AllNodes(Merge::AllSame),
+            "EVALSHA may run on any master, and on replicas under read_from",
+        ),
+        "SCRIPT|EXISTS" => (
+            AllMasters(Merge::And),
+            "a script exists only where every master has it",
+        ),
+        "SCRIPT|KILL" | "FUNCTION|KILL" => (
+            AllMasters(Merge::AnyOk),
+            "the busy script runs on one of the masters",
+        ),
+        "SCRIPT|HELP" | "FUNCTION|HELP" => (OneMaster, "the same text everywhere"),
+        "SCRIPT|DEBUG" => (
+            Unsupported("script debugging"),
+            "the debugger needs a dedicated connection",
+        ),
+        "FUNCTION|LOAD" | "FUNCTION|DELETE" | "FUNCTION|FLUSH" | "FUNCTION|RESTORE" => (
+            AllMasters(Merge::AllSame),
+            "FCALL may run on any master",
+        ),
+        "FUNCTION|DUMP" | "FUNCTION|LIST" | "FUNCTION|STATS" => {
+            (OneMaster, "libraries are loaded on every master alike")
+        }
+        "SLOWLOG|GET" => (
+            AllNodes(Merge::Slowlog {
+                count: 10,
+                nodes: Vec::new(),
+            }),
+            "every node's slow commands; the client-address field names the node",
+        ),
+        "SLOWLOG|LEN" => (AllNodes(Merge::Sum), "the sum of every node's"),
+        "SLOWLOG|RESET" => (AllNodes(Merge::AllSame), "clears every node's"),
+        "SLOWLOG|HELP" => (OneMaster, "the same text everywhere"),
+        "LATENCY|LATEST" | "LATENCY|HISTORY" => (
+            AllMasters(Merge::Concat),
+            "every master's events, one after the other",
+        ),
+        "LATENCY|RESET" => (AllMasters(Merge::Sum), "events reset on every master"),
+        "LATENCY|DOCTOR" | "LATENCY|GRAPH" | "LATENCY|HISTOGRAM" | "LATENCY|HELP" => {
+            (OneMaster, "a report of one node")
+        }
+        "MEMORY|STATS" | "MEMORY|DOCTOR" | "MEMORY|MALLOC-STATS" | "MEMORY|HELP" => {
+            (OneMaster, "a report of one node")
+        }
+        "MEMORY|PURGE" => (AllNodes(Merge::AllSame), "every node's allocator"),
+        "TIME" | "LASTSAVE" | "LOLWUT" | "PFSELFTEST" => (OneMaster, "any node answers alike"),
+        "OBJECT|HELP" | "XGROUP|HELP" | "XINFO|HELP" | "PUBSUB|HELP" | "ACL|HELP" | "CLIENT|HELP"
+        | "MODULE|HELP" => (OneMaster, "the same text everywhere"),
+        "PUBLISH" => (OneMaster, "the cluster forwards a message to every node"),
+        "PUBSUB|CHANNELS" | "PUBSUB|NUMPAT" | "PUBSUB|NUMSUB" | "PUBSUB|SHARDCHANNELS"
+        | "PUBSUB|SHARDNUMSUB" => (
+            OneMaster,
+            "subscriptions through the proxy are not supported yet, so one node's view",
+        ),
+        "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" => (
+            Unsupported("pub/sub"),
+            "a subscriber needs a dedicated connection",
+        ),
+        "MULTI" | "EXEC" | "DISCARD" | "UNWATCH" => (
+            Unsupported("transactions"),
+            "a transaction needs a dedicated connection",
+        ),
+        "WAIT" => (
+            Unsupported("blocking commands"),
+            "it would hold a shared connection while it waits",
+        ),
+        "AUTH" => (
+            Unsupported("authentication"),
+            "a shared connection cannot carry one client's identity",
+        ),
+        "ACL|CAT" | "ACL|GENPASS" | "ACL|WHOAMI" | "ACL|LIST" | "ACL|USERS" | "ACL|GETUSER"
+        | "ACL|LOG" | "ACL|DRYRUN" => (OneMaster, "a read of the ACL, alike on every node"),
+        "ACL|SETUSER" | "ACL|DELUSER" | "ACL|LOAD" | "ACL|SAVE" => {
+            (admin(AllNodes(Merge::AllSame)), "users must be the same on every node")
+        }
+        "MODULE|LIST" => (OneMaster, "modules are loaded on every node alike"),
+        "MODULE|LOAD" | "MODULE|LOADEX" | "MODULE|UNLOAD" => (
+            admin(AllNodes(Merge::AllSame)),
+            "a module must be on every node",
+        ),
+        "BGSAVE" | "SAVE" | "BGREWRITEAOF" => (
+            admin(AllNodes(Merge::AllSame)),
+            "persistence is per node",
+        ),
+        "SHUTDOWN" => (
+            Unsupported("node shutdown"),
+            "which node would be meant? Use redis-cli against the node; PROXY SHUTDOWN stops the proxy",
+        ),
+        "DEBUG" => (
+            admin(OneMaster),
+            "can stall or crash a node; DEBUG OBJECT key is routed by its key",
+        ),
+        "FAILOVER" | "REPLICAOF" | "SLAVEOF" => (
+            admin(OneMaster),
+            "changes replication; an operator should address the node directly",
+        ),
+        "SWAPDB" => (admin(OneMaster), "a cluster has only database 0"),
+        "PSYNC" | "SYNC" | "REPLCONF" => (
+            Unsupported("replication"),
+            "the replication protocol is between nodes",
+        ),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::COMMANDS;
+
+    /// Every keyless command of the table (commands and subcommands with no key
+    /// specification) has a deliberate choice.
+    #[test]
+    fn every_keyless_command_has_a_choice() {
+        let mut missing = Vec::new();
+        for c in COMMANDS {
+            let subs: Vec<&crate::command::Command> = if c.subcommands.is_empty() {
+                vec![c]
+            } else {
+                c.subcommands.iter().collect()
+            };
+            for s in subs {
+                if s.keys.is_empty() && keyless_policy(s.name).is_none() {
+                    missing.push(s.name);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no policy for {missing:?}");
+    }
+}
