@@ -151,9 +151,9 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
         "INFO" => (
             AllMasters(Merge::Info {
                 proxy: String::new(),
-                keyspace_only: false,
+                server: String::new(),
             }),
-            "keyspace summed over the masters, the first master's other sections, and the proxy's section",
+            "server from the proxy; stats, commandstats and keyspace summed over the masters; other sections from the first master; plus the proxy's section",
         ),
         "SCRIPT|LOAD" | "SCRIPT|FLUSH" => (
             AllNodes(Merge::AllSame),

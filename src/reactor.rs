@@ -1053,8 +1053,9 @@ impl Core {
         self.scripts.insert(sha, Bytes::copy_from_slice(body));
     }
 
-    /// INFO: the proxy's own section alone (`INFO proxy`), the masters' INFO merged with it
-    /// (no section, default, all, everything, keyspace), or one master's other sections.
+    /// INFO: `INFO proxy` alone is the proxy's; anything else goes to every master and is
+    /// merged (see `Merge::Info`), with the proxy's `server` section in place of a node's and
+    /// its own section added when asked for (no argument, default, all, everything, proxy).
     fn info(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>, frame: Bytes) {
         let sections: Vec<String> = (1..args.argc())
             .map(|i| String::from_utf8_lossy(args.arg(i)).to_ascii_lowercase())
@@ -1063,18 +1064,11 @@ impl Core {
             || sections
                 .iter()
                 .any(|s| matches!(s.as_str(), "default" | "all" | "everything"));
+        let wants = |name: &str| all || sections.iter().any(|s| s == name);
         if !all && sections.iter().all(|s| s == "proxy") {
             let mut out = Vec::new();
             cluster_view::text(&mut out, &self.proxy_section(), c.proto);
             c.reply_now(&out);
-            return;
-        }
-        let keyspace_only = !all && sections.iter().all(|s| s == "keyspace");
-        if !all && !keyspace_only {
-            match self.any_master() {
-                Some(node) => self.send_new(c, cref, node, frame, None),
-                None => c.reply_now(&no_master().to_frame()),
-            }
             return;
         }
         let masters = self.topo.masters_sorted();
@@ -1082,18 +1076,17 @@ impl Core {
             c.reply_now(&no_master().to_frame());
             return;
         }
-        let proxy = if all {
+        let proxy = if wants("proxy") {
             self.proxy_section()
         } else {
             String::new()
         };
-        let seq = c.reserve_parts(
-            masters.len(),
-            Merge::Info {
-                proxy,
-                keyspace_only,
-            },
-        );
+        let server = if wants("server") {
+            self.server_section()
+        } else {
+            String::new()
+        };
+        let seq = c.reserve_parts(masters.len(), Merge::Info { proxy, server });
         for (k, m) in masters.into_iter().enumerate() {
             self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
         }
@@ -1141,6 +1134,26 @@ impl Core {
                 c.client_output_limit.to_string(),
             ),
         ]
+    }
+
+    /// INFO's `server` section, from the proxy: it is the server the client talks to; the
+    /// cluster's Redis version stands beside the proxy's own.
+    fn server_section(&self) -> String {
+        let up = self.now.duration_since(self.stats.started).as_secs();
+        format!(
+            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nproxy:redis-cluster-proxy\r\n\
+             proxy_version:{}\r\nos:{} {}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
+             uptime_in_seconds:{up}\r\nuptime_in_days:{}\r\n",
+            self.server_version,
+            crate::VERSION,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            crate::config::split_host_port(&self.announce)
+                .map(|(_, p)| p)
+                .unwrap_or(self.cfg.proxy_port),
+            up / 86400,
+        )
     }
 
     fn proxy_section(&self) -> String {

@@ -41,10 +41,10 @@ pub enum Merge {
     FirstNonNull { start: u32 },
     /// A node's CLUSTER NODES/SLOTS/SHARDS reply with its addresses made public.
     Rewrite { view: View, map: AddressMap },
-    /// INFO from every master: the first master's sections, the keyspace summed over all,
-    /// and the proxy's own section (already rendered) appended. `keyspace_only` when the
-    /// client asked for `INFO keyspace`.
-    Info { proxy: String, keyspace_only: bool },
+    /// INFO from every master: the first master's sections, stats, commandstats and the
+    /// keyspace summed over all, `server` (when not empty) in place of the node's, and the
+    /// proxy's own section (when not empty) appended; both already rendered.
+    Info { proxy: String, server: String },
 }
 
 /// Part of a split request: its own frame, and the slot that routes it.
@@ -408,10 +408,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             Some(p) => cluster_view::rewrite(*view, p, map),
             None => error_frame("ERR no reply"),
         },
-        Merge::Info {
-            proxy,
-            keyspace_only,
-        } => {
+        Merge::Info { proxy, server } => {
             let mut texts = Vec::with_capacity(parts.len());
             for p in parts {
                 match crate::resp::value::decode(p) {
@@ -424,7 +421,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                     _ => return error_frame("ERR unexpected INFO reply from a node"),
                 }
             }
-            let text = merge_info(&texts, proxy, *keyspace_only);
+            let text = merge_info(&texts, proxy, server);
             let mut out = Vec::with_capacity(text.len() + 16);
             cluster_view::text(&mut out, &text, proto);
             Bytes::from(out)
@@ -488,30 +485,134 @@ fn keyspace_sum(texts: &[String]) -> String {
     out
 }
 
-fn merge_info(texts: &[String], proxy: &str, keyspace_only: bool) -> String {
-    let keyspace = keyspace_sum(texts);
-    if keyspace_only {
-        return keyspace;
-    }
-    let first = texts.first().map(String::as_str).unwrap_or("");
-    let mut out = String::with_capacity(first.len() + proxy.len() + 64);
-    let mut skipping = false;
-    for line in first.split_inclusive('\n') {
-        if line.starts_with('#') {
-            skipping = line.trim_end() == "# Keyspace";
-            if skipping {
-                continue;
+/// Splits an INFO text into (section name, lines).
+fn info_sections(text: &str) -> Vec<(String, Vec<&str>)> {
+    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        let line = line.trim_end_matches('\r');
+        if let Some(name) = line.strip_prefix("# ") {
+            out.push((name.trim().to_string(), Vec::new()));
+        } else if !line.is_empty() {
+            match out.last_mut() {
+                Some((_, lines)) => lines.push(line),
+                None => out.push((String::new(), vec![line])),
             }
         }
-        if !skipping {
-            out.push_str(line);
+    }
+    out
+}
+
+/// `key:value` lines of one section over every text, numbers summed: the Stats section of
+/// a cluster is the sum of its masters'.
+fn sum_section(texts: &[Vec<(String, Vec<&str>)>], name: &str) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut vals: std::collections::HashMap<String, String> = Default::default();
+    for t in texts {
+        for (_, lines) in t.iter().filter(|(n, _)| n == name) {
+            for l in lines {
+                let Some((k, v)) = l.split_once(':') else {
+                    continue;
+                };
+                match vals.get_mut(k) {
+                    None => {
+                        order.push(k.to_string());
+                        vals.insert(k.to_string(), v.to_string());
+                    }
+                    Some(acc) => {
+                        if let (Ok(a), Ok(b)) = (acc.parse::<i64>(), v.parse::<i64>()) {
+                            *acc = a.saturating_add(b).to_string();
+                        } else if let (Ok(a), Ok(b)) = (acc.parse::<f64>(), v.parse::<f64>()) {
+                            *acc = format!("{:.2}", a + b);
+                        }
+                    }
+                }
+            }
         }
     }
-    if !out.is_empty() && !out.ends_with("\r\n\r\n") {
+    order
+        .into_iter()
+        .map(|k| {
+            let v = &vals[&k];
+            format!("{k}:{v}")
+        })
+        .collect()
+}
+
+/// `cmdstat_x:calls=..,usec=..,usec_per_call=..,rejected_calls=..,failed_calls=..` summed.
+fn sum_commandstats(texts: &[Vec<(String, Vec<&str>)>]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut acc: std::collections::HashMap<String, [u64; 4]> = Default::default();
+    for t in texts {
+        for (_, lines) in t.iter().filter(|(n, _)| n == "Commandstats") {
+            for l in lines {
+                let Some((k, fields)) = l.split_once(':') else {
+                    continue;
+                };
+                let e = acc.entry(k.to_string()).or_insert_with(|| {
+                    order.push(k.to_string());
+                    [0; 4]
+                });
+                for f in fields.split(',') {
+                    let Some((name, v)) = f.split_once('=') else {
+                        continue;
+                    };
+                    let v: u64 = v.parse().unwrap_or(0);
+                    match name {
+                        "calls" => e[0] += v,
+                        "usec" => e[1] += v,
+                        "rejected_calls" => e[2] += v,
+                        "failed_calls" => e[3] += v,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let [calls, usec, rej, failed] = acc[&k];
+            let per = if calls > 0 { usec as f64 / calls as f64 } else { 0.0 };
+            format!(
+                "{k}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rej},failed_calls={failed}"
+            )
+        })
+        .collect()
+}
+
+/// INFO over the cluster: `server` from the proxy (given, with the cluster's version), `stats`
+/// and `commandstats` summed over the masters, the keyspace summed, other sections from the
+/// first master, and the proxy's own section last.
+fn merge_info(texts: &[String], proxy: &str, server: &str) -> String {
+    let keyspace = keyspace_sum(texts);
+    let parsed: Vec<Vec<(String, Vec<&str>)>> = texts.iter().map(|t| info_sections(t)).collect();
+    let mut out = String::new();
+    let Some(first) = parsed.first() else {
+        return out;
+    };
+    for (name, lines) in first {
+        let body: Vec<String> = match name.as_str() {
+            "Server" if !server.is_empty() => {
+                out.push_str(server);
+                out.push_str("\r\n");
+                continue;
+            }
+            "Keyspace" => {
+                out.push_str(&keyspace);
+                out.push_str("\r\n");
+                continue;
+            }
+            "Stats" => sum_section(&parsed, "Stats"),
+            "Commandstats" => sum_commandstats(&parsed),
+            _ => lines.iter().map(|l| l.to_string()).collect(),
+        };
+        out.push_str(&format!("# {name}\r\n"));
+        for l in body {
+            out.push_str(&l);
+            out.push_str("\r\n");
+        }
         out.push_str("\r\n");
     }
-    out.push_str(&keyspace);
-    out.push_str("\r\n");
     out.push_str(proxy);
     out
 }
@@ -613,17 +714,14 @@ mod tests {
     fn info_keyspace_summed() {
         let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n";
         let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n";
-        let out = merge_info(
-            &[a.into(), b.into()],
-            "# Proxy\r\nproxy_version:x\r\n",
-            false,
-        );
+        let out = merge_info(&[a.into(), b.into()], "# Proxy\r\nproxy_version:x\r\n", "");
         assert!(out.contains("db0:keys=8,expires=1,avg_ttl=25"), "{out}");
         assert_eq!(out.matches("# Keyspace").count(), 1, "{out}");
         assert!(out.contains("redis_version:7.0.15") && out.ends_with("proxy_version:x\r\n"));
-        let ks = merge_info(&[a.into(), b.into()], "", true);
+        let only = "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
+        let ks = merge_info(&[only.into(), "# Keyspace\r\n".into()], "", "");
         assert!(
-            ks.starts_with("# Keyspace") && !ks.contains("Server"),
+            ks.starts_with("# Keyspace") && !ks.contains("Server") && ks.contains("keys=1,"),
             "{ks}"
         );
     }
@@ -667,6 +765,30 @@ mod tests {
         assert!(
             s.contains(":7\r\n:150") && s.contains("n2:2") && !s.contains(":100"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn info_stats_summed_server_replaced() {
+        let a = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7000\r\n\r\n# Stats\r\ntotal_commands_processed:10\r\ninstantaneous_input_kbps:0.50\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n";
+        let b = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7001\r\n\r\n# Stats\r\ntotal_commands_processed:5\r\ninstantaneous_input_kbps:0.25\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=1\r\ncmdstat_set:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n";
+        let out = merge_info(
+            &[a.into(), b.into()],
+            "",
+            "# Server\r\nredis_version:7.0.15\r\ntcp_port:6379\r\n",
+        );
+        assert!(out.contains("total_commands_processed:15"), "{out}");
+        assert!(out.contains("instantaneous_input_kbps:0.75"), "{out}");
+        assert!(
+            out.contains(
+                "cmdstat_get:calls=4,usec=12,usec_per_call=3.00,rejected_calls=0,failed_calls=1"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("cmdstat_set:calls=1"), "{out}");
+        assert!(
+            out.contains("tcp_port:6379") && !out.contains("tcp_port:7000"),
+            "{out}"
         );
     }
 

@@ -1,0 +1,76 @@
+//! docs/commands.md is rendered from the table of choices in src/policy.rs; this test fails
+//! when the two disagree. `UPDATE_DOCS=1 cargo test --test docs` rewrites the file.
+
+use redis_cluster_proxy::command::{Command, COMMANDS, GENERATED_FROM};
+use redis_cluster_proxy::policy::keyless_policy;
+
+const HEADER: &str = "\
+# Commands without keys: where each one goes
+
+Commands with keys are routed by their keys' slot (see the README). This table covers every
+command of Redis GENERATED_FROM that has no key, as the proxy's code decides it: it is rendered
+from `src/policy.rs` and checked by `tests/docs.rs`.
+
+Choices:
+- **proxy**: answered by the proxy itself;
+- **one master**: sent to one master, round-robin over those that are up;
+- **all masters, ...** / **all nodes, ...**: sent to every master (or every node, replicas
+  included) and the replies merged as described;
+- **cluster view**: per `cluster_view` (passthrough: a node's answer with addresses rewritten
+  by `address_map`; proxy: the proxy as a one-node cluster);
+- **slot owner**: the owner of the slot given as an argument;
+- **admin (...)**: refused with `ERR <NAME> is not allowed through the proxy
+  (allow_admin_commands)` unless `allow_admin_commands: true`, then sent as in brackets;
+- **refused**: `ERR <NAME> is not supported through this proxy yet (...)`.
+
+A keyless command the table does not know (a module's, learned from the cluster at start)
+goes to one master.
+
+| command | choice | why |
+|---|---|---|
+";
+
+fn render() -> String {
+    let mut rows: Vec<String> = Vec::new();
+    let mut add = |c: &Command| {
+        if !c.keys.is_empty() {
+            return;
+        }
+        let (policy, why) = keyless_policy(c.name)
+            .unwrap_or_else(|| panic!("{} has no entry in src/policy.rs", c.name));
+        rows.push(format!(
+            "| {} | {} | {} |\n",
+            c.name.replace('|', " "),
+            policy.label(),
+            why
+        ));
+    };
+    for c in COMMANDS {
+        if c.subcommands.is_empty() {
+            add(c);
+        } else {
+            c.subcommands.iter().for_each(&mut add);
+        }
+    }
+    format!(
+        "{}{}",
+        HEADER.replace("GENERATED_FROM", GENERATED_FROM),
+        rows.concat()
+    )
+}
+
+#[test]
+fn commands_doc_matches_the_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md");
+    let want = render();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(path, &want).expect("write docs/commands.md");
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/commands.md disagrees with src/policy.rs; run UPDATE_DOCS=1 cargo test --test docs"
+    );
+    // The doc is not vacuous: it has a row for every keyless command, well over a hundred.
+    assert!(want.lines().filter(|l| l.starts_with("| ")).count() > 150);
+}
