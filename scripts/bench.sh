@@ -10,6 +10,7 @@
 #   --cluster HOST:PORT  use this existing cluster (any node) instead of starting one
 #   --proxy HOST:PORT    benchmark an already running proxy (e.g. predixy)
 #   --proxy-bin PATH     start this binary (same flags) instead of the release build
+#   --workers N          start the proxy with N reactor threads (--workers N)
 #   -h, --help           print this help
 #
 # Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE, SET and GET at -P 1 and -P 16,
@@ -25,7 +26,7 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PROXY_BIN=''
+N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PROXY_BIN='' WORKERS=''
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -36,7 +37,7 @@ while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
         -h | --help) usage 0 ;;
-        -n | --requests | --base | --cluster | --proxy | --proxy-bin)
+        -n | --requests | --base | --cluster | --proxy | --proxy-bin | --workers)
             (($# >= 2)) || die "$1 needs a value"
             case "$1" in
                 -n | --requests) N=$2 ;;
@@ -44,6 +45,7 @@ while (($#)); do
                 --cluster) hostport "$1" "$2"; CLUSTER=$2 ;;
                 --proxy) hostport "$1" "$2"; PROXY=$2 ;;
                 --proxy-bin) PROXY_BIN=$2 ;;
+                --workers) WORKERS=$2 ;;
             esac
             shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -123,7 +125,7 @@ if [[ -z "$PROXY" ]]; then
     fi
     for _ in 1 2 3 4 5; do
         for _ in {1..50}; do port=$((40000 + RANDOM % 10000)); port_open "$port" || break; done
-        "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn </dev/null >"$TMP/proxy.log" 2>&1 &
+        "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} </dev/null >"$TMP/proxy.log" 2>&1 &
         PROXY_PID=$!
         deadline=$((SECONDS + 20))
         while alive "$PROXY_PID" && ((SECONDS < deadline)); do

@@ -67,6 +67,10 @@ pub struct Config {
     /// Where read-only commands go: `master`, `replica` (a replica of the slot's master,
     /// round-robin; an error when none is up) or `prefer_replica` (a replica, else the master).
     pub read_from: ReadFrom,
+    /// Independent reactors (threads), each with its own listener on the same port
+    /// (SO_REUSEPORT), its own copy of the topology and its own node connections; the kernel
+    /// spreads new clients over them.
+    pub workers: usize,
     /// Clients connected at once; the next one gets `-ERR max number of clients reached`.
     pub max_clients: usize,
     /// Close a client idle (no request, nothing pending) this long; 0 disables it. A request
@@ -149,6 +153,7 @@ impl Default for Config {
             announce_address: None,
             allow_admin_commands: false,
             read_from: ReadFrom::Master,
+            workers: 1,
             max_clients: DEFAULT_MAX_CLIENTS,
             client_timeout: Duration::ZERO,
             client_max_pending: DEFAULT_CLIENT_MAX_PENDING,
@@ -233,6 +238,9 @@ impl Config {
             if split_host_port(a).is_none() {
                 return err(format!("announce_address: '{a}' is not host:port"));
             }
+        }
+        if self.workers == 0 || self.workers > 64 {
+            return err("workers: must be between 1 and 64".into());
         }
         if self.max_clients == 0 {
             return err("max_clients: must be greater than 0".into());

@@ -24,6 +24,7 @@ Options:
       --auto-redirect BOOL   follow MOVED/ASK in the proxy (auto_redirect)
       --refresh-interval D   topology refresh period, e.g. 30s (refresh_interval)
       --log-level LEVEL      error, warn, info, debug or trace (log_level)
+  -w, --workers N            reactor threads sharing the port (workers)
       --check                validate the configuration and exit
   -V, --version              print the version and exit
   -h, --help                 print this help and exit
@@ -81,6 +82,7 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
             "--log-level" => cli
                 .overrides
                 .push(("log_level".into(), value("--log-level")?)),
+            "-w" | "--workers" => cli.overrides.push(("workers".into(), value("--workers")?)),
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
         i += 1;
@@ -116,6 +118,11 @@ fn apply_overrides(cfg: &mut Config, overrides: &[(String, String)]) -> Result<(
                     .ok_or_else(|| format!("--refresh-interval: '{v}' is not a duration"))?
             }
             "log_level" => cfg.log_level = v.clone(),
+            "workers" => {
+                cfg.workers = v
+                    .parse()
+                    .map_err(|_| format!("--workers: '{v}' is not a number"))?
+            }
             _ => {}
         }
     }
@@ -226,20 +233,57 @@ fn main() -> ExitCode {
         topo.nodes().len(),
         found.version
     );
-    let mut reactor = match Reactor::new(cfg.clone(), topo, found.version) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port);
-            error!("{msg}");
-            eprintln!("error: {msg}");
-            return ExitCode::from(1);
+    let workers = cfg.workers;
+    if workers > 1 {
+        // Every worker listens on the same port; the kernel spreads connections over them.
+        cfg.socket.reuse_port = true;
+    }
+    let mut reactors = Vec::with_capacity(workers);
+    for w in 0..workers {
+        match Reactor::new(cfg.clone(), topo.clone(), found.version.clone(), w) {
+            Ok(r) => reactors.push(r),
+            Err(e) => {
+                let msg = format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port);
+                error!("{msg}");
+                eprintln!("error: {msg}");
+                return ExitCode::from(1);
+            }
         }
-    };
-    match reactor.local_addr() {
-        Ok(a) => info!("redis-cluster-proxy {VERSION} listening on {a}"),
+    }
+    match reactors[0].local_addr() {
+        Ok(a) => info!(
+            "redis-cluster-proxy {VERSION} listening on {a} ({workers} worker{})",
+            if workers == 1 { "" } else { "s" }
+        ),
         Err(e) => error!("listener has no address: {e}"),
     }
-    if let Err(e) = reactor.run() {
+    // Workers share nothing; the first one to stop (PROXY SHUTDOWN, or a failed event loop)
+    // ends the process.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let mut first = reactors.remove(0);
+    for (i, mut r) in reactors.into_iter().enumerate() {
+        let tx = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{}", i + 1))
+            .spawn(move || {
+                let _ = tx.send(r.run());
+            });
+        if let Err(e) = spawned {
+            error!("cannot start worker {}: {e}", i + 1);
+            return ExitCode::from(1);
+        }
+    }
+    let result = if workers == 1 {
+        first.run()
+    } else {
+        std::thread::spawn(move || {
+            let _ = done_tx.send(first.run());
+        });
+        done_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("all workers ended")))
+    };
+    if let Err(e) = result {
         error!("event loop failed: {e}");
         return ExitCode::from(1);
     }

@@ -184,7 +184,14 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(cfg: Config, topo: Topology, server_version: String) -> io::Result<Reactor> {
+    /// `worker` numbers this reactor among `cfg.workers`: client ids are interleaved so
+    /// they stay unique over the whole process.
+    pub fn new(
+        cfg: Config,
+        topo: Topology,
+        server_version: String,
+        worker: usize,
+    ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let ip = cfg
             .bind
@@ -225,7 +232,7 @@ impl Reactor {
             timers: Timers::default(),
             now,
             next_gen: 1,
-            next_client_id: 1,
+            next_client_id: worker as u64 + 1,
             dirty_backends: Vec::new(),
             wake: Wake {
                 dirty_clients: Vec::new(),
@@ -571,7 +578,7 @@ impl Reactor {
                     }
                     let gen = self.core.gen();
                     let id = self.core.next_client_id;
-                    self.core.next_client_id += 1;
+                    self.core.next_client_id += self.core.cfg.workers.max(1) as u64;
                     let laddr = stream.local_addr().unwrap_or(addr);
                     let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
                     c.local_addr = laddr;

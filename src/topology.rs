@@ -42,6 +42,7 @@ pub struct SlotRange {
     pub replicas: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct Topology {
     nodes: Vec<Node>,
     by_addr: HashMap<String, NodeId>,
