@@ -20,6 +20,9 @@ use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
 use crate::split::{self, Merge};
 
+/// Buffer capacity an active client keeps between requests, so the steady state allocates
+/// nothing; idle clients give it back (see `release_buffers`).
+const KEEP_WHILE_ACTIVE: usize = 16 * 1024;
 /// Bytes read from one client per turn.
 pub const READ_BUDGET: usize = 256 * 1024;
 
@@ -229,8 +232,11 @@ impl Client {
     pub fn flush(&mut self) -> Verdict {
         match net::write_from(&mut self.stream, &mut self.wbuf) {
             WriteOutcome::Done => {
-                // Nothing kept for an idle client: the next reply allocates what it needs.
-                self.wbuf = BytesMut::new();
+                // A buffer that grew for a burst is given back at once; a small one is kept
+                // for the next reply (no allocation per request) until the client idles.
+                if self.wbuf.capacity() > KEEP_WHILE_ACTIVE {
+                    self.wbuf = BytesMut::new();
+                }
                 Verdict::Continue
             }
             WriteOutcome::Blocked => Verdict::Continue,
@@ -238,11 +244,22 @@ impl Client {
         }
     }
 
-    /// Gives back the read buffer once every request in it was taken: an idle client holds
-    /// none (the frames in flight keep what they need).
+    /// After a read: a read buffer that grew past what an active client keeps is given back
+    /// once every request in it was taken (the frames in flight keep what they need).
     pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_WHILE_ACTIVE {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    /// For a client that went idle: both buffers given back when empty, so an idle client
+    /// holds no buffer at all.
+    pub fn release_buffers(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
         }
     }
 

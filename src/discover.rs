@@ -1,5 +1,5 @@
 //! The first view of the cluster, fetched before the reactor starts: ask each configured
-//! node in turn for CLUSTER SLOTS until one answers. Blocking is fine here; nothing else is
+//! node in turn for CLUSTER NODES until one answers. Blocking is fine here; nothing else is
 //! running yet.
 
 use std::io::{Read, Write};
@@ -44,7 +44,7 @@ fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
     s.set_read_timeout(io_timeout).map_err(|e| e.to_string())?;
     s.set_write_timeout(io_timeout).map_err(|e| e.to_string())?;
     s.write_all(
-        b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$7\r\nCOMMAND\r\n",
+        b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$7\r\nCOMMAND\r\n",
     )
     .map_err(|e| e.to_string())?;
     let mut buf = BytesMut::new();
@@ -60,7 +60,11 @@ fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
             e.into_owned()
         });
     }
-    let ranges = topology::parse_cluster_slots(&slots, seed)?;
+    let text = match &slots {
+        Value::Str(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => return Err("CLUSTER NODES reply is not text".into()),
+    };
+    let ranges = topology::parse_cluster_nodes(&text, seed)?;
     if ranges.is_empty() {
         return Err("the node knows no slot owners (cluster not created yet?)".into());
     }

@@ -78,6 +78,9 @@ pub fn read_via(
         match stream.read(scratch) {
             Ok(0) => return ReadOutcome::Closed,
             Ok(n) => {
+                // A few KB at least, so a client's buffer is allocated once and then reused
+                // (reclaimed in place once the frames split off it are gone).
+                buf.reserve(n.max(4096));
                 buf.extend_from_slice(&scratch[..n]);
                 total += n;
             }

@@ -52,7 +52,8 @@ const DEGRADED_REFRESH: Duration = Duration::from_millis(100);
 /// After this long degraded, the period relaxes to `DEGRADED_REFRESH_SLOW`.
 const DEGRADED_FAST_FOR: Duration = Duration::from_secs(30);
 const DEGRADED_REFRESH_SLOW: Duration = Duration::from_secs(1);
-const CLUSTER_SLOTS: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+/// CLUSTER NODES, not SLOTS: SLOTS leaves out replicas that have not replicated anything yet.
+const CLUSTER_NODES: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n";
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// Bounds on the scripts remembered for NOSCRIPT recovery, so clients cannot grow it
 /// without limit.
@@ -127,7 +128,9 @@ pub struct Core {
     scripts: HashMap<String, Bytes>,
     scripts_bytes: usize,
     /// Requests answered once this turn's parsing is done (they need every client).
-    deferred: Vec<(ClientRef, u64, Local, Vec<Vec<u8>>)>,
+    /// The client's command name then is kept: by the time the list is rendered the client
+    /// may have sent more.
+    deferred: Vec<Deferred>,
     /// MONITOR clients, and this turn's lines for them.
     monitors: Vec<ClientRef>,
     monitor_feed: BytesMut,
@@ -136,6 +139,10 @@ pub struct Core {
     /// Client reads land here first, so buffers hold only what arrived.
     scratch: Box<[u8]>,
 }
+
+/// A request answered after the turn's parsing: who asked, its place in the reply order, what
+/// it is, its arguments, and the client's command name when it asked.
+type Deferred = (ClientRef, u64, Local, Vec<Vec<u8>>, &'static str);
 
 /// What replies set in motion for clients: output to flush, clients to read again now
 /// that their queue has room, clients over the output limit.
@@ -270,10 +277,8 @@ impl Reactor {
         };
         let every = core.cfg.refresh_interval;
         core.request_refresh(every);
-        if !core.cfg.client_timeout.is_zero() {
-            let at = now + sweep_period(core.cfg.client_timeout);
-            core.timers.add(at, TimerKind::ClientSweep);
-        }
+        let at = now + sweep_period(core.cfg.client_timeout);
+        core.timers.add(at, TimerKind::ClientSweep);
         Ok(Reactor {
             poll,
             listener,
@@ -332,13 +337,13 @@ impl Reactor {
     /// Answers CLIENT LIST/INFO/KILL and PROXY commands queued during parsing.
     fn run_deferred(&mut self) {
         let deferred = std::mem::take(&mut self.core.deferred);
-        for (cref, seq, kind, argv) in deferred {
+        for (cref, seq, kind, argv, cmd) in deferred {
             let reply = match kind {
-                Local::ClientList => self.client_list(&argv),
+                Local::ClientList => self.client_list(cref, cmd, &argv),
                 Local::ClientInfo => match self.clients.get(cref.idx) {
                     Some(c) => {
                         let mut out = Vec::new();
-                        let line = client_line(c, self.core.now);
+                        let line = client_line(c, self.core.now, cmd);
                         cluster_view::text(&mut out, &line, c.proto);
                         out
                     }
@@ -354,8 +359,12 @@ impl Reactor {
         }
     }
 
-    fn client_list(&self, argv: &[Vec<u8>]) -> Vec<u8> {
-        let proto = Proto::Resp2;
+    fn client_list(&self, me: ClientRef, my_cmd: &'static str, argv: &[Vec<u8>]) -> Vec<u8> {
+        let proto = self
+            .clients
+            .get(me.idx)
+            .map(|c| c.proto)
+            .unwrap_or(Proto::Resp2);
         // CLIENT LIST [TYPE normal|...] [ID id ...]: every proxy client is "normal".
         let mut ids: Vec<u64> = Vec::new();
         let mut i = 2;
@@ -379,9 +388,14 @@ impl Reactor {
         }
         let mut text = String::new();
         if !only_other_type {
-            for (_, c) in self.clients.iter() {
+            for (idx, c) in self.clients.iter() {
                 if ids.is_empty() || ids.contains(&c.id) {
-                    text.push_str(&client_line(c, self.core.now));
+                    let cmd = if idx == me.idx && c.gen == me.gen {
+                        my_cmd
+                    } else {
+                        c.last_cmd
+                    };
+                    text.push_str(&client_line(c, self.core.now, cmd));
                 }
             }
         }
@@ -800,20 +814,21 @@ impl Reactor {
     /// Closes clients idle past `client_timeout`: nothing pending, nothing unsent, and no
     /// complete request for that long (bytes of a request that never completes do not count,
     /// so a client trickling a request forever is closed too).
+    /// Also gives back the buffers of clients idle for a second: active clients keep theirs so
+    /// the steady state allocates nothing, idle ones cost no buffer memory.
     fn sweep_idle_clients(&mut self) {
         let timeout = self.core.cfg.client_timeout;
-        if timeout.is_zero() {
-            return;
-        }
         let now = self.core.now;
-        let idle: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| {
-                c.pending() == 0 && !c.has_output() && now.duration_since(c.last_request) >= timeout
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let mut idle = Vec::new();
+        for (i, c) in self.clients.iter_mut() {
+            let quiet = now.duration_since(c.last_request);
+            if quiet >= BUFFER_IDLE {
+                c.release_buffers();
+            }
+            if !timeout.is_zero() && c.pending() == 0 && !c.has_output() && quiet >= timeout {
+                idle.push(i);
+            }
+        }
         for idx in idle {
             self.close_client(idx, "idle past client_timeout");
         }
@@ -895,7 +910,7 @@ impl Core {
                 // requests are parsed, in order, through its reply queue.
                 let seq = c.reserve();
                 let argv = (0..args.argc()).map(|i| args.arg(i).to_vec()).collect();
-                self.deferred.push((cref, seq, l, argv));
+                self.deferred.push((cref, seq, l, argv, c.last_cmd));
             }
             Route::Local(Local::Monitor) => {
                 c.reply_now(b"+OK\r\n");
@@ -1697,7 +1712,7 @@ impl Core {
         self.topo.uncovered() > 0 || self.topo.masters().any(|m| self.pool.is_down(m))
     }
 
-    /// Sends CLUSTER SLOTS to a known node that is not down (rotating), falling back to the
+    /// Sends CLUSTER NODES to a known node that is not down (rotating), falling back to the
     /// configured seeds, so the view survives the loss of any one node, seeds included.
     fn start_refresh(&mut self) {
         // While degraded, down masters whose backoff has passed are probed with a connection,
@@ -1736,7 +1751,7 @@ impl Core {
             let node = candidates[(self.refresh_rr + k) % n];
             let req = InFlight {
                 owner: Owner::Refresh,
-                req: Bytes::from_static(CLUSTER_SLOTS),
+                req: Bytes::from_static(CLUSTER_NODES),
                 slot: None,
                 attempt: Attempt::Sent { redirects: 0 },
                 sent_at: self.now,
@@ -1760,7 +1775,13 @@ impl Core {
         let asked = self.topo.node(from).addr.clone();
         let parsed = value::decode(frame)
             .map_err(|e| e.to_string())
-            .and_then(|v| topology::parse_cluster_slots(&v, &asked));
+            .and_then(|v| match v {
+                value::Value::Str(t) => {
+                    topology::parse_cluster_nodes(&String::from_utf8_lossy(&t), &asked)
+                }
+                value::Value::Error(e) => Err(String::from_utf8_lossy(&e).into_owned()),
+                _ => Err("CLUSTER NODES reply is not text".into()),
+            });
         match parsed {
             Ok(ranges) if !ranges.is_empty() => {
                 let change = self.topo.apply(&ranges);
@@ -1841,7 +1862,7 @@ fn script_sha(req: &[u8]) -> Option<String> {
 }
 
 /// One CLIENT LIST line, in Redis's field order.
-fn client_line(c: &Client, now: Instant) -> String {
+fn client_line(c: &Client, now: Instant, cmd: &str) -> String {
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
          multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} \
@@ -1863,7 +1884,7 @@ fn client_line(c: &Client, now: Instant) -> String {
         c.output_len(),
         c.rbuf.capacity() + c.output_len(),
         if c.has_output() { "w" } else { "" },
-        c.last_cmd.to_ascii_lowercase(),
+        cmd.to_ascii_lowercase(),
         if c.proto == Proto::Resp3 { 3 } else { 2 },
         c.lib_name.as_deref().unwrap_or(""),
         c.lib_ver.as_deref().unwrap_or(""),
@@ -1912,10 +1933,16 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 }
 
 /// How often idle clients are looked for: often enough that one is closed within a tenth of
-/// the timeout (at least 10 ms, at most 1 s) after it expires.
+/// the timeout (at least 10 ms, at most 1 s) after it expires; every second without one.
 fn sweep_period(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        return Duration::from_secs(1);
+    }
     (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
+
+/// A client this long without a request gives its buffers back.
+const BUFFER_IDLE: Duration = Duration::from_secs(1);
 
 fn no_master() -> ProxyError {
     ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())

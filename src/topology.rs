@@ -303,6 +303,97 @@ pub fn parse_cluster_slots(v: &Value, asked: &str) -> Result<Vec<SlotRange>, Str
     Ok(out)
 }
 
+/// Parses a CLUSTER NODES text into slot ranges with their master and replicas. Unlike
+/// CLUSTER SLOTS (which leaves out replicas that have not replicated anything yet), it lists
+/// every node. Nodes in handshake or without an address are skipped, and so are failed
+/// replicas; a failed master still owns its slots until the cluster promotes a replica.
+/// `asked` completes `:port` addresses of a node that does not know its own IP.
+pub fn parse_cluster_nodes(text: &str, asked: &str) -> Result<Vec<SlotRange>, String> {
+    let asked_host = crate::config::split_host_port(asked)
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_default();
+    struct Line<'a> {
+        id: &'a str,
+        addr: String,
+        master: bool,
+        failed: bool,
+        master_id: &'a str,
+        slots: Vec<&'a str>,
+    }
+    let mut lines = Vec::new();
+    for raw in text.lines() {
+        let f: Vec<&str> = raw.split(' ').collect();
+        if f.len() < 8 {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("CLUSTER NODES line with {} fields", f.len()));
+        }
+        let flags: Vec<&str> = f[2].split(',').collect();
+        if flags.iter().any(|&x| x == "handshake" || x == "noaddr") {
+            continue;
+        }
+        // ip:port@cport[,hostname]
+        let hostport = f[1].split(['@', ',']).next().unwrap_or("");
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or("CLUSTER NODES address without a port")?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| "CLUSTER NODES address with a bad port")?;
+        let host = if host.is_empty() {
+            asked_host.as_str()
+        } else {
+            host
+        };
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        lines.push(Line {
+            id: f[0],
+            addr,
+            master: flags.contains(&"master"),
+            failed: flags.contains(&"fail"),
+            master_id: f[3],
+            slots: f[8..].to_vec(),
+        });
+    }
+    let mut out = Vec::new();
+    for m in lines.iter().filter(|l| l.master) {
+        let replicas: Vec<String> = lines
+            .iter()
+            .filter(|r| !r.master && !r.failed && r.master_id == m.id)
+            .map(|r| r.addr.clone())
+            .collect();
+        for range in &m.slots {
+            // Migration markers ([slot->-id], [slot-<-id]) are not ownership.
+            if range.starts_with('[') || range.is_empty() {
+                continue;
+            }
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            let bound = |x: &str| {
+                x.parse::<u16>()
+                    .ok()
+                    .filter(|&s| (s as usize) < SLOTS)
+                    .ok_or_else(|| format!("CLUSTER NODES has a bad slot range '{range}'"))
+            };
+            let (start, end) = (bound(a)?, bound(b)?);
+            if start > end {
+                return Err(format!("CLUSTER NODES has a bad slot range '{range}'"));
+            }
+            out.push(SlotRange {
+                start,
+                end,
+                master: m.addr.clone(),
+                replicas: replicas.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The internal-to-public address map, applied to every address a client is shown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressMap {
@@ -420,6 +511,35 @@ mod tests {
         assert_eq!(c.nodes_gone, vec!["127.0.0.1:7000".to_string()]);
         assert_eq!(t.node(t.owner(Slot(0)).unwrap()).addr, "127.0.0.1:7003");
         assert_eq!(t.node(a).role, Role::Gone);
+    }
+
+    #[test]
+    fn parses_cluster_nodes() {
+        let text = "\
+aaa 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460 [5461->-bbb]
+ddd 127.0.0.1:7003@17003 slave aaa 0 0 1 connected
+bbb :7001@17001 master - 0 0 2 connected 5461-10922 12000
+eee 127.0.0.1:7004@17004 slave,fail bbb 0 0 2 disconnected
+fff 127.0.0.1:7009@17009 handshake - 0 0 0 connected
+";
+        let r = parse_cluster_nodes(text, "10.0.0.9:7001").unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r[0],
+            SlotRange {
+                start: 0,
+                end: 5460,
+                master: "127.0.0.1:7000".into(),
+                replicas: vec!["127.0.0.1:7003".into()]
+            }
+        );
+        assert_eq!(r[1].master, "10.0.0.9:7001");
+        assert!(r[1].replicas.is_empty());
+        assert_eq!((r[2].start, r[2].end), (12000, 12000));
+        assert!(
+            parse_cluster_nodes("x 1.2.3.4:1@2 master - 0 0 1 connected 9-3\n", "a:1").is_err()
+        );
+        assert!(parse_cluster_nodes("short line\n", "a:1").is_err());
     }
 
     #[test]
