@@ -4,6 +4,7 @@
 //!
 //! The modules are public so tests, benchmarks and fuzz targets reach the parsers.
 
+pub mod alloc;
 pub mod backend;
 pub mod client;
 pub mod cluster_view;

@@ -11,6 +11,10 @@ use redis_cluster_proxy::reactor::Reactor;
 use redis_cluster_proxy::topology::Topology;
 use redis_cluster_proxy::VERSION;
 
+#[cfg(feature = "count-allocs")]
+#[global_allocator]
+static GLOBAL: redis_cluster_proxy::alloc::Counting = redis_cluster_proxy::alloc::Counting;
+
 const USAGE: &str = "\
 redis-cluster-proxy: one endpoint in front of a Redis Cluster
 

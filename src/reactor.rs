@@ -1202,7 +1202,9 @@ impl Core {
                 .filter(|n| n.role != Role::Gone)
                 .count(),
             if self.cfg.auto_redirect { "yes" } else { "no" },
-        )
+        ) + &crate::alloc::allocations()
+            .map(|n| format!("allocations:{n}\r\n"))
+            .unwrap_or_default()
     }
 
     /// SCAN over the cluster: the proxy's cursor names a master (in address order) and that
