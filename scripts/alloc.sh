@@ -41,7 +41,7 @@ for P in 1 16; do
         timeout 300 redis-benchmark -p "$PORT" -t "$T" -c 50 -d 64 -n "$N" -P "$P" -r 100000 -q \
             >/dev/null 2>&1
         after=$(allocs)
-        printf '%-8s %-6s %s\n' "$T" "$P" "$(echo "scale=4; ($after - $before) / $N" | bc)"
+        printf '%-8s %-6s %s\n' "$T" "$P" "$(awk -v a="$after" -v b="$before" -v n="$N" 'BEGIN { printf "%.4f", (a - b) / n }')"
     done
 done
 echo "(commit $(git -C "$ROOT" rev-parse --short HEAD); redis-benchmark opens its 50 connections anew per run, so per-connection setup is included)"
