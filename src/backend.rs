@@ -69,6 +69,9 @@ pub struct Backend {
     pub timer_armed: bool,
     /// Whether it is already in the reactor's list of connections to flush.
     pub dirty: bool,
+    /// Carries one blocking command at a time for one client, outside the shared pool; no
+    /// reply timeout applies (BLPOP may wait as long as its client asked).
+    pub dedicated: bool,
 }
 
 impl Backend {
@@ -101,6 +104,7 @@ impl Backend {
             inflight: VecDeque::new(),
             timer_armed: false,
             dirty: false,
+            dedicated: false,
         };
         if proto == Proto::Resp3 {
             b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
@@ -139,6 +143,7 @@ impl Backend {
             slot,
             attempt,
             sent_at: now,
+            dedicated: self.dedicated,
         });
     }
 

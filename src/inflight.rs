@@ -76,6 +76,9 @@ pub struct InFlight {
     pub attempt: Attempt,
     /// When it was written to the node's buffer, for the backend timeout.
     pub sent_at: Instant,
+    /// A blocking command: it travels on a connection of its own, never a shared one, and
+    /// so does every redirection of it.
+    pub dedicated: bool,
 }
 
 /// What to do with a request after its node answered with an error.

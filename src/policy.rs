@@ -87,8 +87,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "invalidations would need a dedicated connection per client",
         ),
         "CLIENT|UNBLOCK" => (
-            Unsupported("blocking commands"),
-            "blocking commands are not carried yet",
+            Unsupported("unblocking"),
+            "a blocked client waits on a connection of the proxy's, which the node knows by another id",
         ),
         "MONITOR" => (
             Proxy,
@@ -219,8 +219,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "a transaction needs a dedicated connection",
         ),
         "WAIT" => (
-            Unsupported("blocking commands"),
-            "it would hold a shared connection while it waits",
+            Unsupported("WAIT"),
+            "it counts the replicas of the writes made on its own connection, which through the proxy are shared ones",
         ),
         "AUTH" => (
             Unsupported("authentication"),

@@ -28,6 +28,8 @@ pub enum Health {
 pub struct NodeConns {
     /// Shared connections for RESP2 clients and for RESP3 clients.
     pub sets: [Vec<BackendRef>; 2],
+    /// Dedicated connections (for blocking commands) not in use, per protocol.
+    pub idle_dedicated: [Vec<BackendRef>; 2],
     pub health: Health,
 }
 
@@ -35,6 +37,7 @@ impl Default for NodeConns {
     fn default() -> Self {
         NodeConns {
             sets: [Vec::new(), Vec::new()],
+            idle_dedicated: [Vec::new(), Vec::new()],
             health: Health::Up,
         }
     }
@@ -108,7 +111,9 @@ impl Pool {
     }
 
     pub fn remove(&mut self, id: NodeId, proto: Proto, b: BackendRef) {
-        self.node(id).sets[proto_index(proto)].retain(|r| *r != b);
+        let n = self.node(id);
+        n.sets[proto_index(proto)].retain(|r| *r != b);
+        n.idle_dedicated[proto_index(proto)].retain(|r| *r != b);
     }
 }
 

@@ -55,6 +55,10 @@ const DEGRADED_REFRESH_SLOW: Duration = Duration::from_secs(1);
 /// CLUSTER NODES, not SLOTS: SLOTS leaves out replicas that have not replicated anything yet.
 const CLUSTER_NODES: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n";
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// Dedicated connections for blocking commands: at most this many open, and this many kept
+/// idle per node and protocol for reuse.
+const MAX_DEDICATED: usize = 1024;
+const MAX_IDLE_DEDICATED: usize = 8;
 /// Bounds on the scripts remembered for NOSCRIPT recovery, so clients cannot grow it
 /// without limit.
 const MAX_SCRIPTS: usize = 10_000;
@@ -138,6 +142,8 @@ pub struct Core {
     shutdown: bool,
     /// Client reads land here first, so buffers hold only what arrived.
     scratch: Box<[u8]>,
+    /// Dedicated connections in use, with the client whose blocking command they carry.
+    busy_dedicated: Vec<(ClientRef, BackendRef)>,
 }
 
 /// A request answered after the turn's parsing: who asked, its place in the reply order, what
@@ -264,6 +270,7 @@ impl Reactor {
             monitor_feed: BytesMut::new(),
             shutdown: false,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            busy_dedicated: Vec::new(),
             stats: Stats {
                 started: now,
                 connected_clients: 0,
@@ -635,6 +642,16 @@ impl Reactor {
         }
         self.process_requests(idx);
         if let Some(c) = self.clients.get_mut(idx) {
+            let cref = ClientRef { idx, gen: c.gen };
+            // A blocking command's reply may never come (BLPOP 0): a client that hung up
+            // while waiting for one is closed now, as Redis does, not drained.
+            if eof && self.core.busy_dedicated.iter().any(|(b, _)| *b == cref) {
+                self.close_client(idx, "closed while blocked");
+                return;
+            }
+            let Some(c) = self.clients.get_mut(idx) else {
+                return;
+            };
             if eof && c.state == ClientState::Open {
                 // The peer sent all it will send: answer what it asked, then close.
                 c.state = ClientState::Closing;
@@ -730,6 +747,8 @@ impl Reactor {
             self.core.backend_failed(&mut self.clients, idx, &why);
         } else if more {
             self.core.resume_backends.push(idx);
+        } else {
+            self.core.release_dedicated(idx);
         }
     }
 
@@ -844,6 +863,7 @@ impl Reactor {
         let mut c = self.clients.remove(idx);
         c.deregister(&self.core.registry);
         self.core.stats.connected_clients -= 1;
+        self.core.client_gone(ClientRef { idx, gen: c.gen });
         debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
     }
 }
@@ -944,6 +964,31 @@ impl Core {
             Route::AnyMaster => match self.any_master() {
                 Some(node) => self.send_new(c, cref, node, frame, None),
                 None => c.reply_now(&no_master().to_frame()),
+            },
+            Route::Blocking(slot) => match self.topo.owner(slot) {
+                Some(node) => {
+                    let seq = c.reserve();
+                    let req = InFlight {
+                        owner: Owner::Client {
+                            client: cref,
+                            seq,
+                            part: 0,
+                        },
+                        req: frame,
+                        slot: Some(slot),
+                        attempt: Attempt::Sent { redirects: 0 },
+                        sent_at: self.now,
+                        dedicated: true,
+                    };
+                    if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
+                        let (e, _) = *failed;
+                        c.complete(seq, 0, Bytes::from(e.to_frame()));
+                    }
+                }
+                None => {
+                    c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
+                    self.request_refresh(Duration::ZERO);
+                }
             },
             Route::Split { per_key, merge } => {
                 // MGET and EXISTS read: their parts follow read_from like any read.
@@ -1266,6 +1311,7 @@ impl Core {
             slot,
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
+            dedicated: false,
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
@@ -1329,6 +1375,7 @@ impl Core {
             slot,
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
+            dedicated: false,
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
@@ -1346,10 +1393,24 @@ impl Core {
         req: InFlight,
         prefix: Option<Bytes>,
     ) -> Result<(), Box<(ProxyError, InFlight)>> {
-        let idx = match self.backend_for(node, proto, client_idx) {
+        let chosen = if req.dedicated {
+            self.dedicated_backend(node, proto)
+        } else {
+            self.backend_for(node, proto, client_idx)
+        };
+        let idx = match chosen {
             Ok(idx) => idx,
             Err(e) => return Err(Box::new((e, req))),
         };
+        if let (true, Owner::Client { client, .. }) = (req.dedicated, &req.owner) {
+            self.busy_dedicated.push((
+                *client,
+                BackendRef {
+                    idx,
+                    gen: self.backends[idx].gen,
+                },
+            ));
+        }
         let now = self.now;
         let timeout = self.cfg.backend_timeout;
         let b = &mut self.backends[idx];
@@ -1357,7 +1418,7 @@ impl Core {
             b.push(p, Owner::Internal, req.slot, now);
         }
         b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
-        if !b.timer_armed && !timeout.is_zero() {
+        if !b.timer_armed && !timeout.is_zero() && !b.dedicated {
             b.timer_armed = true;
             let gen = b.gen;
             self.timers
@@ -1383,60 +1444,143 @@ impl Core {
         Ok(set[client_idx % set.len()].idx)
     }
 
-    fn open_connections(&mut self, node: NodeId, proto: Proto) -> Result<(), ProxyError> {
-        let n = self.topo.node(node);
-        let unavailable = |why: &str| ProxyError::NodeUnavailable {
-            node: n.addr.clone(),
-            why: why.to_string(),
-        };
-        if !self.pool.may_connect(node, self.now) {
-            return Err(unavailable("its last connection failed; retrying shortly"));
-        }
-        let Some(addr) = n.sockaddr else {
-            return Err(unavailable("its address does not resolve"));
-        };
-        for _ in 0..self.cfg.backend_connections {
-            let entry = self.backends.vacant_entry();
-            let idx = entry.key();
-            self.next_gen += 1;
-            let gen = self.next_gen;
-            match Backend::connect(
-                &self.registry,
-                backend_token(idx),
-                gen,
-                node,
-                addr,
-                proto,
-                self.cfg.read_from != ReadFrom::Master,
-                &self.cfg.socket,
-                self.now,
-            ) {
-                Ok(mut b) => {
-                    b.timer_armed = true;
-                    entry.insert(b);
-                    self.timers.add(
-                        self.now + self.cfg.connect_timeout,
-                        TimerKind::Backend { idx, gen },
-                    );
-                    self.pool.node(node).sets[proto_index(proto)].push(BackendRef { idx, gen });
-                    debug!(
-                        "connecting to node {} ({proto:?})",
-                        self.topo.node(node).addr
-                    );
-                }
-                Err(e) => {
-                    let addr = self.topo.node(node).addr.clone();
-                    warn!("cannot connect to node {addr}: {e}");
-                    self.pool.mark_down(node, self.now);
-                    self.request_refresh(Duration::ZERO);
-                    return Err(ProxyError::NodeUnavailable {
-                        node: addr,
-                        why: e.to_string(),
-                    });
-                }
+    /// A connection of its own for a blocking command: an idle dedicated one to the node, or
+    /// a new one. Bounded, so clients cannot open connections to the nodes without limit.
+    fn dedicated_backend(&mut self, node: NodeId, proto: Proto) -> Result<usize, ProxyError> {
+        let p = proto_index(proto);
+        while let Some(r) = self.pool.node(node).idle_dedicated[p].pop() {
+            if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
+                return Ok(r.idx);
             }
         }
+        let open = self.backends.iter().filter(|(_, b)| b.dedicated).count();
+        if open >= MAX_DEDICATED {
+            return Err(ProxyError::Other(format!(
+                "ERR too many blocking commands in progress through the proxy ({MAX_DEDICATED})"
+            )));
+        }
+        let idx = self.connect_one(node, proto)?;
+        self.backends[idx].dedicated = true;
+        Ok(idx)
+    }
+
+    /// After a reply: a dedicated connection with nothing left in flight goes back to the
+    /// node's idle list (or is closed when enough are idle).
+    fn release_dedicated(&mut self, idx: usize) {
+        let Some(b) = self.backends.get(idx) else {
+            return;
+        };
+        if !b.dedicated || !b.inflight.is_empty() {
+            return;
+        }
+        let (node, proto, r) = (b.node, b.proto, BackendRef { idx, gen: b.gen });
+        self.busy_dedicated.retain(|(_, d)| *d != r);
+        let idle = &mut self.pool.node(node).idle_dedicated[proto_index(proto)];
+        if idle.contains(&r) {
+            return;
+        }
+        if idle.len() < MAX_IDLE_DEDICATED {
+            idle.push(r);
+        } else {
+            self.close_backend(idx);
+        }
+    }
+
+    /// Closes a connection that carries nothing anyone waits for.
+    fn close_backend(&mut self, idx: usize) {
+        if !self.backends.contains(idx) {
+            return;
+        }
+        let mut b = self.backends.remove(idx);
+        b.deregister(&self.registry);
+        self.pool
+            .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
+    }
+
+    /// A client left: the blocking commands it was waiting on would hold their connections
+    /// forever (BLPOP 0), so those connections are closed.
+    fn client_gone(&mut self, cref: ClientRef) {
+        if self.busy_dedicated.is_empty() {
+            return;
+        }
+        let mine: Vec<BackendRef> = self
+            .busy_dedicated
+            .iter()
+            .filter(|(c, _)| *c == cref)
+            .map(|(_, b)| *b)
+            .collect();
+        self.busy_dedicated.retain(|(c, _)| *c != cref);
+        for r in mine {
+            if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
+                debug!("closing the blocking command of a departed client");
+                self.close_backend(r.idx);
+            }
+        }
+    }
+
+    fn open_connections(&mut self, node: NodeId, proto: Proto) -> Result<(), ProxyError> {
+        for _ in 0..self.cfg.backend_connections {
+            let idx = self.connect_one(node, proto)?;
+            let gen = self.backends[idx].gen;
+            self.pool.node(node).sets[proto_index(proto)].push(BackendRef { idx, gen });
+        }
         Ok(())
+    }
+
+    /// Starts one connection to the node (not yet in any pool list).
+    fn connect_one(&mut self, node: NodeId, proto: Proto) -> Result<usize, ProxyError> {
+        let n = self.topo.node(node);
+        if !self.pool.may_connect(node, self.now) {
+            return Err(ProxyError::NodeUnavailable {
+                node: n.addr.clone(),
+                why: "its last connection failed; retrying shortly".into(),
+            });
+        }
+        let Some(addr) = n.sockaddr else {
+            return Err(ProxyError::NodeUnavailable {
+                node: n.addr.clone(),
+                why: "its address does not resolve".into(),
+            });
+        };
+        let entry = self.backends.vacant_entry();
+        let idx = entry.key();
+        self.next_gen += 1;
+        let gen = self.next_gen;
+        match Backend::connect(
+            &self.registry,
+            backend_token(idx),
+            gen,
+            node,
+            addr,
+            proto,
+            self.cfg.read_from != ReadFrom::Master,
+            &self.cfg.socket,
+            self.now,
+        ) {
+            Ok(mut b) => {
+                b.timer_armed = true;
+                entry.insert(b);
+                self.timers.add(
+                    self.now + self.cfg.connect_timeout,
+                    TimerKind::Backend { idx, gen },
+                );
+                debug!(
+                    "connecting to node {} ({proto:?})",
+                    self.topo.node(node).addr
+                );
+                Ok(idx)
+            }
+            Err(e) => {
+                let addr = self.topo.node(node).addr.clone();
+                warn!("cannot connect to node {addr}: {e}");
+                self.pool.mark_down(node, self.now);
+                self.request_refresh(Duration::ZERO);
+                Err(ProxyError::NodeUnavailable {
+                    node: addr,
+                    why: e.to_string(),
+                })
+            }
+        }
     }
 
     /// A reply from `from` for `req`: redirect it, or deliver it.
@@ -1681,7 +1825,7 @@ impl Core {
         b.timer_armed = false;
         let deadline = match b.state {
             BackendState::Connecting { since } => Some((since + connect_to, "connect timeout")),
-            BackendState::Ready if !reply_to.is_zero() => b
+            BackendState::Ready if !reply_to.is_zero() && !b.dedicated => b
                 .inflight
                 .front()
                 .map(|r| (r.sent_at + reply_to, "no reply within backend_timeout")),
@@ -1757,6 +1901,7 @@ impl Core {
                 slot: None,
                 attempt: Attempt::Sent { redirects: 0 },
                 sent_at: self.now,
+                dedicated: false,
             };
             if self
                 .send(node, Proto::Resp2, self.refresh_rr, req, None)

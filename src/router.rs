@@ -46,6 +46,9 @@ pub enum Route {
     /// A read-only command whose keys are in this slot: to the master, or a replica under
     /// `read_from`.
     ReadSlot(Slot),
+    /// A blocking command (BLPOP, XREAD BLOCK, ...) whose keys are in this slot: to its
+    /// master over a connection of its own, so it holds no shared connection while it waits.
+    Blocking(Slot),
     /// No key: to one master.
     AnyMaster,
     /// Keys in several slots of a command that can be split: one request per slot, with
@@ -137,9 +140,20 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
         "XREAD" | "XREADGROUP" => has_block_option(args),
         _ => cmd.has(flag::BLOCKING),
     };
+    let route = keyed(cmd, args);
     if blocking {
-        return unsupported(cmd, "blocking commands", "a dedicated connection");
+        return match route {
+            Route::Slot(s) | Route::ReadSlot(s) => Route::Blocking(s),
+            // Blocking commands with keys in several slots cannot be split.
+            Route::Split { .. } => Route::Refuse(ProxyError::CrossSlot),
+            other => other,
+        };
     }
+    route
+}
+
+/// A command with keys: its slot, a split, or CROSSSLOT.
+fn keyed<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
     let mut slot: Option<Slot> = None;
     let mut cross = false;
     command::for_each_key(cmd, args, |i| {
@@ -371,8 +385,12 @@ mod tests {
             r("XREAD STREAMS s 0"),
             Route::ReadSlot(crate::slot::key_slot(b"s"))
         );
-        assert!(matches!(r("XREAD BLOCK 0 STREAMS s 0"), Route::Refuse(_)));
-        assert!(matches!(r("BLPOP l 0"), Route::Refuse(_)));
+        assert_eq!(
+            r("XREAD BLOCK 0 STREAMS s 0"),
+            Route::Blocking(crate::slot::key_slot(b"s"))
+        );
+        assert_eq!(r("BLPOP foo 0"), Route::Blocking(Slot(12182)));
+        assert_eq!(r("BLPOP foo bar 0"), Route::Refuse(ProxyError::CrossSlot));
         assert!(matches!(r("MULTI"), Route::Refuse(_)));
         assert!(matches!(r("SUBSCRIBE c"), Route::Refuse(_)));
         assert_eq!(r("PUBLISH c m"), Route::AnyMaster);

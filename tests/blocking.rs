@@ -1,0 +1,167 @@
+//! Blocking commands on connections of their own: they wait as on one Redis, never hold a
+//! shared connection (other clients are not slowed), and a client that leaves while blocked
+//! does not leave a blocked connection behind on the node.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn blocked_on_masters(cluster: &Cluster) -> u64 {
+    cluster
+        .masters()
+        .iter()
+        .map(|&m| {
+            let info: String = cluster.query(m, &["INFO", "clients"]);
+            parse_info(&info)
+                .get("blocked_clients")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn blocking_commands_wait_without_holding_shared_connections() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+
+    // BLPOP wakes when another client pushes, after about the time it waited.
+    let waiter = {
+        let port = proxy.port;
+        std::thread::spawn(move || {
+            let mut con = redis_conn(port, Duration::from_secs(10)).unwrap();
+            let t = Instant::now();
+            let got: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg("bl:list")
+                .arg(5)
+                .query(&mut con)
+                .unwrap();
+            (got, t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // While it waits, shared traffic to every master is not held up behind it.
+    let mut con = proxy.conn();
+    let t = Instant::now();
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("bl:k{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "shared traffic slowed by a blocked client: {:?}",
+        t.elapsed()
+    );
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("bl:list")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
+    let (got, waited) = waiter.join().unwrap();
+    assert_eq!(got, Some(("bl:list".to_string(), "hello".to_string())));
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(4),
+        "BLPOP waited {waited:?}"
+    );
+
+    // A timeout expires as on Redis: a null after about that long.
+    let t = Instant::now();
+    let none: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg("bl:empty")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // XREAD BLOCK is carried the same way.
+    let _: String = redis::cmd("XADD")
+        .arg("bl:stream")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
+    let mut raw = proxy.raw();
+    let r = raw.cmd(&["XREAD", "BLOCK", "100", "STREAMS", "bl:stream", "0"]);
+    let stream_name = match &r {
+        Resp::Array(streams) => streams.first().and_then(|s| match s {
+            Resp::Array(pair) => pair.first().and_then(Resp::text),
+            _ => None,
+        }),
+        _ => None,
+    };
+    assert_eq!(stream_name.as_deref(), Some("bl:stream"), "{r:?}");
+
+    // Keys of a blocking command in several slots: CROSSSLOT, as from a cluster node.
+    let r = raw.cmd(&["BLPOP", "bl:a", "bl:b", "bl:c", "1"]);
+    assert!(
+        r.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
+        "{r:?}"
+    );
+
+    // Many blocked clients at once, all on their own connections; all wake.
+    let port = proxy.port;
+    let waiters: Vec<_> = (0..20)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut con = redis_conn(port, Duration::from_secs(10)).unwrap();
+                let got: Option<(String, String)> = redis::cmd("BRPOP")
+                    .arg(format!("bl:many{i}"))
+                    .arg(5)
+                    .query(&mut con)
+                    .unwrap();
+                got
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while blocked_on_masters(&cluster) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "20 clients never blocked on the masters"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..20 {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(format!("bl:many{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    for (i, w) in waiters.into_iter().enumerate() {
+        assert_eq!(
+            w.join().unwrap(),
+            Some((format!("bl:many{i}"), i.to_string()))
+        );
+    }
+
+    // A client that hangs up while blocked leaves no blocked connection on the node.
+    {
+        let mut raw = proxy.raw();
+        raw.send(b"*3\r\n$5\r\nBLPOP\r\n$10\r\nbl:forever\r\n$1\r\n0\r\n");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while blocked_on_masters(&cluster) < 1 {
+            assert!(Instant::now() < deadline, "BLPOP 0 never reached a master");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while blocked_on_masters(&cluster) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a departed client's BLPOP 0 still blocks a master"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_pong(&mut con);
+}
