@@ -72,6 +72,9 @@ pub struct Backend {
     /// Carries one blocking command at a time for one client, outside the shared pool; no
     /// reply timeout applies (BLPOP may wait as long as its client asked).
     pub dedicated: bool,
+    /// A dedicated connection held by one client's transaction (WATCH/MULTI until EXEC,
+    /// DISCARD or UNWATCH): never lent to anyone else meanwhile.
+    pub pinned: bool,
 }
 
 impl Backend {
@@ -105,6 +108,7 @@ impl Backend {
             timer_armed: false,
             dirty: false,
             dedicated: false,
+            pinned: false,
         };
         if proto == Proto::Resp3 {
             b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
@@ -143,7 +147,8 @@ impl Backend {
             slot,
             attempt,
             sent_at: now,
-            dedicated: self.dedicated,
+            dedicated: self.dedicated && !self.pinned,
+            pinned: self.pinned,
         });
     }
 

@@ -26,6 +26,20 @@ const KEEP_WHILE_ACTIVE: usize = 16 * 1024;
 /// Bytes read from one client per turn.
 pub const READ_BUDGET: usize = 256 * 1024;
 
+/// A transaction in progress: the connection it is pinned to (once its node is known), and
+/// the commands queued before that (answered +QUEUED by the proxy, sent when the node is
+/// known).
+#[derive(Debug, Default)]
+pub struct Tx {
+    pub conn: Option<(crate::topology::NodeId, crate::pool::BackendRef)>,
+    /// MULTI was given (not only WATCH).
+    pub multi: bool,
+    pub queued: Vec<Bytes>,
+    /// A queued command was refused by the proxy (keys on another node): EXEC fails with
+    /// EXECABORT, as Redis does after a queuing error.
+    pub aborted: bool,
+}
+
 /// Per-client bounds from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -94,6 +108,8 @@ pub struct Client {
     pub local_addr: SocketAddr,
     pub lib_name: Option<String>,
     pub lib_ver: Option<String>,
+    /// WATCH or MULTI in progress.
+    pub tx: Option<Tx>,
 }
 
 impl Client {
@@ -119,6 +135,7 @@ impl Client {
             local_addr: addr,
             lib_name: None,
             lib_ver: None,
+            tx: None,
         }
     }
 

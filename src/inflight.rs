@@ -79,6 +79,9 @@ pub struct InFlight {
     /// A blocking command: it travels on a connection of its own, never a shared one, and
     /// so does every redirection of it.
     pub dedicated: bool,
+    /// Part of a transaction on the client's pinned connection: its reply is delivered as
+    /// the node gave it (a redirection inside MULTI aborts the transaction, as on Redis).
+    pub pinned: bool,
 }
 
 /// What to do with a request after its node answered with an error.

@@ -215,8 +215,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "a subscriber needs a dedicated connection",
         ),
         "MULTI" | "EXEC" | "DISCARD" | "UNWATCH" => (
-            Unsupported("transactions"),
-            "a transaction needs a dedicated connection",
+            Proxy,
+            "a transaction runs on a connection pinned to the node of its first key",
         ),
         "WAIT" => (
             Unsupported("WAIT"),

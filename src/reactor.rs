@@ -911,7 +911,191 @@ impl Core {
             String::from_utf8_lossy(args.arg(0)),
             route
         );
+        let name = cmd.map(|c| c.name).unwrap_or("");
+        if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
+            self.transaction(c, cref, frame.clone(), name, route);
+            return;
+        }
         self.execute(c, cref, frame.clone(), &args, route);
+    }
+
+    /// WATCH / MULTI ... EXEC / DISCARD / UNWATCH on a connection pinned to one node: the node
+    /// of the first command with keys (a transaction's keys must be on one node, as on a
+    /// cluster). Commands before that are answered +QUEUED by the proxy and sent ahead of it.
+    fn transaction(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        name: &str,
+        route: Route,
+    ) {
+        let err = |c: &mut Client, msg: &str| {
+            let mut out = Vec::new();
+            encode::error(&mut out, msg);
+            c.reply_now(&out);
+        };
+        // A pinned connection that broke ends the transaction.
+        if let Some((_, r)) = c.tx.as_ref().and_then(|t| t.conn) {
+            if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
+                c.tx = None;
+                err(
+                    c,
+                    "ERR the transaction's connection to its node was lost; start it again",
+                );
+                return;
+            }
+        }
+        let multi = c.tx.as_ref().is_some_and(|t| t.multi);
+        match name {
+            "MULTI" if multi => return err(c, "ERR MULTI calls can not be nested"),
+            "EXEC" if !multi => return err(c, "ERR EXEC without MULTI"),
+            "DISCARD" if !multi => return err(c, "ERR DISCARD without MULTI"),
+            "WATCH" if multi => return err(c, "ERR WATCH inside MULTI is not allowed"),
+            "MULTI" => {
+                let tx = c.tx.get_or_insert_with(Default::default);
+                tx.multi = true;
+                if tx.conn.is_none() {
+                    c.reply_now(b"+OK\r\n");
+                    return;
+                }
+            }
+            "UNWATCH" if !multi && c.tx.as_ref().is_none_or(|t| t.conn.is_none()) => {
+                c.tx = None;
+                c.reply_now(b"+OK\r\n");
+                return;
+            }
+            "DISCARD" if c.tx.as_ref().is_some_and(|t| t.conn.is_none()) => {
+                c.tx = None;
+                c.reply_now(b"+OK\r\n");
+                return;
+            }
+            _ => {}
+        }
+        // The node: the pinned one, else the first command with keys decides, else (EXEC of
+        // a transaction without keys) any master.
+        let tx_conn = c.tx.as_ref().and_then(|t| t.conn);
+        let (_node, bref) = match tx_conn {
+            Some(nb) => nb,
+            None => {
+                let slot = match &route {
+                    Route::Slot(s) | Route::ReadSlot(s) | Route::Blocking(s) => Some(*s),
+                    Route::Split { .. } => {
+                        return err(c, "CROSSSLOT Keys in request don't hash to the same slot")
+                    }
+                    // Refused before any node is involved (unknown command, wrong arity).
+                    Route::Refuse(e) => return c.reply_now(&e.to_frame()),
+                    _ => None,
+                };
+                let node = match slot {
+                    Some(s) => self.topo.owner(s),
+                    None if name == "EXEC" => self.any_master(),
+                    None => {
+                        // Keyless, node unknown yet: queued here, sent ahead of the first
+                        // command with keys.
+                        if let Some(t) = c.tx.as_mut() {
+                            t.queued.push(frame);
+                        }
+                        c.reply_now(b"+QUEUED\r\n");
+                        return;
+                    }
+                };
+                let Some(node) = node else {
+                    c.tx = None;
+                    return err(c, "CLUSTERDOWN the transaction's slot is not served");
+                };
+                let idx = match self.dedicated_backend(node, c.proto) {
+                    Ok(idx) => idx,
+                    Err(e) => {
+                        c.tx = None;
+                        return c.reply_now(&e.to_frame());
+                    }
+                };
+                let b = &mut self.backends[idx];
+                b.pinned = true;
+                let bref = BackendRef { idx, gen: b.gen };
+                self.busy_dedicated.push((cref, bref));
+                let tx = c.tx.get_or_insert_with(Default::default);
+                tx.conn = Some((node, bref));
+                // What the client was already told: MULTI's OK and the queued commands'
+                // QUEUED; the node's answers to them are not passed on again.
+                let ahead = std::mem::take(&mut tx.queued);
+                let in_multi = tx.multi && name != "MULTI";
+                let b = &mut self.backends[idx];
+                if in_multi {
+                    b.push(
+                        Bytes::from_static(b"*1\r\n$5\r\nMULTI\r\n"),
+                        Owner::Internal,
+                        None,
+                        self.now,
+                    );
+                }
+                for q in ahead {
+                    b.push(q, Owner::Internal, None, self.now);
+                }
+                (node, bref)
+            }
+        };
+        // Keys owned by another node cannot join this transaction: refused here, and the
+        // transaction then fails at EXEC, never half applied.
+        let slot = match &route {
+            Route::Slot(s) | Route::ReadSlot(s) | Route::Blocking(s) => Some(*s),
+            _ => None,
+        };
+        let foreign = slot.is_some_and(|s| self.topo.owner(s) != Some(_node))
+            || matches!(route, Route::Split { .. });
+        if foreign && name != "EXEC" && name != "DISCARD" {
+            if let Some(t) = c.tx.as_mut() {
+                t.aborted |= t.multi;
+            }
+            return err(
+                c,
+                "CROSSSLOT Keys in request don't hash to the same slot as the transaction's",
+            );
+        }
+        let aborted = c.tx.as_ref().is_some_and(|t| t.aborted);
+        if name == "EXEC" && aborted {
+            // The node discards what it queued; the client hears why.
+            let b = &mut self.backends[bref.idx];
+            b.push(
+                Bytes::from_static(b"*1\r\n$7\r\nDISCARD\r\n"),
+                Owner::Internal,
+                None,
+                self.now,
+            );
+            c.reply_now(b"-EXECABORT Transaction discarded because of previous errors.\r\n");
+            self.mark_backend(bref.idx);
+            c.tx = None;
+            if let Some(b) = self.backends.get_mut(bref.idx) {
+                b.pinned = false;
+            }
+            return;
+        }
+        let seq = c.reserve();
+        let b = &mut self.backends[bref.idx];
+        b.push(
+            frame,
+            Owner::Client {
+                client: cref,
+                seq,
+                part: 0,
+            },
+            None,
+            self.now,
+        );
+        self.mark_backend(bref.idx);
+        let ends = match name {
+            "EXEC" | "DISCARD" => true,
+            "UNWATCH" => !multi,
+            _ => false,
+        };
+        if ends {
+            c.tx = None;
+            if let Some(b) = self.backends.get_mut(bref.idx) {
+                b.pinned = false;
+            }
+            // Given back once the last reply is in (release_dedicated after the read).
+        }
     }
 
     fn execute(
@@ -979,6 +1163,7 @@ impl Core {
                         attempt: Attempt::Sent { redirects: 0 },
                         sent_at: self.now,
                         dedicated: true,
+                        pinned: false,
                     };
                     if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
                         let (e, _) = *failed;
@@ -1312,6 +1497,7 @@ impl Core {
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
             dedicated: false,
+            pinned: false,
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
@@ -1376,6 +1562,7 @@ impl Core {
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
             dedicated: false,
+            pinned: false,
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
@@ -1619,7 +1806,7 @@ impl Core {
                 return;
             }
         };
-        if frame.first() != Some(&b'-') {
+        if frame.first() != Some(&b'-') || req.pinned {
             deliver(clients, &mut self.wake, client, seq, part, frame);
             return;
         }
@@ -1902,6 +2089,7 @@ impl Core {
                 attempt: Attempt::Sent { redirects: 0 },
                 sent_at: self.now,
                 dedicated: false,
+                pinned: false,
             };
             if self
                 .send(node, Proto::Resp2, self.refresh_rr, req, None)
