@@ -20,7 +20,7 @@ pub const DEFAULT_BACKEND_CONNECTIONS: usize = 1;
 pub const DEFAULT_BACKLOG: i32 = 1024;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
-pub const DEFAULT_CLIENT_MAX_PENDING: usize = 16 * 1024;
+pub const DEFAULT_CLIENT_MAX_PENDING: usize = 1024;
 pub const DEFAULT_CLIENT_OUTPUT_LIMIT: usize = 64 << 20;
 
 /// Everything the proxy reads from `config.yaml`; every field has a default so an empty file

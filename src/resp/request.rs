@@ -184,10 +184,13 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        // Blanks as C's isspace (vertical tab and form feed included).
+        while i < n && matches!(line[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
             i += 1;
         }
-        if i >= n {
+        // Redis parses the line as a C string: a NUL ends it. Without this, a NUL outside
+        // quotes ended a word without being consumed and the loop never moved on.
+        if i >= n || line[i] == 0 {
             return Ok(out);
         }
         let mut cur = Vec::new();
@@ -375,6 +378,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let (_, args) = parse_all(b"PING\n").unwrap().unwrap();
+        assert_eq!(args, vec![b"PING".to_vec()]);
+        // NUL ends the line, as in Redis (it used to loop forever).
+        let (_, args) = parse_all(b"PING\0\r\n").unwrap().unwrap();
+        assert_eq!(args, vec![b"PING".to_vec()]);
+        let (_, args) = parse_all(b"PI\0NG x\r\n").unwrap().unwrap();
+        assert_eq!(args, vec![b"PI".to_vec()]);
+        assert_eq!(
+            parse_all(b"\0\r\n").unwrap().unwrap().0,
+            Frame::Empty { consumed: 3 }
+        );
+        let (_, args) = parse_all(b"\x0bPING\r\n").unwrap().unwrap();
         assert_eq!(args, vec![b"PING".to_vec()]);
         incomplete!(b"PING");
     }
