@@ -75,6 +75,11 @@ pub struct Backend {
     /// A dedicated connection held by one client's transaction (WATCH/MULTI until EXEC,
     /// DISCARD or UNWATCH): never lent to anyone else meanwhile.
     pub pinned: bool,
+    /// When it was created, for the stream frames' (unused) send time.
+    last_read: Instant,
+    /// A subscriber's connection: every frame that no request of the proxy's waits for goes
+    /// to this client (subscription replies, messages), in arrival order.
+    pub stream_to: Option<crate::inflight::ClientRef>,
 }
 
 impl Backend {
@@ -109,6 +114,8 @@ impl Backend {
             dirty: false,
             dedicated: false,
             pinned: false,
+            stream_to: None,
+            last_read: now,
         };
         if proto == Proto::Resp3 {
             b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
@@ -119,6 +126,12 @@ impl Backend {
             b.push(Bytes::from_static(READONLY), Owner::Internal, None, now);
         }
         Ok(b)
+    }
+
+    /// Queues bytes that expect no reply the proxy waits for (a subscriber's commands, whose
+    /// replies stream to the client).
+    pub fn push_raw(&mut self, req: &[u8]) {
+        self.wbuf.extend_from_slice(req);
     }
 
     /// Queues a request; it is written at the end of the poll turn.
@@ -207,11 +220,30 @@ impl Backend {
             match self.parser.parse(&self.rbuf) {
                 Ok(Some(n)) => {
                     let frame = self.rbuf.split_to(n).freeze();
-                    if frame.first() == Some(&b'>') {
+                    // Pushes on a shared connection are never expected; on a subscriber's
+                    // they are its messages.
+                    if frame.first() == Some(&b'>') && self.stream_to.is_none() {
                         continue;
                     }
                     match self.inflight.pop_front() {
                         Some(req) => out.push((req, frame)),
+                        None if self.stream_to.is_some() => {
+                            let to = self
+                                .stream_to
+                                .unwrap_or(crate::inflight::ClientRef { idx: 0, gen: 0 });
+                            out.push((
+                                InFlight {
+                                    owner: Owner::Stream(to),
+                                    req: Bytes::new(),
+                                    slot: None,
+                                    attempt: Attempt::Sent { redirects: 0 },
+                                    sent_at: self.last_read,
+                                    dedicated: true,
+                                    pinned: true,
+                                },
+                                frame,
+                            ));
+                        }
                         None => {
                             verdict = Verdict::Broken("a reply that no request asked for".into());
                             break;

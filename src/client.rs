@@ -110,6 +110,8 @@ pub struct Client {
     pub lib_ver: Option<String>,
     /// WATCH or MULTI in progress.
     pub tx: Option<Tx>,
+    /// Subscribed: the connection to the node its subscriptions live on.
+    pub pubsub: Option<crate::pool::BackendRef>,
 }
 
 impl Client {
@@ -136,6 +138,7 @@ impl Client {
             lib_name: None,
             lib_ver: None,
             tx: None,
+            pubsub: None,
         }
     }
 

@@ -39,8 +39,11 @@ pub enum Owner {
     Internal,
     /// The reply to the HELLO 3 that switches a backend connection to RESP3.
     Hello,
-    /// A CLUSTER SLOTS the proxy sent to refresh its view.
+    /// A CLUSTER NODES the proxy sent to refresh its view.
     Refresh,
+    /// A frame on a subscriber's own connection (a subscription reply or a message): passed
+    /// to that client as it comes.
+    Stream(ClientRef),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -204,15 +204,21 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
         "TIME" | "LASTSAVE" | "LOLWUT" | "PFSELFTEST" => (OneMaster, "any node answers alike"),
         "OBJECT|HELP" | "XGROUP|HELP" | "XINFO|HELP" | "PUBSUB|HELP" | "ACL|HELP" | "CLIENT|HELP"
         | "MODULE|HELP" => (OneMaster, "the same text everywhere"),
-        "PUBLISH" => (OneMaster, "the cluster forwards a message to every node"),
-        "PUBSUB|CHANNELS" | "PUBSUB|NUMPAT" | "PUBSUB|NUMSUB" | "PUBSUB|SHARDCHANNELS"
-        | "PUBSUB|SHARDNUMSUB" => (
+        "PUBLISH" => (
             OneMaster,
-            "subscriptions through the proxy are not supported yet, so one node's view",
+            "the master of the proxy's classic subscriptions, so its count includes them; the cluster forwards the message to every node",
+        ),
+        "PUBSUB|CHANNELS" | "PUBSUB|NUMPAT" | "PUBSUB|NUMSUB" => (
+            OneMaster,
+            "asked of the master that holds the proxy's classic subscriptions (the first in address order)",
+        ),
+        "PUBSUB|SHARDCHANNELS" | "PUBSUB|SHARDNUMSUB" => (
+            OneMaster,
+            "one node's shard channels",
         ),
         "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" => (
-            Unsupported("pub/sub"),
-            "a subscriber needs a dedicated connection",
+            Proxy,
+            "a subscriber gets a connection of its own to one master; the cluster forwards every PUBLISH there",
         ),
         "MULTI" | "EXEC" | "DISCARD" | "UNWATCH" => (
             Proxy,

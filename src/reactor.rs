@@ -38,7 +38,7 @@ use crate::resp::reply::{classify_error, ErrorKind, Redirect};
 use crate::resp::request::Frame;
 use crate::resp::value;
 use crate::router::{self, Local, Route};
-use crate::slot::Slot;
+use crate::slot::{key_slot, Slot};
 use crate::split::{self, Merge};
 use crate::timer::{TimerKind, Timers};
 use crate::topology::{self, AddressMap, NodeId, Role, Topology};
@@ -155,7 +155,8 @@ type Deferred = (ClientRef, u64, Local, Vec<Vec<u8>>, &'static str);
 struct Wake {
     dirty_clients: Vec<usize>,
     resume_clients: Vec<usize>,
-    kill: Vec<usize>,
+    /// Clients to disconnect, and why.
+    kill: Vec<(usize, Kill)>,
     limits: Limits,
 }
 
@@ -175,6 +176,12 @@ impl Stats {
         };
         let _ = now;
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    OutputLimit,
+    SubscriptionLost,
 }
 
 /// Counters for INFO's proxy section.
@@ -560,7 +567,7 @@ impl Reactor {
             };
             c.reply_now(&feed);
             if c.output_len() > self.core.wake.limits.hard_output {
-                self.core.wake.kill.push(m.idx);
+                self.core.wake.kill.push((m.idx, Kill::OutputLimit));
             }
             true
         });
@@ -784,15 +791,21 @@ impl Reactor {
 
     fn flush(&mut self) {
         let kill = std::mem::take(&mut self.core.wake.kill);
-        for idx in kill {
+        for (idx, why) in kill {
             if let Some(c) = self.clients.get(idx) {
-                warn!(
-                    "client {} (id {}) disconnected: {} bytes of replies unread, over client_output_limit",
-                    c.addr,
-                    c.id,
-                    c.output_len()
-                );
-                self.close_client(idx, "output limit");
+                match why {
+                    Kill::OutputLimit => warn!(
+                        "client {} (id {}) disconnected: {} bytes of replies unread, over client_output_limit",
+                        c.addr,
+                        c.id,
+                        c.output_len()
+                    ),
+                    Kill::SubscriptionLost => warn!(
+                        "client {} (id {}) disconnected: its subscription connection to the node was lost",
+                        c.addr, c.id
+                    ),
+                }
+                self.close_client(idx, "killed");
             }
         }
         let mut dirty = std::mem::take(&mut self.core.dirty_backends);
@@ -912,11 +925,133 @@ impl Core {
             route
         );
         let name = cmd.map(|c| c.name).unwrap_or("");
+        if c.pubsub.is_some()
+            || matches!(
+                name,
+                "SUBSCRIBE"
+                    | "PSUBSCRIBE"
+                    | "SSUBSCRIBE"
+                    | "UNSUBSCRIBE"
+                    | "PUNSUBSCRIBE"
+                    | "SUNSUBSCRIBE"
+            )
+        {
+            self.pubsub(c, cref, frame.clone(), name, &args);
+            return;
+        }
+        if matches!(
+            name,
+            "PUBLISH" | "PUBSUB|CHANNELS" | "PUBSUB|NUMSUB" | "PUBSUB|NUMPAT"
+        ) {
+            if let Some(home) = self.pubsub_home() {
+                self.send_new(c, cref, home, frame.clone(), None);
+                return;
+            }
+        }
         if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
             self.transaction(c, cref, frame.clone(), name, route);
             return;
         }
         self.execute(c, cref, frame.clone(), &args, route);
+    }
+
+    /// Pub/sub: a subscriber gets a connection of its own to one node and every frame on it
+    /// (subscription replies, messages) streams to the client. Classic channels live on one
+    /// fixed master (the cluster forwards every PUBLISH to every node, and PUBSUB CHANNELS /
+    /// NUMSUB are asked there too); shard channels on their slot's master.
+    fn pubsub(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        name: &str,
+        args: &FrameArgs<'_>,
+    ) {
+        if let Some(r) = c.pubsub {
+            if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
+                c.pubsub = None;
+                return c
+                    .reply_now(b"-ERR the subscription connection was lost; subscribe again\r\n");
+            }
+            match name {
+                "QUIT" | "RESET" => {
+                    self.close_backend(r.idx);
+                    c.pubsub = None;
+                    let route = if name == "QUIT" {
+                        Local::Quit
+                    } else {
+                        Local::Reset
+                    };
+                    let info = ServerInfo {
+                        version: &self.server_version,
+                    };
+                    local::answer(route, args, c, &info);
+                }
+                _ => {
+                    // Replies come back on the stream, after whatever this client still waits
+                    // for: in order, as from one server.
+                    self.backends[r.idx].push_raw(&frame);
+                    self.mark_backend(r.idx);
+                }
+            }
+            return;
+        }
+        if name.contains("UNSUBSCRIBE") {
+            // Not subscribed: what Redis answers, one reply per channel (or one without).
+            let kind = name.to_ascii_lowercase();
+            let mut out = Vec::new();
+            let mut one = |ch: Option<&[u8]>| {
+                match c.proto {
+                    Proto::Resp3 => out.extend_from_slice(b">3\r\n"),
+                    Proto::Resp2 => out.extend_from_slice(b"*3\r\n"),
+                }
+                encode::bulk(&mut out, kind.as_bytes());
+                match ch {
+                    Some(ch) => encode::bulk(&mut out, ch),
+                    None => encode::null(&mut out, c.proto),
+                }
+                encode::integer(&mut out, 0);
+            };
+            if args.argc() == 1 {
+                one(None);
+            } else {
+                for i in 1..args.argc() {
+                    one(Some(args.arg(i)));
+                }
+            }
+            return c.reply_now(&out);
+        }
+        let node = if name == "SSUBSCRIBE" {
+            let slot = key_slot(args.arg(1));
+            if (2..args.argc()).any(|i| key_slot(args.arg(i)) != slot) {
+                return c.reply_now(&ProxyError::CrossSlot.to_frame());
+            }
+            self.topo.owner(slot)
+        } else {
+            self.pubsub_home()
+        };
+        let Some(node) = node else {
+            return c.reply_now(&no_master().to_frame());
+        };
+        let idx = match self.connect_one(node, c.proto) {
+            Ok(idx) => idx,
+            Err(e) => return c.reply_now(&e.to_frame()),
+        };
+        let b = &mut self.backends[idx];
+        b.dedicated = true;
+        b.pinned = true;
+        b.stream_to = Some(cref);
+        let bref = BackendRef { idx, gen: b.gen };
+        b.push_raw(&frame);
+        self.busy_dedicated.push((cref, bref));
+        self.mark_backend(idx);
+        c.pubsub = Some(bref);
+    }
+
+    /// The master classic subscriptions go to: the first in address order, so PUBSUB
+    /// CHANNELS / NUMSUB asked through the proxy see them.
+    fn pubsub_home(&self) -> Option<NodeId> {
+        self.topo.masters_sorted().into_iter().next()
     }
 
     /// WATCH / MULTI ... EXEC / DISCARD / UNWATCH on a connection pinned to one node: the node
@@ -1805,6 +1940,10 @@ impl Core {
                 self.refresh_done(from, &frame);
                 return;
             }
+            Owner::Stream(to) => {
+                self.stream_frame(clients, to, frame);
+                return;
+            }
         };
         if frame.first() != Some(&b'-') || req.pinned {
             deliver(clients, &mut self.wake, client, seq, part, frame);
@@ -1916,6 +2055,34 @@ impl Core {
         }
     }
 
+    /// A frame on a subscriber's connection, to its client. The unsubscription that leaves
+    /// no subscription ends subscribed mode, as on Redis, and the connection is closed.
+    fn stream_frame(&mut self, clients: &mut Slab<Client>, to: ClientRef, frame: Bytes) {
+        let Some(c) = clients.get_mut(to.idx).filter(|c| c.gen == to.gen) else {
+            return;
+        };
+        c.reply_now(&frame);
+        if !c.dirty {
+            c.dirty = true;
+            self.wake.dirty_clients.push(to.idx);
+        }
+        if c.output_len() > self.wake.limits.hard_output {
+            self.wake.kill.push((to.idx, Kill::OutputLimit));
+        }
+        if let Some(els) = split::elements(&frame).map(|(_, e)| e) {
+            let kind = els.first().map(|r| frame[r.clone()].to_ascii_lowercase());
+            let unsub = kind
+                .as_deref()
+                .is_some_and(|k| k.ends_with(b"unsubscribe\r\n") && k.starts_with(b"$"));
+            if unsub && els.len() == 3 && &frame[els[2].clone()] == b":0\r\n" {
+                if let Some(r) = c.pubsub.take() {
+                    self.busy_dedicated.retain(|(_, b)| *b != r);
+                    self.close_backend(r.idx);
+                }
+            }
+        }
+    }
+
     fn resend(
         &mut self,
         clients: &mut Slab<Client>,
@@ -1982,6 +2149,11 @@ impl Core {
                 b.inflight.len()
             ),
         }
+        if let Some(to) = b.stream_to {
+            // The subscriber's connection is gone, and its subscriptions with it: closing the
+            // client lets it reconnect and subscribe again, as after a server restart.
+            self.wake.kill.push((to.idx, Kill::SubscriptionLost));
+        }
         for req in b.inflight.drain(..) {
             match req.owner {
                 Owner::Client { .. } => {
@@ -1997,6 +2169,7 @@ impl Core {
                     self.request_refresh(Duration::ZERO);
                 }
                 Owner::Internal | Owner::Hello => {}
+                Owner::Stream(to) => self.wake.kill.push((to.idx, Kill::SubscriptionLost)),
             }
         }
         self.request_refresh(Duration::ZERO);
@@ -2321,7 +2494,7 @@ fn deliver(
         wake.dirty_clients.push(cref.idx);
     }
     if c.output_len() > wake.limits.hard_output {
-        wake.kill.push(cref.idx);
+        wake.kill.push((cref.idx, Kill::OutputLimit));
     } else if c.paused && c.wants_input(&wake.limits) {
         c.paused = false;
         wake.resume_clients.push(cref.idx);

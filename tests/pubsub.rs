@@ -1,0 +1,109 @@
+//! Pub/sub through the proxy: a subscriber gets a connection of its own; messages published
+//! by any client (through the proxy or straight to any node) reach it, for RESP2 and RESP3;
+//! unsubscribing everything returns the connection to normal commands.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn next_message(raw: &mut RawClient, deadline: Duration) -> Resp {
+    raw.set_timeout(deadline);
+    raw.reply()
+}
+
+fn items(r: &Resp) -> Vec<Resp> {
+    match r {
+        Resp::Array(v) | Resp::Push(v) => v.clone(),
+        other => panic!("not a pub/sub frame: {other:?}"),
+    }
+}
+
+#[test]
+fn subscribers_get_messages_from_anywhere_in_the_cluster() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut pubc = proxy.conn();
+
+    for resp3 in [false, true] {
+        let mut sub = proxy.raw();
+        if resp3 {
+            assert!(matches!(sub.cmd(&["HELLO", "3"]), Resp::Map(_)));
+        }
+        sub.send_cmd(&["SUBSCRIBE", "news", "sport"]);
+        for ch in ["news", "sport"] {
+            let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+            assert_eq!(r[0].text().as_deref(), Some("subscribe"));
+            assert_eq!(r[1].text().as_deref(), Some(ch));
+        }
+        sub.send_cmd(&["PSUBSCRIBE", "n*"]);
+        let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+        assert_eq!(r[0].text().as_deref(), Some("psubscribe"));
+
+        // Published through the proxy: the count includes this subscriber (both of its
+        // subscriptions match).
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg("news")
+            .arg("hello")
+            .query(&mut pubc)
+            .unwrap();
+        assert_eq!(
+            n, 2,
+            "PUBLISH through the proxy counts the proxy's subscribers"
+        );
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+            got.push(r[0].text().unwrap());
+            assert_eq!(r.last().unwrap().text().as_deref(), Some("hello"));
+        }
+        got.sort();
+        assert_eq!(got, vec!["message", "pmessage"]);
+
+        // Published straight to every master: the cluster forwards each to the subscriber.
+        for (i, &m) in cluster.masters().iter().enumerate() {
+            let _: i64 = cluster.query(m, &["PUBLISH", "sport", &format!("direct{i}")]);
+            let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+            assert_eq!(r[0].text().as_deref(), Some("message"));
+            assert_eq!(r[2].text().unwrap(), format!("direct{i}"));
+        }
+
+        // Leaving every subscription returns the connection to normal commands.
+        sub.send_cmd(&["UNSUBSCRIBE"]);
+        for _ in 0..2 {
+            let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+            assert_eq!(r[0].text().as_deref(), Some("unsubscribe"));
+        }
+        sub.send_cmd(&["PUNSUBSCRIBE"]);
+        let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+        assert_eq!(r[0].text().as_deref(), Some("punsubscribe"));
+        assert_eq!(r[2], Resp::Int(0));
+        let t = Instant::now();
+        loop {
+            let r = sub.cmd(&["SET", "ps:after", "ok"]);
+            if r == Resp::Simple("OK".into()) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "still subscribed: {r:?}"
+            );
+        }
+        assert_eq!(sub.cmd(&["GET", "ps:after"]).text().as_deref(), Some("ok"));
+    }
+
+    // Shard channels go to their slot's master; messages arrive.
+    let mut sub = proxy.raw();
+    sub.send_cmd(&["SSUBSCRIBE", "{shard}ch"]);
+    let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+    assert_eq!(r[0].text().as_deref(), Some("ssubscribe"));
+    let _: i64 = redis::cmd("SPUBLISH")
+        .arg("{shard}ch")
+        .arg("s1")
+        .query(&mut pubc)
+        .unwrap();
+    let r = items(&next_message(&mut sub, Duration::from_secs(5)));
+    assert_eq!(r[0].text().as_deref(), Some("smessage"));
+    assert_eq!(r[2].text().as_deref(), Some("s1"));
+    assert_pong(&mut pubc);
+}
