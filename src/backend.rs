@@ -206,9 +206,13 @@ impl Backend {
     /// Reads and splits off every complete reply, each paired with the request it answers.
     /// Out-of-band RESP3 pushes (never expected on a shared connection) are dropped.
     /// Returns whether the read budget ran out with data possibly left on the socket.
-    pub fn on_readable(&mut self, out: &mut Vec<(InFlight, Bytes)>) -> (Verdict, bool) {
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        out: &mut Vec<(InFlight, Bytes)>,
+    ) -> (Verdict, bool) {
         let (mut verdict, more) =
-            match net::read_into(&mut self.stream, &mut self.rbuf, READ_BUDGET) {
+            match net::read_via(&mut self.stream, scratch, &mut self.rbuf, READ_BUDGET) {
                 ReadOutcome::Drained { more } => (Verdict::Continue, more),
                 ReadOutcome::Closed => (
                     Verdict::Broken("connection closed by the node".into()),

@@ -10,60 +10,19 @@ use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::config::SocketOptions;
 
-/// Bytes asked of the kernel per read call.
-const READ_CHUNK: usize = 16 * 1024;
-
 #[derive(Debug)]
 pub enum ReadOutcome {
     /// The socket has nothing more for now (or the budget is spent: `more` says which).
-    Drained {
-        more: bool,
-    },
+    Drained { more: bool },
     /// The peer closed its side; what was read before stays in the buffer.
     Closed,
     Failed(io::Error),
 }
 
-/// Reads into `buf` until the socket would block, the peer closes, or `budget` bytes were
-/// read this turn (fairness: one busy peer cannot starve the others).
-pub fn read_into(stream: &mut TcpStream, buf: &mut BytesMut, budget: usize) -> ReadOutcome {
-    let mut total = 0;
-    loop {
-        if total >= budget {
-            return ReadOutcome::Drained { more: true };
-        }
-        let len = buf.len();
-        buf.resize(len + READ_CHUNK, 0);
-        let r = stream.read(&mut buf[len..]);
-        match r {
-            Ok(0) => {
-                buf.truncate(len);
-                return ReadOutcome::Closed;
-            }
-            Ok(n) => {
-                buf.truncate(len + n);
-                total += n;
-            }
-            Err(e) => {
-                buf.truncate(len);
-                match e.kind() {
-                    // Edge-triggered readiness: WouldBlock is the normal end of a drain.
-                    io::ErrorKind::WouldBlock => return ReadOutcome::Drained { more: false },
-                    // A signal interrupted the call; nothing was lost, try again.
-                    io::ErrorKind::Interrupted => continue,
-                    // Reset or aborted by the peer: the same as a close for us.
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                        return ReadOutcome::Closed
-                    }
-                    _ => return ReadOutcome::Failed(e),
-                }
-            }
-        }
-    }
-}
-
-/// As `read_into`, but reads through a shared scratch buffer and copies only what arrived:
-/// an idle connection then holds no read buffer at all, whatever the size of its last read.
+/// Reads until the socket would block, the peer closes, or `budget` bytes were read this
+/// turn (fairness: one busy peer cannot starve the others). Reads go through a shared
+/// scratch buffer and only what arrived is copied: no buffer is zero-filled ahead of a read,
+/// and an idle connection holds no read buffer at all.
 pub fn read_via(
     stream: &mut TcpStream,
     scratch: &mut [u8],

@@ -743,7 +743,7 @@ impl Reactor {
             return;
         };
         let mut replies = std::mem::take(&mut self.core.replies);
-        let (verdict, more) = b.on_readable(&mut replies);
+        let (verdict, more) = b.on_readable(&mut self.core.scratch, &mut replies);
         let (node, proto) = (b.node, b.proto);
         for (req, frame) in replies.drain(..) {
             self.core
