@@ -13,7 +13,9 @@ use crate::config::SocketOptions;
 #[derive(Debug)]
 pub enum ReadOutcome {
     /// The socket has nothing more for now (or the budget is spent: `more` says which).
-    Drained { more: bool },
+    Drained {
+        more: bool,
+    },
     /// The peer closed its side; what was read before stays in the buffer.
     Closed,
     Failed(io::Error),

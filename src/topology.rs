@@ -340,7 +340,9 @@ pub fn parse_cluster_nodes(text: &str, asked: &str) -> Result<Vec<SlotRange>, St
             .ok_or("CLUSTER NODES address without a port")?;
         let port: u16 = port
             .parse()
-            .map_err(|_| "CLUSTER NODES address with a bad port")?;
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or("CLUSTER NODES address with a bad port")?;
         let host = if host.is_empty() {
             asked_host.as_str()
         } else {

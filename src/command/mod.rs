@@ -223,7 +223,9 @@ pub fn for_each_key<A: Args + ?Sized>(cmd: &Command, args: &A, mut f: impl FnMut
                     _ => continue,
                 };
                 let f0 = first + fk as i64;
-                (f0, f0 + (n - 1) * step as i64, step as i64)
+                // numkeys comes from the client: saturate, the loop stops at the last argument.
+                let last = f0.saturating_add((n - 1).saturating_mul(step as i64));
+                (f0, last, step as i64)
             }
             Find::Unknown => continue,
         };
@@ -324,6 +326,7 @@ mod tests {
         assert_eq!(keys("MIGRATE h 1 \"\" 0 100 KEYS a b"), ["\"\"", "a", "b"]);
         // A numkeys larger than the arguments stops at the end, never past it.
         assert_eq!(keys("ZUNIONSTORE d 5 a"), ["d", "a"]);
+        assert_eq!(keys("EVAL s 9223372036854775806 k"), ["k"]);
     }
 
     #[test]

@@ -91,6 +91,11 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits[0] == b'0') {
         return None;
     }
+    // Redis's string2ll refuses "-0": a frame with it must not reach a node (it would close
+    // a shared connection with a protocol error).
+    if neg && digits == b"0" {
+        return None;
+    }
     let mut v: i64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
@@ -113,6 +118,7 @@ mod tests {
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_int(b"9223372036854775808"), None);
         assert_eq!(parse_int(b"01"), None);
+        assert_eq!(parse_int(b"-0"), None);
         assert_eq!(parse_int(b"+1"), None);
         assert_eq!(parse_int(b""), None);
         assert_eq!(parse_int(b"-"), None);

@@ -10,8 +10,11 @@
 
 use super::{find_crlf, parse_int, ParseError, MAX_BULK_LEN};
 
-/// Longest line (simple string, error, number) accepted in a reply.
-const MAX_REPLY_LINE: usize = 1024 * 1024;
+/// Longest header line (lengths, numbers) accepted in a reply.
+const MAX_HEADER_LINE: usize = 64 * 1024;
+/// Longest simple string or error line: a script can return one of any size
+/// (`redis.status_reply(string.rep('a', 2000000))`), so as long as a bulk string.
+const MAX_STATUS_LINE: usize = super::MAX_BULK_LEN as usize;
 
 #[derive(Debug, Default)]
 pub struct ReplyParser {
@@ -33,12 +36,21 @@ impl ReplyParser {
             let Some(&tag) = buf.get(self.pos) else {
                 return Ok(None);
             };
+            let limit = match tag {
+                b'+' | b'-' => MAX_STATUS_LINE,
+                _ => MAX_HEADER_LINE,
+            };
+            // The same limit whether the line is complete or not, so the verdict does not
+            // depend on how the bytes were cut into reads.
             let Some(cr) = find_crlf(buf, self.pos + 1) else {
-                if buf.len() - self.pos > MAX_REPLY_LINE {
+                if buf.len() - self.pos > limit {
                     return Err(ParseError::BadReply("line too long"));
                 }
                 return Ok(None);
             };
+            if cr - self.pos > limit {
+                return Err(ParseError::BadReply("line too long"));
+            }
             let line = &buf[self.pos + 1..cr];
             let after = cr + 2;
             match tag {

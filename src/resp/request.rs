@@ -71,7 +71,7 @@ impl RequestParser {
                 return Ok(None);
             };
             self.scanned = 0;
-            if cr > MAX_INLINE_LEN {
+            if cr >= MAX_INLINE_LEN {
                 return Err(ParseError::TooBigMbulkCount);
             }
             let n = parse_int(&buf[1..cr]).ok_or(ParseError::InvalidMultibulkLength)?;
@@ -111,7 +111,7 @@ impl RequestParser {
                 break;
             };
             self.scanned = 0;
-            if cr - pos > MAX_INLINE_LEN {
+            if cr - pos >= MAX_INLINE_LEN {
                 self.state = State::Idle;
                 return Err(ParseError::TooBigBulkCount);
             }
@@ -185,7 +185,7 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
     let n = line.len();
     loop {
         // Blanks as C's isspace (vertical tab and form feed included).
-        while i < n && matches!(line[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+        while i < n && is_blank(line[i]) {
             i += 1;
         }
         // Redis parses the line as a C string: a NUL ends it. Without this, a NUL outside
@@ -221,7 +221,7 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
                     });
                 } else if c == b'"' {
                     // The closing quote must be followed by a blank or the end.
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_blank(line[i + 1]) {
                         return Err(ParseError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -239,7 +239,7 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
                     i += 1;
                     cur.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_blank(line[i + 1]) {
                         return Err(ParseError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -263,6 +263,11 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
         }
         out.push(cur);
     }
+}
+
+/// C's isspace: vertical tab and form feed included, as Redis's splitter sees blanks.
+fn is_blank(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
 fn hex(c: u8) -> Option<u8> {
