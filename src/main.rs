@@ -160,6 +160,16 @@ fn raise_open_files_limit() -> Option<u64> {
     Some(r.rlim_cur as u64)
 }
 
+/// The discovery's replies (COMMAND's is a few hundred KB, decoded) are freed by now; glibc
+/// keeps freed heap until told, and an idle proxy should not hold it.
+fn give_back_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory at the heap's top to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = match parse_args(&args) {
@@ -237,6 +247,9 @@ fn main() -> ExitCode {
         topo.nodes().len(),
         found.version
     );
+    let version = found.version.clone();
+    drop(found);
+    give_back_startup_memory();
     let workers = cfg.workers;
     if workers > 1 {
         // Every worker listens on the same port; the kernel spreads connections over them.
@@ -244,7 +257,7 @@ fn main() -> ExitCode {
     }
     let mut reactors = Vec::with_capacity(workers);
     for w in 0..workers {
-        match Reactor::new(cfg.clone(), topo.clone(), found.version.clone(), w) {
+        match Reactor::new(cfg.clone(), topo.clone(), version.clone(), w) {
             Ok(r) => reactors.push(r),
             Err(e) => {
                 let msg = format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port);
