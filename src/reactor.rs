@@ -289,8 +289,10 @@ impl Reactor {
                 node_failures: 0,
             },
         };
-        let every = core.cfg.refresh_interval;
-        core.request_refresh(every);
+        // A first refresh soon after start: a cluster just created may not have gossiped
+        // every replica to the seed yet. Then every refresh_interval.
+        let first = core.cfg.refresh_interval.min(Duration::from_secs(2));
+        core.request_refresh(first);
         let at = now + sweep_period(core.cfg.client_timeout);
         core.timers.add(at, TimerKind::ClientSweep);
         Ok(Reactor {

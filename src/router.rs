@@ -127,6 +127,13 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
             ))
         }
         "MIGRATE" => return Route::Admin(Box::new(Route::AnyMaster)),
+        "SHUTDOWN" => {
+            return Route::Refuse(ProxyError::Other(
+                "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the \
+                 cluster; use redis-cli against that node, or PROXY SHUTDOWN to stop the proxy"
+                    .into(),
+            ))
+        }
         _ => {}
     }
     if cmd.keys.is_empty() {
