@@ -209,17 +209,23 @@ impl Backend {
     pub fn on_readable(
         &mut self,
         scratch: &mut [u8],
+        stop_short: bool,
         out: &mut Vec<(InFlight, Bytes)>,
     ) -> (Verdict, bool) {
-        let (mut verdict, more) =
-            match net::read_via(&mut self.stream, scratch, &mut self.rbuf, READ_BUDGET) {
-                ReadOutcome::Drained { more } => (Verdict::Continue, more),
-                ReadOutcome::Closed => (
-                    Verdict::Broken("connection closed by the node".into()),
-                    false,
-                ),
-                ReadOutcome::Failed(e) => (Verdict::Broken(format!("read: {e}")), false),
-            };
+        let (mut verdict, more) = match net::read_via(
+            &mut self.stream,
+            scratch,
+            &mut self.rbuf,
+            READ_BUDGET,
+            stop_short,
+        ) {
+            ReadOutcome::Drained { more } => (Verdict::Continue, more),
+            ReadOutcome::Closed => (
+                Verdict::Broken("connection closed by the node".into()),
+                false,
+            ),
+            ReadOutcome::Failed(e) => (Verdict::Broken(format!("read: {e}")), false),
+        };
         loop {
             match self.parser.parse(&self.rbuf) {
                 Ok(Some(n)) => {

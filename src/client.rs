@@ -159,8 +159,14 @@ impl Client {
         self.pending.clear();
     }
 
-    pub fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
-        net::read_via(&mut self.stream, scratch, &mut self.rbuf, READ_BUDGET)
+    pub fn read(&mut self, scratch: &mut [u8], stop_short: bool) -> ReadOutcome {
+        net::read_via(
+            &mut self.stream,
+            scratch,
+            &mut self.rbuf,
+            READ_BUDGET,
+            stop_short,
+        )
     }
 
     /// Whether the proxy should take more requests from this client now.

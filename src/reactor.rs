@@ -327,14 +327,17 @@ impl Reactor {
                     if ev.is_writable() {
                         self.core.mark_client(&mut self.clients, idx);
                     }
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        self.client_input(idx);
+                    let closed = ev.is_read_closed() || ev.is_error();
+                    if ev.is_readable() || closed {
+                        self.client_input(idx, !closed);
                     }
                 } else {
+                    let closed = ev.is_read_closed() || ev.is_error();
                     self.backend_event(
                         t.0 >> 1,
-                        ev.is_readable() || ev.is_error(),
+                        ev.is_readable() || closed,
                         ev.is_writable(),
+                        !closed,
                     );
                 }
             }
@@ -628,7 +631,9 @@ impl Reactor {
         }
     }
 
-    fn client_input(&mut self, idx: usize) {
+    /// `stop_short`: see `net::read_via`; false when the peer may have closed, or when
+    /// resuming a client whose socket may hold more than one read's worth.
+    fn client_input(&mut self, idx: usize, stop_short: bool) {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
@@ -636,7 +641,7 @@ impl Reactor {
             return;
         }
         let mut eof = false;
-        match c.read(&mut self.core.scratch) {
+        match c.read(&mut self.core.scratch, stop_short) {
             ReadOutcome::Drained { more } => {
                 if more {
                     c.paused = true;
@@ -715,7 +720,7 @@ impl Reactor {
         c.parser = parser;
     }
 
-    fn backend_event(&mut self, idx: usize, readable: bool, writable: bool) {
+    fn backend_event(&mut self, idx: usize, readable: bool, writable: bool, stop_short: bool) {
         let Some(b) = self.core.backends.get_mut(idx) else {
             return;
         };
@@ -736,16 +741,16 @@ impl Reactor {
             }
         }
         if readable {
-            self.backend_input(idx);
+            self.backend_input(idx, stop_short);
         }
     }
 
-    fn backend_input(&mut self, idx: usize) {
+    fn backend_input(&mut self, idx: usize, stop_short: bool) {
         let Some(b) = self.core.backends.get_mut(idx) else {
             return;
         };
         let mut replies = std::mem::take(&mut self.core.replies);
-        let (verdict, more) = b.on_readable(&mut self.core.scratch, &mut replies);
+        let (verdict, more) = b.on_readable(&mut self.core.scratch, stop_short, &mut replies);
         let (node, proto) = (b.node, b.proto);
         for (req, frame) in replies.drain(..) {
             self.core
@@ -783,11 +788,11 @@ impl Reactor {
     fn resume(&mut self) {
         let clients = std::mem::take(&mut self.core.wake.resume_clients);
         for idx in clients {
-            self.client_input(idx);
+            self.client_input(idx, false);
         }
         let backends = std::mem::take(&mut self.core.resume_backends);
         for idx in backends {
-            self.backend_input(idx);
+            self.backend_input(idx, false);
         }
     }
 
