@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 N="${1:-200000}"
 BASE=7500
-PORT=47500
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BIN="$ROOT/target/alloc/release/redis-cluster-proxy"
 PID=''
 
