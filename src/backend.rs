@@ -75,6 +75,9 @@ pub struct Backend {
     /// A dedicated connection held by one client's transaction (WATCH/MULTI until EXEC,
     /// DISCARD or UNWATCH): never lent to anyone else meanwhile.
     pub pinned: bool,
+    /// Was pinned once: what the transaction did to the connection's state (HELLO, CLIENT
+    /// SETNAME, ...) is unknown, so it is closed rather than lent again.
+    pub tainted: bool,
     /// When it was created, for the stream frames' (unused) send time.
     last_read: Instant,
     /// A subscriber's connection: every frame that no request of the proxy's waits for goes
@@ -114,6 +117,7 @@ impl Backend {
             dirty: false,
             dedicated: false,
             pinned: false,
+            tainted: false,
             stream_to: None,
             last_read: now,
         };

@@ -112,6 +112,11 @@ pub struct Client {
     pub tx: Option<Tx>,
     /// Subscribed: the connection to the node its subscriptions live on.
     pub pubsub: Option<crate::pool::BackendRef>,
+    /// The peer closed its sending side: what it sent is still answered, then it is closed.
+    pub eof: bool,
+    /// Bytes of complete replies queued behind one still waited for (counted in the output
+    /// limits with the write buffer).
+    queued_bytes: usize,
 }
 
 impl Client {
@@ -139,6 +144,8 @@ impl Client {
             lib_ver: None,
             tx: None,
             pubsub: None,
+            eof: false,
+            queued_bytes: 0,
         }
     }
 
@@ -157,6 +164,7 @@ impl Client {
     /// For CLIENT KILL: replies still to come are not waited for.
     pub fn kill_pending(&mut self) {
         self.pending.clear();
+        self.queued_bytes = 0;
     }
 
     pub fn read(&mut self, scratch: &mut [u8], stop_short: bool) -> ReadOutcome {
@@ -173,12 +181,12 @@ impl Client {
     pub fn wants_input(&self, limits: &Limits) -> bool {
         self.state == ClientState::Open
             && self.pending.len() < limits.max_pending
-            && self.wbuf.len() < limits.soft_output
+            && self.output_len() < limits.soft_output
     }
 
-    /// Unsent reply bytes, for the hard output limit.
+    /// Unsent reply bytes, for the output limits: written-out and queued alike.
     pub fn output_len(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.len() + self.queued_bytes
     }
 
     /// Reserves the next place in the reply queue.
@@ -202,6 +210,7 @@ impl Client {
         if self.pending.is_empty() {
             self.wbuf.extend_from_slice(frame);
         } else {
+            self.queued_bytes += frame.len();
             self.pending
                 .push_back(Pending::Ready(Bytes::copy_from_slice(frame)));
         }
@@ -216,7 +225,10 @@ impl Client {
         };
         let proto = self.proto;
         match self.pending.get_mut(i as usize) {
-            Some(slot @ Pending::Waiting) => *slot = Pending::Ready(frame),
+            Some(slot @ Pending::Waiting) => {
+                self.queued_bytes += frame.len();
+                *slot = Pending::Ready(frame);
+            }
             Some(slot @ Pending::Parts(_)) => {
                 let Pending::Parts(p) = slot else {
                     return false;
@@ -228,13 +240,16 @@ impl Client {
                 p.missing -= 1;
                 if p.missing == 0 {
                     let replies: Vec<Bytes> = p.replies.drain(..).flatten().collect();
-                    *slot = Pending::Ready(split::merge(&p.merge, &replies, proto));
+                    let merged = split::merge(&p.merge, &replies, proto);
+                    self.queued_bytes += merged.len();
+                    *slot = Pending::Ready(merged);
                 }
             }
             _ => return false,
         }
         while let Some(Pending::Ready(_)) = self.pending.front() {
             if let Some(Pending::Ready(f)) = self.pending.pop_front() {
+                self.queued_bytes -= f.len();
                 self.wbuf.extend_from_slice(&f);
             }
             self.head_seq += 1;

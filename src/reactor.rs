@@ -310,7 +310,14 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.core.timers.timeout(Instant::now());
+            // Clients or nodes left to resume are served at once, not after the next event.
+            let timeout = if self.core.wake.resume_clients.is_empty()
+                && self.core.resume_backends.is_empty()
+            {
+                self.core.timers.timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -373,6 +380,10 @@ impl Reactor {
             };
             if let Some(c) = self.clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) {
                 c.complete(seq, 0, Bytes::from(reply));
+                if c.paused && c.wants_input(&self.core.wake.limits) {
+                    c.paused = false;
+                    self.core.wake.resume_clients.push(cref.idx);
+                }
                 self.core.mark_client(&mut self.clients, cref.idx);
             }
         }
@@ -436,7 +447,7 @@ impl Reactor {
                 .map(|(i, _)| i);
             match victim {
                 Some(idx) => {
-                    self.kill_later(idx);
+                    self.kill_later(idx, idx == me.idx);
                     encode::simple(&mut out, "OK");
                 }
                 None => encode::error(&mut out, "ERR No such client"),
@@ -494,7 +505,7 @@ impl Reactor {
             .map(|(idx, _)| idx)
             .collect();
         for &v in &victims {
-            self.kill_later(v);
+            self.kill_later(v, v == me.idx);
         }
         encode::integer(&mut out, victims.len() as i64);
         out
@@ -502,10 +513,13 @@ impl Reactor {
 
     /// A killed client is closed once the turn's replies are written (its own reply
     /// included, when it killed itself).
-    fn kill_later(&mut self, idx: usize) {
+    fn kill_later(&mut self, idx: usize, me: bool) {
         if let Some(c) = self.clients.get_mut(idx) {
             c.state = ClientState::Closing;
-            c.kill_pending();
+            // Its own CLIENT KILL reply is still to come.
+            if !me {
+                c.kill_pending();
+            }
             self.core.mark_client(&mut self.clients, idx);
         }
     }
@@ -640,19 +654,26 @@ impl Reactor {
         if c.state != ClientState::Open {
             return;
         }
-        let mut eof = false;
-        match c.read(&mut self.core.scratch, stop_short) {
-            ReadOutcome::Drained { more } => {
-                if more {
-                    c.paused = true;
+        let mut eof = c.eof;
+        match c.eof {
+            // The peer sent all it will send: only what is buffered is left to answer.
+            true => {}
+            false => match c.read(&mut self.core.scratch, stop_short) {
+                ReadOutcome::Drained { more } => {
+                    if more {
+                        c.paused = true;
+                    }
                 }
-            }
-            ReadOutcome::Closed => eof = true,
-            ReadOutcome::Failed(e) => {
-                debug!("client {}: read failed: {e}", c.addr);
-                self.close_client(idx, "read error");
-                return;
-            }
+                ReadOutcome::Closed => {
+                    eof = true;
+                    c.eof = true;
+                }
+                ReadOutcome::Failed(e) => {
+                    debug!("client {}: read failed: {e}", c.addr);
+                    self.close_client(idx, "read error");
+                    return;
+                }
+            },
         }
         self.process_requests(idx);
         if let Some(c) = self.clients.get_mut(idx) {
@@ -666,10 +687,9 @@ impl Reactor {
             let Some(c) = self.clients.get_mut(idx) else {
                 return;
             };
-            if eof && c.state == ClientState::Open {
-                // The peer sent all it will send: answer what it asked, then close.
+            if eof && c.state == ClientState::Open && !c.paused {
+                // Everything it sent was taken: answer it, then close.
                 c.state = ClientState::Closing;
-                c.paused = false;
             }
             if c.paused && c.wants_input(&self.core.wake.limits) {
                 c.paused = false;
@@ -841,6 +861,11 @@ impl Reactor {
                 client::Verdict::Continue if c.finished() => Some("closed"),
                 client::Verdict::Continue => None,
             };
+            // Output drained below the limit: a client paused for it reads again.
+            if close.is_none() && c.paused && c.wants_input(&self.core.wake.limits) {
+                c.paused = false;
+                self.core.wake.resume_clients.push(idx);
+            }
             if let Some(why) = close {
                 self.close_client(idx, why);
             }
@@ -864,7 +889,19 @@ impl Reactor {
             if quiet >= BUFFER_IDLE {
                 c.release_buffers();
             }
-            if !timeout.is_zero() && c.pending() == 0 && !c.has_output() && quiet >= timeout {
+            // Subscribers and monitors wait by design, as Redis exempts them.
+            let listening = c.pubsub.is_some()
+                || self
+                    .core
+                    .monitors
+                    .iter()
+                    .any(|m| m.idx == i && m.gen == c.gen);
+            if !timeout.is_zero()
+                && !listening
+                && c.pending() == 0
+                && !c.has_output()
+                && quiet >= timeout
+            {
                 idle.push(i);
             }
         }
@@ -932,6 +969,10 @@ impl Core {
             route
         );
         let name = cmd.map(|c| c.name).unwrap_or("");
+        if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
+            self.transaction(c, cref, frame.clone(), name, route);
+            return;
+        }
         if c.pubsub.is_some()
             || matches!(
                 name,
@@ -943,7 +984,7 @@ impl Core {
                     | "SUNSUBSCRIBE"
             )
         {
-            self.pubsub(c, cref, frame.clone(), name, &args);
+            self.pubsub(c, cref, frame.clone(), name, &args, route);
             return;
         }
         if matches!(
@@ -954,10 +995,6 @@ impl Core {
                 self.send_new(c, cref, home, frame.clone(), None);
                 return;
             }
-        }
-        if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
-            self.transaction(c, cref, frame.clone(), name, route);
-            return;
         }
         self.execute(c, cref, frame.clone(), &args, route);
     }
@@ -973,6 +1010,7 @@ impl Core {
         frame: Bytes,
         name: &str,
         args: &FrameArgs<'_>,
+        route: Route,
     ) {
         if let Some(r) = c.pubsub {
             if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
@@ -994,11 +1032,24 @@ impl Core {
                     };
                     local::answer(route, args, c, &info);
                 }
-                _ => {
+                _ if name.contains("SUBSCRIBE") || name == "PING" => {
                     // Replies come back on the stream, after whatever this client still waits
                     // for: in order, as from one server.
                     self.backends[r.idx].push_raw(&frame);
                     self.mark_backend(r.idx);
+                }
+                // RESP3 lets a subscriber run any command: routed as usual.
+                _ if c.proto == Proto::Resp3 => self.execute(c, cref, frame.clone(), args, route),
+                _ => {
+                    let shown = String::from_utf8_lossy(args.arg(0)).to_ascii_lowercase();
+                    let mut out = Vec::new();
+                    encode::error(
+                        &mut out,
+                        &format!(
+                            "ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                        ),
+                    );
+                    c.reply_now(&out);
                 }
             }
             return;
@@ -1077,18 +1128,84 @@ impl Core {
             encode::error(&mut out, msg);
             c.reply_now(&out);
         };
-        // A pinned connection that broke ends the transaction.
+        let multi = c.tx.as_ref().is_some_and(|t| t.multi);
+        // A pinned connection that broke: inside MULTI every command fails and EXEC answers
+        // EXECABORT, so nothing after the break runs outside the transaction.
         if let Some((_, r)) = c.tx.as_ref().and_then(|t| t.conn) {
             if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
-                c.tx = None;
-                err(
+                match name {
+                    "EXEC" if multi => {
+                        c.tx = None;
+                        return err(
+                            c,
+                            "EXECABORT Transaction discarded because of previous errors.",
+                        );
+                    }
+                    "DISCARD" | "UNWATCH" => {
+                        c.tx = None;
+                        return c.reply_now(b"+OK\r\n");
+                    }
+                    _ if multi => {
+                        if let Some(t) = c.tx.as_mut() {
+                            t.aborted = true;
+                        }
+                    }
+                    _ => c.tx = None,
+                }
+                return err(
                     c,
                     "ERR the transaction's connection to its node was lost; start it again",
                 );
-                return;
             }
         }
-        let multi = c.tx.as_ref().is_some_and(|t| t.multi);
+        // Inside a transaction only what one node can run goes to the pinned connection:
+        // what the proxy answers itself, fans out, or refuses is refused here (and aborts the
+        // transaction, as a queuing error does on Redis).
+        let tx_cmd = matches!(name, "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH");
+        if !tx_cmd {
+            let refusal = match &route {
+                _ if name.contains("SUBSCRIBE") || name == "MONITOR" => Some(format!(
+                    "ERR {} is not allowed in a transaction through the proxy",
+                    name.replace('|', " ")
+                )),
+                Route::Slot(_)
+                | Route::ReadSlot(_)
+                | Route::Blocking(_)
+                | Route::AnyMaster
+                | Route::Local(Local::Ping | Local::Echo) => None,
+                Route::Local(Local::Quit) => {
+                    let info = ServerInfo {
+                        version: &self.server_version,
+                    };
+                    let args: [&[u8]; 1] = [b"QUIT"];
+                    local::answer(Local::Quit, args.as_slice(), c, &info);
+                    return;
+                }
+                Route::Refuse(e) => Some(e.to_string()),
+                Route::Admin(inner) if self.cfg.allow_admin_commands => match **inner {
+                    Route::AnyMaster => None,
+                    _ => Some(format!(
+                        "ERR {} cannot run inside a transaction through the proxy",
+                        name.replace('|', " ")
+                    )),
+                },
+                Route::Admin(_) => Some(format!(
+                    "ERR {} is not allowed through the proxy (allow_admin_commands)",
+                    name.replace('|', " ")
+                )),
+                _ => Some(format!(
+                    "ERR {} cannot run inside a transaction through the proxy",
+                    name.replace('|', " ")
+                )),
+            };
+            if let Some(msg) = refusal {
+                match c.tx.as_mut() {
+                    Some(t) if t.multi => t.aborted = true,
+                    _ => {}
+                }
+                return err(c, &msg);
+            }
+        }
         match name {
             "MULTI" if multi => return err(c, "ERR MULTI calls can not be nested"),
             "EXEC" if !multi => return err(c, "ERR EXEC without MULTI"),
@@ -1142,19 +1259,24 @@ impl Core {
                         return;
                     }
                 };
+                let abort = |c: &mut Client| match c.tx.as_mut() {
+                    Some(t) if t.multi && name != "EXEC" => t.aborted = true,
+                    _ => c.tx = None,
+                };
                 let Some(node) = node else {
-                    c.tx = None;
+                    abort(c);
                     return err(c, "CLUSTERDOWN the transaction's slot is not served");
                 };
                 let idx = match self.dedicated_backend(node, c.proto) {
                     Ok(idx) => idx,
                     Err(e) => {
-                        c.tx = None;
+                        abort(c);
                         return c.reply_now(&e.to_frame());
                     }
                 };
                 let b = &mut self.backends[idx];
                 b.pinned = true;
+                b.tainted = true;
                 let bref = BackendRef { idx, gen: b.gen };
                 self.busy_dedicated.push((cref, bref));
                 let tx = c.tx.get_or_insert_with(Default::default);
@@ -1799,11 +1921,16 @@ impl Core {
         let Some(b) = self.backends.get(idx) else {
             return;
         };
-        if !b.dedicated || !b.inflight.is_empty() {
+        // Held by a transaction or a subscriber: never lent while theirs.
+        if !b.dedicated || !b.inflight.is_empty() || b.pinned || b.stream_to.is_some() {
             return;
         }
         let (node, proto, r) = (b.node, b.proto, BackendRef { idx, gen: b.gen });
         self.busy_dedicated.retain(|(_, d)| *d != r);
+        if b.tainted {
+            self.close_backend(idx);
+            return;
+        }
         let idle = &mut self.pool.node(node).idle_dedicated[proto_index(proto)];
         if idle.contains(&r) {
             return;
@@ -2099,7 +2226,14 @@ impl Core {
         prefix: Option<Bytes>,
     ) {
         let client_idx = match req.owner {
-            Owner::Client { client, .. } => client.idx,
+            Owner::Client { client, .. } => {
+                // Its client left: a re-send would only run a command nobody waits for (a
+                // BLPOP taking an element no one receives).
+                if clients.get(client.idx).is_none_or(|c| c.gen != client.gen) {
+                    return;
+                }
+                client.idx
+            }
             _ => 0,
         };
         if let Err(failed) = self.send(node, proto, client_idx, req, prefix) {
@@ -2145,8 +2279,16 @@ impl Core {
         self.pool
             .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
         let addr = self.topo.node(b.node).addr.clone();
-        let wait = self.pool.mark_down(b.node, self.now);
-        self.stats.node_failures += 1;
+        // A node closing an idle connection (its own `timeout`) is not a node failure.
+        let failure = matches!(b.state, BackendState::Connecting { .. }) || !b.inflight.is_empty();
+        let wait = if failure {
+            self.stats.node_failures += 1;
+            self.pool.mark_down(b.node, self.now)
+        } else {
+            Duration::ZERO
+        };
+        self.busy_dedicated
+            .retain(|(_, d)| d.idx != idx || d.gen != b.gen);
         match b.state {
             BackendState::Connecting { .. } => {
                 warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
@@ -2179,7 +2321,9 @@ impl Core {
                 Owner::Stream(to) => self.wake.kill.push((to.idx, Kill::SubscriptionLost)),
             }
         }
-        self.request_refresh(Duration::ZERO);
+        if failure {
+            self.request_refresh(Duration::ZERO);
+        }
     }
 
     /// A backend's timer: connect timeout while connecting, reply timeout once ready.
@@ -2344,12 +2488,19 @@ impl Core {
         let gone: Vec<usize> = self
             .backends
             .iter()
-            .filter(|(_, b)| b.inflight.is_empty() && self.topo.node(b.node).role == Role::Gone)
+            .filter(|(_, b)| {
+                b.inflight.is_empty() && !b.pinned && self.topo.node(b.node).role == Role::Gone
+            })
             .map(|(i, _)| i)
             .collect();
         for idx in gone {
             let mut b = self.backends.remove(idx);
             b.deregister(&self.registry);
+            if let Some(to) = b.stream_to {
+                // Its subscriptions leave with the node: the client reconnects and subscribes
+                // again, as after a restart.
+                self.wake.kill.push((to.idx, Kill::SubscriptionLost));
+            }
             self.pool
                 .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
             debug!(
@@ -2437,14 +2588,31 @@ fn monitor_line(out: &mut BytesMut, addr: SocketAddr, args: &FrameArgs<'_>) {
 }
 
 /// Redis-style glob: `*`, `?`, and literal characters (enough for CONFIG GET patterns).
+/// Iterative, backtracking to the last star only: linear in practice, never recursive.
 fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && glob_match(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob_match(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
-        _ => false,
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    p[pi.min(p.len())..].iter().all(|&c| c == b'*')
 }
 
 /// How often idle clients are looked for: often enough that one is closed within a tenth of
@@ -2511,5 +2679,23 @@ fn deliver(
 fn fail(clients: &mut Slab<Client>, wake: &mut Wake, req: InFlight, e: ProxyError) {
     if let Owner::Client { client, seq, part } = req.owner {
         deliver(clients, wake, client, seq, part, Bytes::from(e.to_frame()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match(b"max*", b"max_clients"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"?ind", b"bind"));
+        assert!(glob_match(b"*_port", b"proxy_port"));
+        assert!(!glob_match(b"max*", b"bind"));
+        assert!(!glob_match(b"a?", b"a"));
+        // A pathological pattern ends at once (it used to take exponential time).
+        let p = [b"*".repeat(60), b"Z".to_vec()].concat();
+        assert!(!glob_match(&p, &b"a".repeat(60)));
     }
 }

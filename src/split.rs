@@ -83,17 +83,16 @@ pub fn splittable(name: &str) -> Option<(usize, MergeFor)> {
 pub fn split<A: Args + ?Sized>(args: &A, per_key: usize, merge: Merge) -> (Vec<Part>, Merge) {
     let name = args.arg(0);
     let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+    // Slot -> group, so a command with a million keys is not quadratic.
+    let mut index: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
     let mut order = Vec::new();
     let mut i = 1;
     while i + per_key <= args.argc() {
         let slot = key_slot(args.arg(i));
-        let g = match groups.iter().position(|(s, _)| *s == slot) {
-            Some(g) => g,
-            None => {
-                groups.push((slot, Vec::new()));
-                groups.len() - 1
-            }
-        };
+        let g = *index.entry(slot.0).or_insert_with(|| {
+            groups.push((slot, Vec::new()));
+            groups.len() - 1
+        });
         order.push((g as u32, groups[g].1.len() as u32));
         groups[g].1.push(i);
         i += per_key;

@@ -1,0 +1,92 @@
+//! Connections the proxy holds for one client (a subscriber's, a transaction's) are never
+//! lent to another; a client that half-closes after a long pipeline gets every reply; a
+//! pathological PROXY CONFIG GET pattern cannot stall the reactor.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn held_connections_are_not_lent_and_half_closed_pipelines_complete() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+
+    // A subscriber on the pub/sub master, then a BLPOP on the same master (keys chosen on
+    // it): the BLPOP must not be given the subscriber's connection.
+    let mut sub = proxy.raw();
+    sub.send_cmd(&["SUBSCRIBE", "held"]);
+    sub.set_timeout(Duration::from_secs(5));
+    let _ = sub.reply();
+    let home = *cluster.masters().iter().min().unwrap();
+    let key = key_owned_by(&cluster, home, "held");
+    let port = proxy.port;
+    let k = key.clone();
+    let blocked = std::thread::spawn(move || {
+        let mut con = redis_conn(port, Duration::from_secs(10)).unwrap();
+        let t = Instant::now();
+        let r: Option<(String, String)> =
+            redis::cmd("BLPOP").arg(&k).arg(1).query(&mut con).unwrap();
+        (r, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut con = proxy.conn();
+    let n: i64 = redis::cmd("PUBLISH")
+        .arg("held")
+        .arg("msg")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(n, 1);
+    match sub.reply() {
+        Resp::Array(v) => assert_eq!(v.last().and_then(Resp::text).as_deref(), Some("msg")),
+        other => panic!("subscriber got {other:?}"),
+    }
+    let (r, waited) = blocked.join().unwrap();
+    assert_eq!(r, None, "the BLPOP timed out on its own connection");
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    // A transaction's connection, pinned by WATCH, is not taken by another client's
+    // transaction on the same node.
+    let mut a = proxy.raw();
+    let mut b = proxy.raw();
+    assert_eq!(a.cmd(&["WATCH", &key]), Resp::Simple("OK".into()));
+    assert_eq!(b.cmd(&["MULTI"]), Resp::Simple("OK".into()));
+    assert_eq!(b.cmd(&["SET", &key, "b"]), Resp::Simple("QUEUED".into()));
+    assert_eq!(a.cmd(&["MULTI"]), Resp::Simple("OK".into()));
+    assert_eq!(a.cmd(&["SET", &key, "a"]), Resp::Simple("QUEUED".into()));
+    assert!(matches!(b.cmd(&["EXEC"]), Resp::Array(_)));
+    // B wrote the key A watched: A's EXEC must fail, and must not contain B's command.
+    let exec = a.cmd(&["EXEC"]);
+    assert!(
+        matches!(exec, Resp::Null | Resp::NullArray | Resp::NullBulk),
+        "{exec:?}"
+    );
+    assert_eq!(a.cmd(&["GET", &key]).text().as_deref(), Some("b"));
+
+    // 5,000 INCRs in one write, then the client closes its sending side: every one is
+    // answered (more than the 1,024 a client may have pending at once).
+    let mut raw = proxy.raw();
+    let mut buf = Vec::new();
+    for _ in 0..5000 {
+        buf.extend_from_slice(&encode_cmd(&["INCR", "halfclosed"]));
+    }
+    raw.send(&buf);
+    raw.shutdown_write();
+    raw.set_timeout(Duration::from_secs(20));
+    for i in 1..=5000 {
+        assert_eq!(raw.reply(), Resp::Int(i), "reply {i}");
+    }
+    raw.wait_eof().expect("closed after the last reply");
+    let v: i64 = redis::cmd("GET").arg("halfclosed").query(&mut con).unwrap();
+    assert_eq!(v, 5000);
+
+    // A glob that would backtrack forever in a naive matcher: answered at once.
+    let mut raw = proxy.raw();
+    raw.set_timeout(Duration::from_secs(5));
+    let pattern = format!("{}Z", "*".repeat(200));
+    let t = Instant::now();
+    let r = raw.cmd(&["PROXY", "CONFIG", "GET", &pattern]);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(matches!(r, Resp::Array(ref v) if v.is_empty()), "{r:?}");
+    assert_pong(&mut con);
+}
