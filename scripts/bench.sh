@@ -14,6 +14,7 @@
 #   -h, --help           print this help
 #
 # Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE, SET and GET at -P 1 and -P 16,
+# SET/GET of 1 KB values at -P 16 and of 100 KB values at -P 1,
 # then GET at -c 1 -P 1 for latency. Each runs through the proxy and directly against
 # the cluster (redis-benchmark --cluster), alternating which goes first. Both use
 # --threads <masters> (what --cluster implies), so the client side is the same. Proxy
@@ -164,7 +165,7 @@ rss_kb() { [[ -n "$PID" ]] && awk '/^VmRSS:/ {print $2}' "/proc/$PID/status" 2>/
 bench() {
     local target=$1 test=$2 args
     R="- - -"
-    args=(-t "$test" -P "$3" -c "$4" -n "$5" -d 64 -r "$KEYSPACE" --threads "$MASTERS" --csv)
+    args=(-t "$test" -P "$3" -c "$4" -n "$5" -d "${6:-64}" -r "$KEYSPACE" --threads "$MASTERS" --csv)
     if [[ "$target" == proxy ]]; then
         args=(-h "${PROXY%:*}" -p "${PROXY##*:}" "${args[@]}")
     else
@@ -193,18 +194,20 @@ bench() {
 }
 
 WORKLOADS=("SET -P 1|set|1|50|$N" "SET -P 16|set|16|50|$((N * 10))" "GET -P 1|get|1|50|$N"
-    "GET -P 16|get|16|50|$((N * 10))" "GET -c 1 -P 1|get|1|1|$((N / 5))")
+    "GET -P 16|get|16|50|$((N * 10))" "GET -c 1 -P 1|get|1|1|$((N / 5))"
+    "SET 1KB -P 16|set|16|50|$((N * 5))|1024" "GET 1KB -P 16|get|16|50|$((N * 5))|1024"
+    "SET 100KB -P 1|set|1|50|$((N / 20))|102400" "GET 100KB -P 1|get|1|50|$((N / 20))|102400")
 declare -A RES CPU RSS
 RSS_IDLE="$(rss_kb)" RSS_MAX="$(rss_kb)"
 for i in "${!WORKLOADS[@]}"; do
-    IFS='|' read -r name test pipe clients n <<<"${WORKLOADS[$i]}"
+    IFS='|' read -r name test pipe clients n size <<<"${WORKLOADS[$i]}"
     printf '%s (-c %s -P %s -n %s):\n' "$name" "$clients" "$pipe" "$n" >>"$TMP/commands"
     order=(proxy direct)
     ((i % 2)) && order=(direct proxy)
     for target in "${order[@]}"; do
         log "$name: $target (n=$n)"
         [[ "$target" == proxy ]] && c0="$(cpu_ticks)"
-        bench "$target" "$test" "$pipe" "$clients" "$n" || FAILED=1
+        bench "$target" "$test" "$pipe" "$clients" "$n" "${size:-64}" || FAILED=1
         RES[$i,$target]=$R
         if [[ "$target" == proxy ]]; then
             if [[ -n "$PROXY_PID" ]] && ! alive "$PROXY_PID"; then die "the proxy exited during '$name'"; fi
