@@ -1814,24 +1814,7 @@ impl Core {
         slot: Option<Slot>,
     ) {
         let seq = c.reserve();
-        let owner = Owner::Client {
-            client: cref,
-            seq,
-            part: 0,
-        };
-        let req = InFlight {
-            owner,
-            req: frame,
-            slot,
-            attempt: Attempt::Sent { redirects: 0 },
-            sent_at: self.now,
-            dedicated: false,
-            pinned: false,
-        };
-        if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
-            let (e, _) = *failed;
-            c.complete(seq, 0, Bytes::from(e.to_frame()));
-        }
+        self.send_part(c, cref, seq, 0, Some(node), frame, slot);
     }
 
     /// Queues a request on the node's shared connection for this client (optionally preceded

@@ -99,35 +99,6 @@ fn ok() -> Resp {
     Resp::Simple("OK".into())
 }
 
-/// Owner port of every slot, from one CLUSTER SLOTS.
-fn slot_owners(cluster: &Cluster) -> Vec<u16> {
-    let from = cluster.masters()[0];
-    let v: redis::Value = cluster.query(from, &["CLUSTER", "SLOTS"]);
-    let mut owners = vec![0u16; 16384];
-    let redis::Value::Array(ranges) = v else {
-        panic!("CLUSTER SLOTS: {v:?}")
-    };
-    for r in ranges {
-        let redis::Value::Array(items) = r else {
-            continue;
-        };
-        let (Some(redis::Value::Int(a)), Some(redis::Value::Int(b))) =
-            (items.first(), items.get(1))
-        else {
-            continue;
-        };
-        if let Some(redis::Value::Array(m)) = items.get(2) {
-            if let Some(redis::Value::Int(port)) = m.get(1) {
-                for slot in *a..=*b {
-                    owners[slot as usize] = *port as u16;
-                }
-            }
-        }
-    }
-    assert!(owners.iter().all(|&p| p != 0), "a slot without owner");
-    owners
-}
-
 fn owner_of(owners: &[u16], key: &str) -> u16 {
     owners[key_slot(key.as_bytes()) as usize]
 }
@@ -282,7 +253,7 @@ fn split_multi_key_commands_match_a_standalone_server() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
     let solo = Standalone::start();
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     let masters = cluster.masters();
 
     const N: usize = 1000;
@@ -782,7 +753,7 @@ fn keys_dbsize_randomkey_flushall_and_flushdb_cover_every_master() {
 
     // RANDOMKEY returns existing keys (from more than one master over many calls).
     let mut from_masters = HashSet::new();
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     for _ in 0..60 {
         let k = p
             .cmd(&["RANDOMKEY"])
@@ -845,7 +816,7 @@ fn eval_evalsha_script_and_functions_follow_their_keys() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
     let masters = cluster.masters();
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     let mut p = proxy.raw();
 
     // EVAL with two keys in one slot.
@@ -1034,7 +1005,7 @@ fn xread_zunionstore_and_sort_store_are_routed_by_their_key_specs() {
     let cluster = Cluster::start();
     // Without auto_redirect a command routed to the wrong master comes back as MOVED.
     let proxy = Proxy::start(&cluster, "auto_redirect: false\n");
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     let mut p = proxy.raw();
     let other_tag = "{elsewhere}";
 
@@ -1185,7 +1156,7 @@ fn xread_zunionstore_and_sort_store_are_routed_by_their_key_specs() {
 fn more_key_positions_lmpop_sintercard_bitop_object_xinfo_memory() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "auto_redirect: false\n");
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     let mut p = proxy.raw();
     let mut failures = Vec::new();
     let mut check = |what: &str, got: Resp, want: &dyn Fn(&Resp) -> bool| {

@@ -9,34 +9,6 @@ use common::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Owner port of every slot, from one CLUSTER SLOTS.
-fn slot_owners(cluster: &Cluster) -> Vec<u16> {
-    let from = cluster.masters()[0];
-    let v: redis::Value = cluster.query(from, &["CLUSTER", "SLOTS"]);
-    let mut owners = vec![0u16; 16384];
-    let redis::Value::Array(ranges) = v else {
-        panic!("CLUSTER SLOTS: {v:?}")
-    };
-    for r in ranges {
-        let redis::Value::Array(items) = r else {
-            continue;
-        };
-        let (Some(redis::Value::Int(a)), Some(redis::Value::Int(b))) =
-            (items.first(), items.get(1))
-        else {
-            continue;
-        };
-        if let Some(redis::Value::Array(m)) = items.get(2) {
-            if let Some(redis::Value::Int(port)) = m.get(1) {
-                for slot in *a..=*b {
-                    owners[slot as usize] = *port as u16;
-                }
-            }
-        }
-    }
-    owners
-}
-
 /// Successful calls of `command` per node.
 fn calls(cluster: &Cluster, ports: &[u16], command: &str) -> BTreeMap<u16, u64> {
     ports
@@ -153,7 +125,7 @@ fn read_from_replica_sends_reads_to_replicas_and_writes_to_masters() {
     const N: usize = 300;
     let set_before_m = calls(&cluster, &masters, "set");
     let keys = write_keys(&proxy, N, "rr");
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     let mut by_master: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     for k in &keys {
         by_master
@@ -299,7 +271,7 @@ fn prefer_replica_falls_back_to_the_master_and_replica_only_errors() {
     let only = Proxy::start(&cluster, "read_from: replica\nrefresh_interval: \"1s\"\n");
     const N: usize = 120;
     let keys = write_keys(&prefer, N, "pr");
-    let owners = slot_owners(&cluster);
+    let owners = cluster.slot_owners();
     let mut by_master: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for (i, k) in keys.iter().enumerate() {

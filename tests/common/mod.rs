@@ -789,6 +789,34 @@ impl Cluster {
         self.query(port, &["CLUSTER", "MYID"])
     }
 
+    /// Owner port of every slot, from one CLUSTER SLOTS of the first master.
+    pub fn slot_owners(&self) -> Vec<u16> {
+        let from = self.masters()[0];
+        let v: redis::Value = self.query(from, &["CLUSTER", "SLOTS"]);
+        let mut owners = vec![0u16; 16384];
+        let redis::Value::Array(ranges) = v else {
+            panic!("CLUSTER SLOTS: {v:?}")
+        };
+        for r in ranges {
+            let redis::Value::Array(items) = r else {
+                continue;
+            };
+            let (Some(redis::Value::Int(a)), Some(redis::Value::Int(b))) =
+                (items.first(), items.get(1))
+            else {
+                continue;
+            };
+            if let Some(redis::Value::Array(m)) = items.get(2) {
+                if let Some(redis::Value::Int(port)) = m.get(1) {
+                    for slot in *a..=*b {
+                        owners[slot as usize] = *port as u16;
+                    }
+                }
+            }
+        }
+        owners
+    }
+
     /// Owner of a slot according to `from`'s CLUSTER SLOTS.
     pub fn slot_owner_per(&self, from: u16, slot: u16) -> Option<u16> {
         let v: redis::Value = self.query(from, &["CLUSTER", "SLOTS"]);
