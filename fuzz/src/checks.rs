@@ -816,6 +816,10 @@ pub fn resp_reference(buf: &[u8]) -> Option<RespVerdict> {
         if d.is_empty() || d.len() > 19 || (d.len() > 1 && d[0] == b'0') {
             return None;
         }
+        // As Redis's string2ll: "-0" is not a number.
+        if neg && d == b"0" {
+            return None;
+        }
         let mut v: i64 = 0;
         for &c in d {
             if !c.is_ascii_digit() {

@@ -12,7 +12,7 @@ use super::{find_crlf, parse_int, ParseError, MAX_BULK_LEN};
 
 /// Longest header line (lengths, numbers) accepted in a reply.
 const MAX_HEADER_LINE: usize = 64 * 1024;
-/// Longest simple string or error line: a script can return one of any size
+/// Longest simple-type line (status, error, number): a script can return one of any size
 /// (`redis.status_reply(string.rep('a', 2000000))`), so as long as a bulk string.
 const MAX_STATUS_LINE: usize = super::MAX_BULK_LEN as usize;
 
@@ -36,8 +36,10 @@ impl ReplyParser {
             let Some(&tag) = buf.get(self.pos) else {
                 return Ok(None);
             };
+            // Simple types (a status, an error, a big number) may be as long as a script
+            // makes them; lengths and counts never need more than a few digits.
             let limit = match tag {
-                b'+' | b'-' => MAX_STATUS_LINE,
+                b'+' | b'-' | b':' | b'_' | b',' | b'(' | b'#' => MAX_STATUS_LINE,
                 _ => MAX_HEADER_LINE,
             };
             // The same limit whether the line is complete or not, so the verdict does not
