@@ -40,6 +40,14 @@ pub struct Tx {
     pub aborted: bool,
 }
 
+/// CLIENT REPLY: ON, OFF, or SKIP (the next command's reply only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    SkipNext,
+}
+
 /// Per-client bounds from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -114,6 +122,11 @@ pub struct Client {
     pub pubsub: Option<crate::pool::BackendRef>,
     /// The peer closed its sending side: what it sent is still answered, then it is closed.
     pub eof: bool,
+    /// CLIENT REPLY mode, and whether the command being run now is to go unanswered.
+    pub reply_mode: ReplyMode,
+    pub silent: bool,
+    /// Places in the reply order whose replies are dropped (CLIENT REPLY OFF/SKIP).
+    silent_seqs: VecDeque<u64>,
     /// Bytes of complete replies queued behind one still waited for (counted in the output
     /// limits with the write buffer).
     queued_bytes: usize,
@@ -145,6 +158,9 @@ impl Client {
             tx: None,
             pubsub: None,
             eof: false,
+            reply_mode: ReplyMode::On,
+            silent: false,
+            silent_seqs: VecDeque::new(),
             queued_bytes: 0,
         }
     }
@@ -164,6 +180,7 @@ impl Client {
     /// For CLIENT KILL: replies still to come are not waited for.
     pub fn kill_pending(&mut self) {
         self.pending.clear();
+        self.silent_seqs.clear();
         self.queued_bytes = 0;
     }
 
@@ -192,7 +209,17 @@ impl Client {
     /// Reserves the next place in the reply queue.
     pub fn reserve(&mut self) -> u64 {
         self.pending.push_back(Pending::Waiting);
-        self.head_seq + self.pending.len() as u64 - 1
+        let seq = self.head_seq + self.pending.len() as u64 - 1;
+        self.mark_silent(seq);
+        seq
+    }
+
+    /// Under CLIENT REPLY OFF/SKIP the reply of the command being run is dropped when its
+    /// turn comes (it still takes its place, so the others stay in order).
+    fn mark_silent(&mut self, seq: u64) {
+        if self.silent {
+            self.silent_seqs.push_back(seq);
+        }
     }
 
     /// Reserves a place for a request sent in `parts` parts, merged by `merge`.
@@ -202,11 +229,16 @@ impl Client {
             replies: vec![None; parts],
             missing: parts,
         })));
-        self.head_seq + self.pending.len() as u64 - 1
+        let seq = self.head_seq + self.pending.len() as u64 - 1;
+        self.mark_silent(seq);
+        seq
     }
 
     /// A reply the proxy has at once (answered locally, or an error): queued in order.
     pub fn reply_now(&mut self, frame: &[u8]) {
+        if self.silent {
+            return;
+        }
         if self.pending.is_empty() {
             self.wbuf.extend_from_slice(frame);
         } else {
@@ -250,7 +282,11 @@ impl Client {
         while let Some(Pending::Ready(_)) = self.pending.front() {
             if let Some(Pending::Ready(f)) = self.pending.pop_front() {
                 self.queued_bytes -= f.len();
-                self.wbuf.extend_from_slice(&f);
+                if self.silent_seqs.front() == Some(&self.head_seq) {
+                    self.silent_seqs.pop_front();
+                } else {
+                    self.wbuf.extend_from_slice(&f);
+                }
             }
             self.head_seq += 1;
         }

@@ -1,6 +1,6 @@
 //! The commands the proxy answers itself, as Redis 7 answers them.
 
-use crate::client::{Client, ClientState};
+use crate::client::{Client, ClientState, ReplyMode};
 use crate::command::Args;
 use crate::error::ProxyError;
 use crate::resp::encode::{self, Proto};
@@ -71,6 +71,23 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         Local::Ok => encode::simple(&mut out, "OK"),
         Local::ClusterKeySlot => encode::integer(&mut out, key_slot(args.arg(2)).0 as i64),
         Local::ClientFlag => encode::simple(&mut out, "OK"),
+        Local::ClientReply => {
+            let mode = args.arg(2);
+            if mode.eq_ignore_ascii_case(b"ON") {
+                c.reply_mode = ReplyMode::On;
+                // ON is answered even when it ends OFF.
+                c.silent = false;
+                encode::simple(&mut out, "OK");
+            } else if mode.eq_ignore_ascii_case(b"OFF") {
+                c.reply_mode = ReplyMode::Off;
+                c.silent = true;
+            } else if mode.eq_ignore_ascii_case(b"SKIP") {
+                c.reply_mode = ReplyMode::SkipNext;
+                c.silent = true;
+            } else {
+                encode::error(&mut out, "ERR syntax error");
+            }
+        }
         Local::Role => {
             encode::array_header(&mut out, 3);
             encode::bulk(&mut out, b"master");

@@ -81,7 +81,10 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             AllMasters(Merge::AllSame),
             "pausing the masters pauses every client of the proxy, as one server would",
         ),
-        "CLIENT|REPLY" => (Unsupported("reply suppression"), "not implemented yet"),
+        "CLIENT|REPLY" => (
+            Proxy,
+            "the proxy drops the replies the client asked not to get",
+        ),
         "CLIENT|TRACKING" | "CLIENT|CACHING" | "CLIENT|TRACKINGINFO" | "CLIENT|GETREDIR" => (
             Unsupported("client-side caching"),
             "invalidations would need a dedicated connection per client",

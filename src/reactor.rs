@@ -24,7 +24,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::backend::{self, Backend, BackendState};
-use crate::client::{self, Client, ClientState, Limits};
+use crate::client::{self, Client, ClientState, Limits, ReplyMode};
 use crate::cluster_view;
 use crate::command::Args;
 use crate::config::{ClusterView, Config, ReadFrom};
@@ -969,6 +969,28 @@ impl Core {
             route
         );
         let name = cmd.map(|c| c.name).unwrap_or("");
+        // CLIENT REPLY: this command's reply is dropped under OFF, or once after SKIP.
+        c.silent = match c.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
+                c.reply_mode = ReplyMode::On;
+                true
+            }
+        };
+        self.route_request(c, cref, frame.clone(), &args, route, name);
+        c.silent = false;
+    }
+
+    fn route_request(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        args: &FrameArgs<'_>,
+        route: Route,
+        name: &str,
+    ) {
         if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
             self.transaction(c, cref, frame.clone(), name, route);
             return;
@@ -984,7 +1006,7 @@ impl Core {
                     | "SUNSUBSCRIBE"
             )
         {
-            self.pubsub(c, cref, frame.clone(), name, &args, route);
+            self.pubsub(c, cref, frame.clone(), name, args, route);
             return;
         }
         if matches!(
@@ -996,7 +1018,7 @@ impl Core {
                 return;
             }
         }
-        self.execute(c, cref, frame.clone(), &args, route);
+        self.execute(c, cref, frame.clone(), args, route);
     }
 
     /// Pub/sub: a subscriber gets a connection of its own to one node and every frame on it

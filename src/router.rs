@@ -32,6 +32,8 @@ pub enum Local {
     ClientKill,
     /// CLIENT NO-EVICT / NO-TOUCH: acknowledged; the proxy evicts and touches nothing.
     ClientFlag,
+    /// CLIENT REPLY ON|OFF|SKIP: the proxy drops the replies the client asked not to get.
+    ClientReply,
     Role,
     Monitor,
     /// The proxy's own commands: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
@@ -287,6 +289,7 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|LIST" => Local::ClientList,
         "CLIENT|KILL" => Local::ClientKill,
         "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" => Local::ClientFlag,
+        "CLIENT|REPLY" => Local::ClientReply,
         "ROLE" => Local::Role,
         "MONITOR" => Local::Monitor,
         _ => return None,

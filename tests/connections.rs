@@ -80,6 +80,34 @@ fn held_connections_are_not_lent_and_half_closed_pipelines_complete() {
     let v: i64 = redis::cmd("GET").arg("halfclosed").query(&mut con).unwrap();
     assert_eq!(v, 5000);
 
+    // CLIENT REPLY OFF / ON / SKIP: the replies the client asked not to get are dropped, the
+    // rest arrive in order.
+    let mut raw = proxy.raw();
+    let mut buf = Vec::new();
+    for c in [
+        vec!["SET", "rk", "1"],
+        vec!["CLIENT", "REPLY", "OFF"],
+        vec!["SET", "rk", "2"],
+        vec!["GET", "rk"],
+        vec!["CLIENT", "REPLY", "ON"],
+        vec!["GET", "rk"],
+        vec!["CLIENT", "REPLY", "SKIP"],
+        vec!["GET", "rk"],
+        vec!["ECHO", "last"],
+    ] {
+        buf.extend_from_slice(&encode_cmd(&c));
+    }
+    raw.send(&buf);
+    raw.set_timeout(Duration::from_secs(5));
+    assert_eq!(raw.reply(), Resp::Simple("OK".into()));
+    assert_eq!(
+        raw.reply(),
+        Resp::Simple("OK".into()),
+        "CLIENT REPLY ON answers"
+    );
+    assert_eq!(raw.reply().text().as_deref(), Some("2"));
+    assert_eq!(raw.reply().text().as_deref(), Some("last"));
+
     // A glob that would backtrack forever in a naive matcher: answered at once.
     let mut raw = proxy.raw();
     raw.set_timeout(Duration::from_secs(5));
