@@ -156,7 +156,7 @@ struct Wake {
     dirty_clients: Vec<usize>,
     resume_clients: Vec<usize>,
     /// Clients to disconnect, and why.
-    kill: Vec<(usize, Kill)>,
+    kill: Vec<(ClientRef, Kill)>,
     limits: Limits,
 }
 
@@ -586,7 +586,7 @@ impl Reactor {
             };
             c.reply_now(&feed);
             if c.output_len() > self.core.wake.limits.hard_output {
-                self.core.wake.kill.push((m.idx, Kill::OutputLimit));
+                self.core.wake.kill.push((*m, Kill::OutputLimit));
             }
             true
         });
@@ -818,8 +818,10 @@ impl Reactor {
 
     fn flush(&mut self) {
         let kill = std::mem::take(&mut self.core.wake.kill);
-        for (idx, why) in kill {
-            if let Some(c) = self.clients.get(idx) {
+        for (cref, why) in kill {
+            let idx = cref.idx;
+            // The generation: a slot freed and taken again this turn is another client.
+            if let Some(c) = self.clients.get(idx).filter(|c| c.gen == cref.gen) {
                 match why {
                     Kill::OutputLimit => warn!(
                         "client {} (id {}) disconnected: {} bytes of replies unread, over client_output_limit",
@@ -2206,7 +2208,7 @@ impl Core {
             self.wake.dirty_clients.push(to.idx);
         }
         if c.output_len() > self.wake.limits.hard_output {
-            self.wake.kill.push((to.idx, Kill::OutputLimit));
+            self.wake.kill.push((to, Kill::OutputLimit));
         }
         if let Some(els) = split::elements(&frame).map(|(_, e)| e) {
             let kind = els.first().map(|r| frame[r.clone()].to_ascii_lowercase());
@@ -2306,7 +2308,7 @@ impl Core {
         if let Some(to) = b.stream_to {
             // The subscriber's connection is gone, and its subscriptions with it: closing the
             // client lets it reconnect and subscribe again, as after a server restart.
-            self.wake.kill.push((to.idx, Kill::SubscriptionLost));
+            self.wake.kill.push((to, Kill::SubscriptionLost));
         }
         for req in b.inflight.drain(..) {
             match req.owner {
@@ -2323,7 +2325,7 @@ impl Core {
                     self.request_refresh(Duration::ZERO);
                 }
                 Owner::Internal | Owner::Hello => {}
-                Owner::Stream(to) => self.wake.kill.push((to.idx, Kill::SubscriptionLost)),
+                Owner::Stream(to) => self.wake.kill.push((to, Kill::SubscriptionLost)),
             }
         }
         if failure {
@@ -2504,7 +2506,7 @@ impl Core {
             if let Some(to) = b.stream_to {
                 // Its subscriptions leave with the node: the client reconnects and subscribes
                 // again, as after a restart.
-                self.wake.kill.push((to.idx, Kill::SubscriptionLost));
+                self.wake.kill.push((to, Kill::SubscriptionLost));
             }
             self.pool
                 .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
@@ -2674,7 +2676,7 @@ fn deliver(
         wake.dirty_clients.push(cref.idx);
     }
     if c.output_len() > wake.limits.hard_output {
-        wake.kill.push((cref.idx, Kill::OutputLimit));
+        wake.kill.push((cref, Kill::OutputLimit));
     } else if c.paused && c.wants_input(&wake.limits) {
         c.paused = false;
         wake.resume_clients.push(cref.idx);
