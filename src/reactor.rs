@@ -652,6 +652,16 @@ impl Reactor {
             return;
         };
         if c.state != ClientState::Open {
+            // A closing client is read only to notice a hang-up while a blocking command
+            // holds a node connection for it (that reply may never come).
+            let cref = ClientRef { idx, gen: c.gen };
+            if self.core.busy_dedicated.iter().any(|(b, _)| *b == cref) {
+                let outcome = c.read(&mut self.core.scratch, false);
+                c.rbuf.clear();
+                if matches!(outcome, ReadOutcome::Closed | ReadOutcome::Failed(_)) {
+                    self.close_client(idx, "closed while blocked");
+                }
+            }
             return;
         }
         let mut eof = c.eof;
