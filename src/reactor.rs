@@ -418,7 +418,10 @@ impl Reactor {
         }
         let mut text = String::new();
         if !only_other_type {
-            for (idx, c) in self.clients.iter() {
+            // Oldest first, as Redis lists them.
+            let mut all: Vec<(usize, &Client)> = self.clients.iter().collect();
+            all.sort_by_key(|(_, c)| c.id);
+            for (idx, c) in all {
                 if ids.is_empty() || ids.contains(&c.id) {
                     let cmd = if idx == me.idx && c.gen == me.gen {
                         my_cmd

@@ -453,27 +453,25 @@ fn keyspace_sum(texts: &[String]) -> String {
                 continue;
             };
             let e = dbs.entry(n).or_default();
-            let mut keys = 0;
+            let (mut expires, mut avg) = (0u64, 0u128);
             for f in fields.split(',') {
                 match f.split_once('=') {
-                    Some(("keys", v)) => {
-                        keys = v.trim().parse().unwrap_or(0);
-                        e.0 += keys;
-                    }
-                    Some(("expires", v)) => e.1 += v.trim().parse::<u64>().unwrap_or(0),
-                    // Weighted by keys, so the sum's average is the average over all keys.
-                    Some(("avg_ttl", v)) => {
-                        e.2 += v.trim().parse::<u128>().unwrap_or(0) * keys as u128
-                    }
+                    Some(("keys", v)) => e.0 += v.trim().parse::<u64>().unwrap_or(0),
+                    Some(("expires", v)) => expires = v.trim().parse().unwrap_or(0),
+                    Some(("avg_ttl", v)) => avg = v.trim().parse().unwrap_or(0),
                     _ => {}
                 }
             }
+            // avg_ttl averages the keys that have a TTL: weighted by each master's count of
+            // them, the merge is the average over the whole keyspace's.
+            e.1 += expires;
+            e.2 += avg * expires as u128;
         }
     }
     let mut out = String::from("# Keyspace\r\n");
     for (db, (keys, expires, ttl_weighted)) in dbs {
-        let avg = if keys > 0 {
-            ttl_weighted / keys as u128
+        let avg = if expires > 0 {
+            ttl_weighted / expires as u128
         } else {
             0
         };
@@ -613,6 +611,10 @@ fn merge_info(texts: &[String], proxy: &str, server: &str) -> String {
         out.push_str("\r\n");
     }
     out.push_str(proxy);
+    // Sections are separated by a blank line, as Redis writes them; none after the last.
+    if out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
     out
 }
 
@@ -714,7 +716,7 @@ mod tests {
         let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n";
         let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n";
         let out = merge_info(&[a.into(), b.into()], "# Proxy\r\nproxy_version:x\r\n", "");
-        assert!(out.contains("db0:keys=8,expires=1,avg_ttl=25"), "{out}");
+        assert!(out.contains("db0:keys=8,expires=1,avg_ttl=100"), "{out}");
         assert_eq!(out.matches("# Keyspace").count(), 1, "{out}");
         assert!(out.contains("redis_version:7.0.15") && out.ends_with("proxy_version:x\r\n"));
         let only = "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
