@@ -1453,23 +1453,7 @@ impl Core {
             Route::Blocking(slot) => match self.topo.owner(slot) {
                 Some(node) => {
                     let seq = c.reserve();
-                    let req = InFlight {
-                        owner: Owner::Client {
-                            client: cref,
-                            seq,
-                            part: 0,
-                        },
-                        req: frame,
-                        slot: Some(slot),
-                        attempt: Attempt::Sent { redirects: 0 },
-                        sent_at: self.now,
-                        dedicated: true,
-                        pinned: false,
-                    };
-                    if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
-                        let (e, _) = *failed;
-                        c.complete(seq, 0, Bytes::from(e.to_frame()));
-                    }
+                    self.send_client(c, cref, seq, 0, node, frame, Some(slot), true);
                 }
                 None => {
                     c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
@@ -1787,6 +1771,24 @@ impl Core {
             self.request_refresh(Duration::ZERO);
             return;
         };
+        self.send_client(c, cref, seq, part, node, frame, slot, false);
+    }
+
+    /// Sends a client's request (or part of one) for reply place `seq`; a request that
+    /// cannot be sent is answered with its error. `dedicated`: on a connection of its own
+    /// (a blocking command).
+    #[allow(clippy::too_many_arguments)]
+    fn send_client(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        seq: u64,
+        part: u32,
+        node: NodeId,
+        frame: Bytes,
+        slot: Option<Slot>,
+        dedicated: bool,
+    ) {
         let req = InFlight {
             owner: Owner::Client {
                 client: cref,
@@ -1797,7 +1799,7 @@ impl Core {
             slot,
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
-            dedicated: false,
+            dedicated,
             pinned: false,
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
