@@ -1966,13 +1966,20 @@ impl Core {
 
     /// Closes a connection that carries nothing anyone waits for.
     fn close_backend(&mut self, idx: usize) {
+        self.take_backend(idx);
+    }
+
+    /// Takes a connection out of the slab, the poll and the pool; what it carried is the
+    /// caller's to settle.
+    fn take_backend(&mut self, idx: usize) -> Option<Backend> {
         if !self.backends.contains(idx) {
-            return;
+            return None;
         }
         let mut b = self.backends.remove(idx);
         b.deregister(&self.registry);
         self.pool
             .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
+        Some(b)
     }
 
     /// A client left: the blocking commands it was waiting on would hold their connections
@@ -2293,13 +2300,9 @@ impl Core {
     /// Drops a broken connection: its requests fail with an error naming the node, the node
     /// is marked down (new connections wait out a backoff), and the topology is refreshed.
     fn backend_failed(&mut self, clients: &mut Slab<Client>, idx: usize, why: &str) {
-        if !self.backends.contains(idx) {
+        let Some(mut b) = self.take_backend(idx) else {
             return;
-        }
-        let mut b = self.backends.remove(idx);
-        b.deregister(&self.registry);
-        self.pool
-            .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
+        };
         let addr = self.topo.node(b.node).addr.clone();
         // A node closing an idle connection (its own `timeout`) is not a node failure.
         let failure = matches!(b.state, BackendState::Connecting { .. }) || !b.inflight.is_empty();
@@ -2516,15 +2519,14 @@ impl Core {
             .map(|(i, _)| i)
             .collect();
         for idx in gone {
-            let mut b = self.backends.remove(idx);
-            b.deregister(&self.registry);
+            let Some(b) = self.take_backend(idx) else {
+                continue;
+            };
             if let Some(to) = b.stream_to {
                 // Its subscriptions leave with the node: the client reconnects and subscribes
                 // again, as after a restart.
                 self.wake.kill.push((to, Kill::SubscriptionLost));
             }
-            self.pool
-                .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
             debug!(
                 "closed connection to departed node {}",
                 self.topo.node(b.node).addr

@@ -791,7 +791,11 @@ impl Cluster {
 
     /// Owner port of every slot, from one CLUSTER SLOTS of the first master.
     pub fn slot_owners(&self) -> Vec<u16> {
-        let from = self.masters()[0];
+        self.slot_table(self.masters()[0])
+    }
+
+    /// Owner port of every slot (0: none) according to `from`'s CLUSTER SLOTS.
+    fn slot_table(&self, from: u16) -> Vec<u16> {
         let v: redis::Value = self.query(from, &["CLUSTER", "SLOTS"]);
         let mut owners = vec![0u16; 16384];
         let redis::Value::Array(ranges) = v else {
@@ -819,28 +823,7 @@ impl Cluster {
 
     /// Owner of a slot according to `from`'s CLUSTER SLOTS.
     pub fn slot_owner_per(&self, from: u16, slot: u16) -> Option<u16> {
-        let v: redis::Value = self.query(from, &["CLUSTER", "SLOTS"]);
-        let redis::Value::Array(ranges) = v else {
-            panic!("CLUSTER SLOTS: {v:?}")
-        };
-        for r in ranges {
-            let redis::Value::Array(items) = r else {
-                continue;
-            };
-            let (Some(redis::Value::Int(a)), Some(redis::Value::Int(b))) =
-                (items.first(), items.get(1))
-            else {
-                continue;
-            };
-            if (*a as u16..=*b as u16).contains(&slot) {
-                if let Some(redis::Value::Array(m)) = items.get(2) {
-                    if let Some(redis::Value::Int(port)) = m.get(1) {
-                        return Some(*port as u16);
-                    }
-                }
-            }
-        }
-        None
+        Some(self.slot_table(from)[slot as usize]).filter(|&p| p != 0)
     }
 
     /// Owner of a slot according to a live master (direct CLUSTER SLOTS).
