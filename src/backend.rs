@@ -25,6 +25,7 @@ use mio::{Interest, Registry, Token};
 use crate::config::SocketOptions;
 use crate::inflight::{Attempt, InFlight, Owner};
 use crate::net::{self, ReadOutcome, WriteOutcome};
+use crate::outbuf::OutBuf;
 use crate::resp::encode::Proto;
 use crate::resp::reply::ReplyParser;
 use crate::topology::NodeId;
@@ -61,7 +62,7 @@ pub struct Backend {
     pub proto: Proto,
     pub state: BackendState,
     stream: TcpStream,
-    wbuf: BytesMut,
+    wbuf: OutBuf,
     rbuf: BytesMut,
     parser: ReplyParser,
     pub inflight: VecDeque<InFlight>,
@@ -109,7 +110,7 @@ impl Backend {
             proto,
             state: BackendState::Connecting { since: now },
             stream,
-            wbuf: BytesMut::new(),
+            wbuf: OutBuf::new(),
             rbuf: BytesMut::new(),
             parser: ReplyParser::new(),
             inflight: VecDeque::new(),
@@ -135,7 +136,7 @@ impl Backend {
     /// Queues bytes that expect no reply the proxy waits for (a subscriber's commands, whose
     /// replies stream to the client).
     pub fn push_raw(&mut self, req: &[u8]) {
-        self.wbuf.extend_from_slice(req);
+        self.wbuf.push_slice(req);
     }
 
     /// Queues a request; it is written at the end of the poll turn.
@@ -157,7 +158,7 @@ impl Backend {
         attempt: Attempt,
         now: Instant,
     ) {
-        self.wbuf.extend_from_slice(&req);
+        self.wbuf.push(&req);
         self.inflight.push_back(InFlight {
             owner,
             req,
@@ -195,11 +196,9 @@ impl Backend {
         if self.state != BackendState::Ready {
             return Verdict::Continue;
         }
-        match net::write_from(&mut self.stream, &mut self.wbuf) {
+        match self.wbuf.write_to(&mut self.stream) {
             WriteOutcome::Done => {
-                if self.wbuf.capacity() > SHRINK_ABOVE {
-                    self.wbuf = BytesMut::new();
-                }
+                self.wbuf.shrink(SHRINK_ABOVE);
                 Verdict::Continue
             }
             WriteOutcome::Blocked => Verdict::Continue,

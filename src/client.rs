@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 use mio::Registry;
 
 use crate::net::{self, ReadOutcome, WriteOutcome};
+use crate::outbuf::OutBuf;
 use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
 use crate::split::{self, Merge};
@@ -25,6 +26,8 @@ use crate::split::{self, Merge};
 const KEEP_WHILE_ACTIVE: usize = 16 * 1024;
 /// Bytes read from one client per turn.
 pub const READ_BUDGET: usize = 256 * 1024;
+/// Output is held back for a turn (see `hold_output`) only while it is smaller than this.
+const HOLD_BELOW: usize = 16 * 1024;
 
 /// A transaction in progress: the connection it is pinned to (once its node is known), and
 /// the commands queued before that (answered +QUEUED by the proxy, sent when the node is
@@ -99,7 +102,7 @@ pub struct Client {
     pub name: Option<Bytes>,
     pub rbuf: BytesMut,
     pub parser: RequestParser,
-    wbuf: BytesMut,
+    wbuf: OutBuf,
     /// Replies in request order, complete or not yet.
     pending: VecDeque<Pending>,
     /// Sequence number of `pending[0]`.
@@ -130,6 +133,8 @@ pub struct Client {
     /// Bytes of complete replies queued behind one still waited for (counted in the output
     /// limits with the write buffer).
     queued_bytes: usize,
+    /// Its output was held back last turn (see `hold_output`).
+    held: bool,
 }
 
 impl Client {
@@ -144,7 +149,7 @@ impl Client {
             name: None,
             rbuf: BytesMut::new(),
             parser: RequestParser::new(),
-            wbuf: BytesMut::new(),
+            wbuf: OutBuf::new(),
             pending: VecDeque::new(),
             head_seq: 0,
             dirty: false,
@@ -162,6 +167,7 @@ impl Client {
             silent: false,
             silent_seqs: VecDeque::new(),
             queued_bytes: 0,
+            held: false,
         }
     }
 
@@ -240,7 +246,7 @@ impl Client {
             return;
         }
         if self.pending.is_empty() {
-            self.wbuf.extend_from_slice(frame);
+            self.wbuf.push_slice(frame);
         } else {
             self.queued_bytes += frame.len();
             self.pending
@@ -285,7 +291,7 @@ impl Client {
                 if self.silent_seqs.front() == Some(&self.head_seq) {
                     self.silent_seqs.pop_front();
                 } else {
-                    self.wbuf.extend_from_slice(&f);
+                    self.wbuf.push(&f);
                 }
             }
             self.head_seq += 1;
@@ -301,19 +307,34 @@ impl Client {
         !self.wbuf.is_empty()
     }
 
+    /// Whether to write this client's output one turn later. A pipeline spread over several
+    /// nodes is answered over several turns; writing each in-order prefix as it completes
+    /// costs the client a wakeup and a read per turn, and the proxy a write. So small output
+    /// waits one turn (never two in a row) while replies are still awaited; the reactor then
+    /// polls without sleeping, so the delay is one pass over the ready events.
+    pub fn hold_output(&mut self) -> bool {
+        if self.held {
+            self.held = false;
+            return false;
+        }
+        self.held = self.state == ClientState::Open
+            && !self.pending.is_empty()
+            && !self.wbuf.is_empty()
+            && self.wbuf.len() < HOLD_BELOW;
+        self.held
+    }
+
     /// Whether a Closing client has nothing left to send.
     pub fn finished(&self) -> bool {
         self.state == ClientState::Closing && self.pending.is_empty() && self.wbuf.is_empty()
     }
 
     pub fn flush(&mut self) -> Verdict {
-        match net::write_from(&mut self.stream, &mut self.wbuf) {
+        match self.wbuf.write_to(&mut self.stream) {
             WriteOutcome::Done => {
                 // A buffer that grew for a burst is given back at once; a small one is kept
                 // for the next reply (no allocation per request) until the client idles.
-                if self.wbuf.capacity() > KEEP_WHILE_ACTIVE {
-                    self.wbuf = BytesMut::new();
-                }
+                self.wbuf.shrink(KEEP_WHILE_ACTIVE);
                 Verdict::Continue
             }
             WriteOutcome::Blocked => Verdict::Continue,
@@ -335,9 +356,7 @@ impl Client {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
-            self.wbuf = BytesMut::new();
-        }
+        self.wbuf.shrink(0);
     }
 
     pub fn deregister(&mut self, registry: &Registry) {
@@ -366,7 +385,7 @@ mod tests {
         assert!(c.complete(b, 0, Bytes::from_static(b"+b\r\n")));
         assert!(!c.has_output());
         assert!(c.complete(a, 0, Bytes::from_static(b"+a\r\n")));
-        assert_eq!(&c.wbuf[..], b"+a\r\n+b\r\n+local\r\n");
+        assert_eq!(&c.wbuf.to_vec()[..], b"+a\r\n+b\r\n+local\r\n");
         assert_eq!(c.pending(), 0);
         assert!(!c.complete(a, 0, Bytes::from_static(b"+again\r\n")));
     }
@@ -379,6 +398,6 @@ mod tests {
         assert!(!c.has_output());
         assert!(!c.complete(s, 1, Bytes::from_static(b":2\r\n")));
         assert!(c.complete(s, 0, Bytes::from_static(b":1\r\n")));
-        assert_eq!(&c.wbuf[..], b":3\r\n");
+        assert_eq!(&c.wbuf.to_vec()[..], b":3\r\n");
     }
 }

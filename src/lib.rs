@@ -15,6 +15,7 @@ pub mod error;
 pub mod inflight;
 pub mod local;
 pub mod net;
+pub mod outbuf;
 pub mod policy;
 pub mod pool;
 pub mod reactor;

@@ -1,10 +1,10 @@
 //! The one boundary for socket results (reads and writes collapse into a small verdict), and
 //! the socket options from the configuration, applied with socket2.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
@@ -74,22 +74,6 @@ pub enum WriteOutcome {
     /// The socket buffer is full; the rest waits for a writable event.
     Blocked,
     Failed(io::Error),
-}
-
-/// Writes as much of `buf` as the socket takes, consuming what was written.
-pub fn write_from(stream: &mut TcpStream, buf: &mut BytesMut) -> WriteOutcome {
-    while !buf.is_empty() {
-        match stream.write(buf) {
-            Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf.advance(n),
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
-                io::ErrorKind::Interrupted => continue,
-                _ => return WriteOutcome::Failed(e),
-            },
-        }
-    }
-    WriteOutcome::Done
 }
 
 /// The listening socket, with backlog, SO_REUSEADDR, optional SO_REUSEPORT and buffer sizes.

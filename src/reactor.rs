@@ -110,6 +110,9 @@ pub struct Core {
     next_gen: u64,
     next_client_id: u64,
     dirty_backends: Vec<usize>,
+    /// Some client's output waits one turn (`Client::hold_output`): the next poll does not
+    /// sleep.
+    held_output: bool,
     wake: Wake,
     resume_backends: Vec<usize>,
     /// Requests waiting out a TRYAGAIN/CLUSTERDOWN backoff, with the protocol they use.
@@ -254,6 +257,7 @@ impl Reactor {
             next_gen: 1,
             next_client_id: worker as u64 + 1,
             dirty_backends: Vec::new(),
+            held_output: false,
             wake: Wake {
                 dirty_clients: Vec::new(),
                 resume_clients: Vec::new(),
@@ -313,6 +317,7 @@ impl Reactor {
             // Clients or nodes left to resume are served at once, not after the next event.
             let timeout = if self.core.wake.resume_clients.is_empty()
                 && self.core.resume_backends.is_empty()
+                && !self.core.held_output
             {
                 self.core.timers.timeout(Instant::now())
             } else {
@@ -866,10 +871,17 @@ impl Reactor {
         self.core.dirty_backends = dirty;
 
         let mut dirty = std::mem::take(&mut self.core.wake.dirty_clients);
+        let mut held = false;
         for &idx in &dirty {
             let Some(c) = self.clients.get_mut(idx) else {
                 continue;
             };
+            if c.hold_output() {
+                // Stays dirty: flushed next turn whatever arrives.
+                self.core.wake.dirty_clients.push(idx);
+                held = true;
+                continue;
+            }
             c.dirty = false;
             let close = match c.flush() {
                 client::Verdict::Close(why) => Some(why),
@@ -888,6 +900,7 @@ impl Reactor {
         dirty.clear();
         dirty.append(&mut self.core.wake.dirty_clients);
         self.core.wake.dirty_clients = dirty;
+        self.core.held_output = held;
     }
 
     /// Closes clients idle past `client_timeout`: nothing pending, nothing unsent, and no

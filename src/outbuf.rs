@@ -1,0 +1,214 @@
+//! A connection's unsent output. Small frames are copied together into one buffer, so many
+//! replies leave in one write; frames of `ZERO_COPY_MIN` bytes or more are queued as the
+//! `Bytes` they arrived in and written with `writev` beside it, so a 100 KB value crosses
+//! the proxy without being copied in user space.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::net::WriteOutcome;
+
+/// Below this a copy costs less than an extra `iovec` and keeps the write buffer reusable.
+pub const ZERO_COPY_MIN: usize = 8 * 1024;
+/// Slices per `writev`: enough for a burst of large frames, well under `IOV_MAX`.
+const MAX_SLICES: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    /// Written first, in order; `tail` follows them.
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl OutBuf {
+    pub fn new() -> OutBuf {
+        OutBuf::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held by the copy buffer (what `shrink` gives back).
+    pub fn capacity(&self) -> usize {
+        self.tail.capacity()
+    }
+
+    /// Appends a copy of `b`.
+    pub fn push_slice(&mut self, b: &[u8]) {
+        self.tail.extend_from_slice(b);
+        self.len += b.len();
+    }
+
+    /// Appends `b`, by reference when it is large.
+    pub fn push(&mut self, b: &Bytes) {
+        if b.len() < ZERO_COPY_MIN {
+            return self.push_slice(b);
+        }
+        if !self.tail.is_empty() {
+            // What was copied so far leaves before the large frame.
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += b.len();
+        self.chunks.push_back(b.clone());
+    }
+
+    /// Gives back a copy buffer larger than `keep` once everything was written.
+    pub fn shrink(&mut self, keep: usize) {
+        if self.is_empty() && self.tail.capacity() > keep {
+            self.tail = BytesMut::new();
+        }
+        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Writes as much as the socket takes, consuming what was written.
+    pub fn write_to<W: Write>(&mut self, w: &mut W) -> WriteOutcome {
+        while !self.is_empty() {
+            let res = if self.chunks.is_empty() {
+                w.write(&self.tail)
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut n = 0;
+                for c in self.chunks.iter().take(MAX_SLICES - 1) {
+                    slices[n] = IoSlice::new(c);
+                    n += 1;
+                }
+                if !self.tail.is_empty() {
+                    slices[n] = IoSlice::new(&self.tail);
+                    n += 1;
+                }
+                w.write_vectored(&slices[..n])
+            };
+            match res {
+                Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume(n),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return WriteOutcome::Failed(e),
+                },
+            }
+        }
+        WriteOutcome::Done
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= n => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    return;
+                }
+                None => {
+                    self.tail.advance(n);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Everything unsent, in order (tests and diagnostics).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            v.extend_from_slice(c);
+        }
+        v.extend_from_slice(&self.tail);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per call, and only from the first slice, like a socket
+    /// with a nearly full buffer.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 3 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.max);
+            self.out.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn order_is_kept_across_copies_and_chunks_and_partial_writes() {
+        let big = |c: u8| Bytes::from(vec![c; ZERO_COPY_MIN + 7]);
+        let mut o = OutBuf::new();
+        let mut want = Vec::new();
+        for (i, f) in [
+            Bytes::from_static(b"+a\r\n"),
+            big(b'x'),
+            big(b'y'),
+            Bytes::from_static(b"+b\r\n"),
+            Bytes::from_static(b"+c\r\n"),
+            big(b'z'),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if i == 4 {
+                o.push_slice(f);
+            } else {
+                o.push(f);
+            }
+            want.extend_from_slice(f);
+        }
+        assert_eq!(o.len(), want.len());
+        assert_eq!(o.to_vec(), want);
+        let mut w = Trickle {
+            out: Vec::new(),
+            max: 5000,
+            calls: 0,
+        };
+        for _ in 0..1000 {
+            if let WriteOutcome::Done = o.write_to(&mut w) {
+                break;
+            }
+        }
+        assert!(o.is_empty());
+        assert_eq!(w.out, want);
+    }
+
+    #[test]
+    fn small_frames_are_copied_and_large_ones_shared() {
+        let mut o = OutBuf::new();
+        let big = Bytes::from(vec![1u8; ZERO_COPY_MIN]);
+        o.push(&Bytes::from_static(b"+OK\r\n"));
+        o.push(&big);
+        assert_eq!(o.chunks.len(), 2);
+        assert_eq!(o.chunks[1].as_ptr(), big.as_ptr());
+        o.push(&Bytes::from_static(b"+OK\r\n"));
+        assert_eq!(o.tail.len(), 5);
+        o.shrink(0);
+        assert_eq!(o.len(), ZERO_COPY_MIN + 10);
+    }
+}
