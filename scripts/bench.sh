@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark: the proxy against direct Redis Cluster access, with redis-benchmark.
+# Benchmark: the proxy against direct Redis Cluster access (and optionally a second, "peer"
+# proxy), with redis-benchmark.
 #
 #   scripts/bench.sh [OPTIONS]
 #
@@ -9,17 +10,24 @@
 #   --base PORT          base port of the cluster started here (default 7300..7305)
 #   --cluster HOST:PORT  use this existing cluster (any node) instead of starting one
 #   --proxy HOST:PORT    benchmark an already running proxy (e.g. predixy)
+#   --peer HOST:PORT     also benchmark this already running second proxy (e.g. predixy)
+#                        in the same run; adds peer columns to the table
 #   --proxy-bin PATH     start this binary (same flags) instead of the release build
 #   --workers N          start the proxy with N reactor threads (--workers N)
 #   -h, --help           print this help
 #
-# Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE, SET and GET at -P 1 and -P 16,
-# SET/GET of 1 KB values at -P 16 and of 100 KB values at -P 1,
-# then GET at -c 1 -P 1 for latency. Each runs through the proxy and directly against
-# the cluster (redis-benchmark --cluster), alternating which goes first. Both use
-# --threads <masters> (what --cluster implies), so the client side is the same. Proxy
-# CPU: utime+stime from /proc/PID/stat; memory: VmRSS (only for a proxy on this host).
-# Threaded redis-benchmark ends runs on a 250 ms tick: short (--quick) runs understate rps.
+# Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE (N/2, at most 100000), SET and GET at
+# -P 1 and -P 16, GET at -c 1 -P 1 for latency, MGET of 10 random keys (so in different
+# slots; direct: GET -P 10 with --cluster, counted per 10 GETs), then SET/GET of 1 KB values
+# at -P 16 and of 100 KB values at -P 1. Each value size has its own keyspace, n/(10*masters)
+# keys, so that its SET run writes every key (also each per-master key:{tag}:N copy that
+# --cluster uses) ~10 times before its GET run reads it. Each workload runs through the
+# proxy, directly against the cluster (redis-benchmark --cluster) and through the peer,
+# rotating which goes first. All use --threads <masters> (what --cluster implies), so the
+# client side is the same. CPU: utime+stime from /proc/PID/stat of the proxy, the peer and
+# the cluster's redis-server processes (pids found with ss, only on this host); memory:
+# VmRSS of the proxy. Threaded redis-benchmark ends runs on a 250 ms tick: short (--quick)
+# runs understate rps.
 # Environment: BENCH_RUN_TIMEOUT (seconds allowed per redis-benchmark run, default 300).
 set -euo pipefail
 
@@ -27,24 +35,26 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PROXY_BIN='' WORKERS=''
+N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS=''
+MGET_KEYS=10 # keys per MGET in the "MGET 10 keys" workload
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; } # the header
 hostport() { [[ "$2" =~ ^[^:[:space:]]+:[0-9]+$ ]] || die "$1 expects HOST:PORT, got '$2'"; }
 
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
         -h | --help) usage 0 ;;
-        -n | --requests | --base | --cluster | --proxy | --proxy-bin | --workers)
+        -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers)
             (($# >= 2)) || die "$1 needs a value"
             case "$1" in
                 -n | --requests) N=$2 ;;
                 --base) BASE=$2 ;;
                 --cluster) hostport "$1" "$2"; CLUSTER=$2 ;;
                 --proxy) hostport "$1" "$2"; PROXY=$2 ;;
+                --peer) hostport "$1" "$2"; PEER=$2 ;;
                 --proxy-bin) PROXY_BIN=$2 ;;
                 --workers) WORKERS=$2 ;;
             esac
@@ -57,10 +67,11 @@ done
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 100 ]] || die "--requests must be a number >= 100, got '$N'"
 [[ "$BASE" =~ ^[0-9]+$ && "$BASE" -ge 1024 && "$BASE" -le 55530 ]] || die "--base must be 1024..55530"
 [[ -n "$PROXY" && -n "$PROXY_BIN" ]] && die "--proxy and --proxy-bin exclude each other"
+[[ -n "$PEER" && "$PEER" == "$PROXY" ]] && die "--peer and --proxy are the same ($PEER)"
 for t in redis-benchmark redis-cli timeout getconf; do
     command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh installs redis)"
 done
-KEYSPACE=$((N / 2 < 100000 ? N / 2 : 100000)) # every GET key is written ~22 times before
+KEYSPACE=$((N / 2 < 100000 ? N / 2 : 100000)) # every GET key is written ~22 times before (direct: ~22/masters)
 TICKS="$(getconf CLK_TCK)"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")"
@@ -96,6 +107,10 @@ trap 'exit 143' TERM
 
 rcli() { local hp=$1; shift; timeout 3 redis-cli -h "${hp%:*}" -p "${hp##*:}" "$@" </dev/null 2>/dev/null | tr -d '\r'; }
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+pid_of() { # pid_of HOST:PORT -> pid listening there if on this host and ss can tell, else ''
+    [[ "${1%:*}" =~ ^(127\.0\.0\.1|localhost)$ ]] && command -v ss >/dev/null || return 0
+    ss -Hltnp "sport = :${1##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true
+}
 
 # --- cluster -------------------------------------------------------------------------
 if [[ -z "$CLUSTER" ]]; then
@@ -143,45 +158,79 @@ if [[ -z "$PROXY" ]]; then
     log "proxy $BIN running on $PROXY (pid $PID)"
 else
     [[ "$(rcli "$PROXY" ping)" == PONG ]] || die "--proxy $PROXY does not answer PING"
-    PID=
-    if [[ "${PROXY%:*}" =~ ^(127\.0\.0\.1|localhost)$ ]] && command -v ss >/dev/null; then
-        PID="$(ss -Hltnp "sport = :${PROXY##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true)"
-    fi
+    PID="$(pid_of "$PROXY")"
     if [[ -n "$PID" ]]; then log "external proxy on $PROXY is pid $PID"; else log "pid of $PROXY unknown: no CPU/RSS"; fi
 fi
 
-cpu_ticks() { # utime+stime of the proxy process (all threads), in clock ticks
-    local s f
-    [[ -n "$PID" && -r "/proc/$PID/stat" ]] || { echo -; return; }
-    s="$(<"/proc/$PID/stat")"
-    read -ra f <<<"${s##*) }"
-    echo $((f[11] + f[12]))
+# --- peer proxy and cluster node pids --------------------------------------------------
+PEER_PID=
+if [[ -n "$PEER" ]]; then
+    [[ "$(rcli "$PEER" ping)" == PONG ]] || die "--peer $PEER does not answer PING"
+    PEER_PID="$(pid_of "$PEER")"
+    if [[ -n "$PEER_PID" ]]; then log "peer proxy on $PEER is pid $PEER_PID"; else log "pid of peer $PEER unknown: no peer CPU"; fi
+fi
+# pids of all the cluster's redis-servers (masters and replicas), by their listening
+# ports from CLUSTER NODES; none unless every node is on this host and ss names its pid
+NODE_PIDS=()
+while read -r addr; do
+    addr=${addr%%@*} addr=${addr%%,*} # ip:port@cport[,hostname]
+    pid="$(pid_of "$addr")"
+    [[ -n "$pid" ]] || { NODE_PIDS=(); log "pid of cluster node $addr unknown: no nodes CPU"; break; }
+    NODE_PIDS+=("$pid")
+done < <(rcli "$CLUSTER" cluster nodes |
+    awk '{ n = split($3, f, ","); for (i = 1; i <= n; i++) if (f[i] == "fail" || f[i] == "noaddr") next; print $2 }')
+((${#NODE_PIDS[@]})) && log "cluster nodes: pids ${NODE_PIDS[*]}"
+
+cpu_ticks() { # cpu_ticks PID... -> utime+stime of these processes (all threads) in clock ticks, or -
+    local pid s f sum=0
+    (($#)) || { echo -; return; }
+    for pid; do
+        [[ -n "$pid" && -r "/proc/$pid/stat" ]] || { echo -; return; }
+        s="$(<"/proc/$pid/stat")" || { echo -; return; }
+        read -ra f <<<"${s##*) }"
+        sum=$((sum + f[11] + f[12]))
+    done
+    echo "$sum"
+}
+per_req() { # per_req TICKS_BEFORE TICKS_AFTER REQUESTS -> CPU microseconds per request, or -
+    [[ "$1" != - && "$2" != - ]] || { echo -; return; }
+    awk -v d=$(($2 - $1)) -v t="$TICKS" -v n="$3" 'BEGIN{printf "%.2f", d / t * 1e6 / n}'
 }
 rss_kb() { [[ -n "$PID" ]] && awk '/^VmRSS:/ {print $2}' "/proc/$PID/status" 2>/dev/null || echo -; }
 
 # --- runs ----------------------------------------------------------------------------
-# bench TARGET TEST PIPELINE CLIENTS REQUESTS -> sets R="rps p50 p99" from --csv output
-# (columns found by header name; redis-benchmark >= 7 prints percentiles there).
+# bench TARGET TEST PIPELINE CLIENTS REQUESTS SIZE KEYSPACE [COMMAND...] -> sets
+# R="rps p50 p99" from --csv output (columns found by header name; redis-benchmark >= 7
+# prints percentiles there). TARGET: proxy, peer or direct (--cluster). TEST '-' runs
+# COMMAND instead of -t TEST; --csv then names the test by the command line as given.
 bench() {
-    local target=$1 test=$2 args
+    local target=$1 test=$2 args title hp
+    local cmd=("${@:8}")
     R="- - -"
-    args=(-t "$test" -P "$3" -c "$4" -n "$5" -d "${6:-64}" -r "$KEYSPACE" --threads "$MASTERS" --csv)
-    if [[ "$target" == proxy ]]; then
-        args=(-h "${PROXY%:*}" -p "${PROXY##*:}" "${args[@]}")
+    args=(-P "$3" -c "$4" -n "$5" -d "$6" -r "$7" --threads "$MASTERS" --csv)
+    if [[ "$test" == - ]]; then
+        ((${#cmd[@]})) || die "bench: test '-' needs a command"
+        args+=("${cmd[@]}") title="${cmd[*]}"
     else
-        args=(--cluster -h "${CLUSTER%:*}" -p "${CLUSTER##*:}" "${args[@]}")
+        args=(-t "$test" "${args[@]}") title="${test^^}"
     fi
+    case "$target" in
+        proxy | peer) [[ "$target" == proxy ]] && hp=$PROXY || hp=$PEER
+            args=(-h "${hp%:*}" -p "${hp##*:}" "${args[@]}") ;;
+        direct) args=(--cluster -h "${CLUSTER%:*}" -p "${CLUSTER##*:}" "${args[@]}") ;;
+        *) die "bench: unknown target '$target'" ;;
+    esac
     printf '  %-6s redis-benchmark %s\n' "$target" "${args[*]}" >>"$TMP/commands"
     # in the background: a trapped signal interrupts 'wait' at once, not after the run
     timeout -k 5 "$RUN_TIMEOUT" redis-benchmark "${args[@]}" </dev/null >"$TMP/out" 2>"$TMP/err" &
     RB_PID=$!
     if ! wait "$RB_PID"; then
         RB_PID=''
-        log "$target $test failed or timed out after ${RUN_TIMEOUT}s:"; tail -n 5 "$TMP/out" "$TMP/err" >&2
+        log "$target ${title%% *} failed or timed out after ${RUN_TIMEOUT}s:"; tail -n 5 "$TMP/out" "$TMP/err" >&2
         return 1
     fi
     RB_PID=''
-    R="$(tr '\r' '\n' <"$TMP/out" | awk -F, -v t="${test^^}" '
+    R="$(tr '\r' '\n' <"$TMP/out" | awk -F, -v t="$title" '
         { gsub(/"/, "") }
         $1 == "test" { for (i = 1; i <= NF; i++) col[$i] = i; next }
         $1 == t && $2 + 0 > 0 {
@@ -190,37 +239,73 @@ bench() {
             p99 = ("p99_latency_ms" in col) ? $col["p99_latency_ms"] : "-"
             print r, p50, p99; ok = 1; exit
         }
-        END { exit !ok }')" || { R="- - -"; log "$target $test: no result in redis-benchmark output"; return 1; }
+        END { exit !ok }')" || { R="- - -"; log "$target ${title%% *}: no result in redis-benchmark output"; return 1; }
 }
 
-WORKLOADS=("SET -P 1|set|1|50|$N" "SET -P 16|set|16|50|$((N * 10))" "GET -P 1|get|1|50|$N"
-    "GET -P 16|get|16|50|$((N * 10))" "GET -c 1 -P 1|get|1|1|$((N / 5))"
-    "SET 1KB -P 16|set|16|50|$((N * 5))|1024" "GET 1KB -P 16|get|16|50|$((N * 5))|1024"
-    "SET 100KB -P 1|set|1|50|$((N / 20))|102400" "GET 100KB -P 1|get|1|50|$((N / 20))|102400")
-declare -A RES CPU RSS
+# own keyspace of a value size: its SET run of n requests writes each key ~10 times, also
+# each of the MASTERS copies key:{tag}:N that redis-benchmark --cluster writes
+keyspace_for() { local k=$(($1 / (10 * MASTERS))); k=$((k < KEYSPACE ? k : KEYSPACE)); echo $((k < 1 ? 1 : k)); }
+KS1K="$(keyspace_for $((N * 5)))" KS100K="$(keyspace_for $((N / 20)))"
+MGET_CMD=(MGET)
+for ((j = 0; j < MGET_KEYS; j++)); do MGET_CMD+=("key:__rand_int__"); done # each gets its own number
+
+# name|test|pipeline|clients|requests|value size|keyspace; test 'mget' is the MGET row
+WORKLOADS=("SET -P 1|set|1|50|$N|64|$KEYSPACE" "SET -P 16|set|16|50|$((N * 10))|64|$KEYSPACE"
+    "GET -P 1|get|1|50|$N|64|$KEYSPACE" "GET -P 16|get|16|50|$((N * 10))|64|$KEYSPACE"
+    "GET -c 1 -P 1|get|1|1|$((N / 5))|64|$KEYSPACE" "MGET $MGET_KEYS keys|mget|1|50|$N|64|$KEYSPACE"
+    "SET 1KB -P 16|set|16|50|$((N * 5))|1024|$KS1K" "GET 1KB -P 16|get|16|50|$((N * 5))|1024|$KS1K"
+    "SET 100KB -P 1|set|1|50|$((N / 20))|102400|$KS100K" "GET 100KB -P 1|get|1|50|$((N / 20))|102400|$KS100K")
+TARGETS=(proxy direct)
+[[ -n "$PEER" ]] && TARGETS+=(peer)
+declare -A RES CPU NCPU RSS
 RSS_IDLE="$(rss_kb)" RSS_MAX="$(rss_kb)"
 for i in "${!WORKLOADS[@]}"; do
-    IFS='|' read -r name test pipe clients n size <<<"${WORKLOADS[$i]}"
-    printf '%s (-c %s -P %s -n %s):\n' "$name" "$clients" "$pipe" "$n" >>"$TMP/commands"
-    order=(proxy direct)
-    ((i % 2)) && order=(direct proxy)
+    IFS='|' read -r name test pipe clients n size ks <<<"${WORKLOADS[$i]}"
+    if [[ "$test" == mget ]]; then
+        printf '%s (-c %s -n %s -r %s; direct: GET -P %s -n %s):\n' "$name" "$clients" "$n" "$ks" \
+            "$MGET_KEYS" $((n * MGET_KEYS)) >>"$TMP/commands"
+    else
+        printf '%s (-c %s -P %s -n %s -r %s):\n' "$name" "$clients" "$pipe" "$n" "$ks" >>"$TMP/commands"
+    fi
+    order=() # rotate, so that no target always goes first
+    for j in "${!TARGETS[@]}"; do order+=("${TARGETS[(i + j) % ${#TARGETS[@]}]}"); done
     for target in "${order[@]}"; do
-        log "$name: $target (n=$n)"
-        [[ "$target" == proxy ]] && c0="$(cpu_ticks)"
-        bench "$target" "$test" "$pipe" "$clients" "$n" "${size:-64}" || FAILED=1
+        t=$test p=$pipe m=$n div=1 cmd=()
+        if [[ "$test" == mget ]]; then
+            # a cluster cannot MGET across slots: direct, a cluster-aware client's best is
+            # MGET_KEYS GETs per round trip; rps / MGET_KEYS is then MGETs/s
+            if [[ "$target" == direct ]]; then
+                t=get p=$MGET_KEYS m=$((n * MGET_KEYS)) div=$MGET_KEYS
+            else
+                t=- cmd=("${MGET_CMD[@]}")
+            fi
+        fi
+        case "$target" in proxy) tpid=$PID ;; peer) tpid=$PEER_PID ;; *) tpid= ;; esac
+        log "$name: $target (n=$m, -r $ks)"
+        n0="$(cpu_ticks "${NODE_PIDS[@]}")" c0="$(cpu_ticks ${tpid:+"$tpid"})"
+        bench "$target" "$t" "$p" "$clients" "$m" "$size" "$ks" "${cmd[@]}" || FAILED=1
+        n1="$(cpu_ticks "${NODE_PIDS[@]}")" c1="$(cpu_ticks ${tpid:+"$tpid"})"
+        if ((div > 1)) && [[ "$R" != "- - -" ]]; then
+            read -r rps p50 p99 <<<"$R"
+            R="$(awk -v r="$rps" -v d="$div" 'BEGIN{printf "%.2f", r / d}') $p50 $p99"
+        fi
         RES[$i,$target]=$R
+        NCPU[$i,$target]="$(per_req "$n0" "$n1" "$n")" # per MGET in the MGET row, also direct
+        [[ "$target" == direct ]] && continue
+        CPU[$i,$target]="$(per_req "$c0" "$c1" "$n")"
         if [[ "$target" == proxy ]]; then
             if [[ -n "$PROXY_PID" ]] && ! alive "$PROXY_PID"; then die "the proxy exited during '$name'"; fi
-            c1="$(cpu_ticks)" RSS[$i]="$(rss_kb)"
-            CPU[$i]=-
-            [[ "$c0" != - && "$c1" != - ]] && CPU[$i]="$(awk -v d=$((c1 - c0)) -v t="$TICKS" -v n="$n" 'BEGIN{printf "%.2f", d / t * 1e6 / n}')"
+            RSS[$i]="$(rss_kb)"
             [[ "${RSS[$i]}" != - && "${RSS[$i]}" -gt "$RSS_MAX" ]] && RSS_MAX=${RSS[$i]}
+        elif [[ -n "$PEER_PID" ]] && ! alive "$PEER_PID"; then
+            die "the peer proxy (pid $PEER_PID) exited during '$name'"
         fi
     done
 done
 
 # --- report --------------------------------------------------------------------------
 mb() { awk -v k="$1" 'BEGIN{ if (k == "-") print "-"; else printf "%.1f MB", k / 1024 }'; }
+ratio() { awk -v p="$1" -v d="$2" 'BEGIN{ if (p + 0 > 0 && d + 0 > 0) printf "%.2f", p / d; else print "-" }'; }
 commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] &&
     commit+=" (+ uncommitted changes in src/ or Cargo.*)"
@@ -229,20 +314,50 @@ echo "command:  $CMDLINE"
 echo "commit:   $commit"
 echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $(redis-benchmark --version | head -n1); $(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' || true)"
-echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER; keyspace -r $KEYSPACE; -d 64; --threads $MASTERS"
+echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER${NODE_PIDS[0]:+ (pids ${NODE_PIDS[*]})}"
+[[ -n "$PEER" ]] && echo "peer:     $PEER${PEER_PID:+ pid $PEER_PID} ($(ps -o comm= -p "${PEER_PID:-0}" 2>/dev/null || echo 'process unknown'))"
+echo "keyspace: -r $KEYSPACE; 1 KB values -r $KS1K; 100 KB values -r $KS100K; -d 64; --threads $MASTERS"
 echo "runs:"
 cat "$TMP/commands"
 echo
-row() { printf '| %-13s | %10s | %10s | %6s | %-17s | %-17s | %12s | %9s |\n' "$@"; }
-row workload "direct rps" "proxy rps" ratio "direct p50/p99 ms" "proxy p50/p99 ms" "CPU us/req" "proxy RSS"
-row '' '' '' '' '' '' '' '' | tr ' ' -
+# columns: name|printf format; the peer ones only with --peer
+NODES_HDR="nodes CPU us/req D / P"
+COLS=("workload|%-15s" "direct rps|%10s" "proxy rps|%10s" "ratio|%6s")
+[[ -n "$PEER" ]] && COLS+=("peer rps|%10s" "peer ratio|%10s") NODES_HDR+=" / peer"
+COLS+=("direct p50/p99 ms|%-17s" "proxy p50/p99 ms|%-17s")
+[[ -n "$PEER" ]] && COLS+=("peer p50/p99 ms|%-17s")
+COLS+=("proxy CPU us/req|%16s")
+[[ -n "$PEER" ]] && COLS+=("peer CPU us/req|%15s")
+COLS+=("proxy RSS|%9s" "$NODES_HDR|%-${#NODES_HDR}s")
+FMT='|' HDR=() BLANK=()
+for c in "${COLS[@]}"; do FMT+=" ${c#*|} |" HDR+=("${c%|*}") BLANK+=(''); done
+# shellcheck disable=SC2059 # the format is built above from COLS
+row() { printf "$FMT\n" "$@"; }
+row "${HDR[@]}"
+row "${BLANK[@]}" | tr ' ' -
 for i in "${!WORKLOADS[@]}"; do
     read -r drps dp50 dp99 <<<"${RES[$i,direct]}"
     read -r prps pp50 pp99 <<<"${RES[$i,proxy]}"
-    ratio=$(awk -v p="$prps" -v d="$drps" 'BEGIN{ if (p + 0 > 0 && d + 0 > 0) printf "%.2f", p / d; else print "-" }')
-    row "${WORKLOADS[$i]%%|*}" "${drps%.*}" "${prps%.*}" "$ratio" "$dp50 / $dp99" "$pp50 / $pp99" \
-        "${CPU[$i]:--}" "$(mb "${RSS[$i]:--}")"
+    nodes="${NCPU[$i,direct]:--} / ${NCPU[$i,proxy]:--}"
+    v=("${WORKLOADS[$i]%%|*}" "${drps%.*}" "${prps%.*}" "$(ratio "$prps" "$drps")")
+    if [[ -n "$PEER" ]]; then
+        read -r xrps xp50 xp99 <<<"${RES[$i,peer]}"
+        v+=("${xrps%.*}" "$(ratio "$xrps" "$drps")")
+        nodes+=" / ${NCPU[$i,peer]:--}"
+    fi
+    v+=("$dp50 / $dp99" "$pp50 / $pp99")
+    [[ -n "$PEER" ]] && v+=("$xp50 / $xp99")
+    v+=("${CPU[$i,proxy]:--}")
+    [[ -n "$PEER" ]] && v+=("${CPU[$i,peer]:--}")
+    ((${#NODE_PIDS[@]})) || nodes=-
+    v+=("$(mb "${RSS[$i]:--}")" "$nodes")
+    row "${v[@]}"
 done
 echo
 echo "proxy RSS: idle $(mb "$RSS_IDLE"), max after a run $(mb "$RSS_MAX"); CPU us/req = (utime+stime)*1e6/requests, ${TICKS} ticks/s"
+echo "nodes CPU us/req: utime+stime of all ${#NODE_PIDS[@]} redis-server processes of the cluster per request," \
+    "direct / through the proxy${PEER:+ / through the peer} (- if their pids are unknown)"
+echo "MGET $MGET_KEYS keys: MGETs/s of $MGET_KEYS random keys (in different slots) through the proxy${PEER:+ and the peer};" \
+    "direct (a cluster cannot MGET across slots): GET -P $MGET_KEYS with --cluster, rps / $MGET_KEYS," \
+    "latency of the $MGET_KEYS-GET pipeline, CPU per $MGET_KEYS GETs"
 ((FAILED == 0)) || die "some runs failed (see above)"
