@@ -14,6 +14,7 @@
 #                        in the same run; adds peer columns to the table
 #   --proxy-bin PATH     start this binary (same flags) instead of the release build
 #   --workers N          start the proxy with N reactor threads (--workers N)
+#   --busy-poll D        start the proxy with --busy-poll D (e.g. 50us)
 #   -h, --help           print this help
 #
 # Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE (N/2, at most 100000), SET and GET at
@@ -35,7 +36,7 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS=''
+N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
 MGET_KEYS=10 # keys per MGET in the "MGET 10 keys" workload
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -47,7 +48,7 @@ while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
         -h | --help) usage 0 ;;
-        -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers)
+        -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers | --busy-poll)
             (($# >= 2)) || die "$1 needs a value"
             case "$1" in
                 -n | --requests) N=$2 ;;
@@ -57,6 +58,7 @@ while (($#)); do
                 --peer) hostport "$1" "$2"; PEER=$2 ;;
                 --proxy-bin) PROXY_BIN=$2 ;;
                 --workers) WORKERS=$2 ;;
+                --busy-poll) BUSY=$2 ;;
             esac
             shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -141,7 +143,7 @@ if [[ -z "$PROXY" ]]; then
     fi
     for _ in 1 2 3 4 5; do
         for _ in {1..50}; do port=$((40000 + RANDOM % 10000)); port_open "$port" || break; done
-        "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} </dev/null >"$TMP/proxy.log" 2>&1 &
+        "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} ${BUSY:+--busy-poll "$BUSY"} </dev/null >"$TMP/proxy.log" 2>&1 &
         PROXY_PID=$!
         deadline=$((SECONDS + 20))
         while alive "$PROXY_PID" && ((SECONDS < deadline)); do

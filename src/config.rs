@@ -17,6 +17,7 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKEND_CONNECTIONS: usize = 1;
+const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
 pub const DEFAULT_BACKLOG: i32 = 1024;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
@@ -83,6 +84,11 @@ pub struct Config {
     /// client-output-buffer-limit); reading it stops at an eighth of this.
     #[serde(deserialize_with = "byte_size")]
     pub client_output_limit: usize,
+    /// After traffic, poll without sleeping for this long before blocking: a request or
+    /// reply arriving meanwhile is taken without the wakeup a sleeping thread needs. Cuts
+    /// latency; costs CPU (the thread spins while traffic keeps coming). 0 disables it.
+    #[serde(deserialize_with = "duration")]
+    pub busy_poll: Duration,
     /// Socket options for the listener, client and backend sockets.
     pub socket: SocketOptions,
 }
@@ -156,6 +162,7 @@ impl Default for Config {
             workers: 1,
             max_clients: DEFAULT_MAX_CLIENTS,
             client_timeout: Duration::ZERO,
+            busy_poll: Duration::ZERO,
             client_max_pending: DEFAULT_CLIENT_MAX_PENDING,
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             socket: SocketOptions::default(),
@@ -205,6 +212,9 @@ impl Config {
         }
         if self.bind.parse::<IpAddr>().is_err() {
             return err(format!("bind: '{}' is not an IP address", self.bind));
+        }
+        if self.busy_poll > MAX_BUSY_POLL {
+            return err("busy_poll: must be at most 10ms (it is a spin, not a sleep)".into());
         }
         if self.backend_connections == 0 || self.backend_connections > 64 {
             return err("backend_connections: must be between 1 and 64".into());
@@ -285,7 +295,7 @@ pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
     Some((host, port))
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+/// Parses `30s`, `500ms`, `50us`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -297,6 +307,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     let secs = match unit {
+        "us" => n / 1e6,
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
@@ -408,6 +419,10 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().0.contains("redis_nodes"));
         c.redis_nodes = vec!["127.0.0.1:7000".into()];
+        c.busy_poll = Duration::from_millis(11);
+        assert!(c.validate().unwrap_err().0.contains("busy_poll"));
+        c.busy_poll = Duration::from_micros(50);
+        assert!(c.validate().is_ok());
         c.backend_connections = 0;
         assert!(c.validate().unwrap_err().0.contains("backend_connections"));
     }
@@ -425,6 +440,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("50us"), Some(Duration::from_micros(50)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
         assert_eq!(parse_duration("5x"), None);

@@ -28,6 +28,7 @@ Options:
       --auto-redirect BOOL   follow MOVED/ASK in the proxy (auto_redirect)
       --refresh-interval D   topology refresh period, e.g. 30s (refresh_interval)
       --log-level LEVEL      error, warn, info, debug or trace (log_level)
+      --busy-poll D          spin this long before sleeping, e.g. 50us (busy_poll)
   -w, --workers N            reactor threads sharing the port (workers)
       --check                validate the configuration and exit
   -V, --version              print the version and exit
@@ -87,6 +88,9 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
                 .overrides
                 .push(("log_level".into(), value("--log-level")?)),
             "-w" | "--workers" => cli.overrides.push(("workers".into(), value("--workers")?)),
+            "--busy-poll" => cli
+                .overrides
+                .push(("busy_poll".into(), value("--busy-poll")?)),
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
         i += 1;
@@ -122,6 +126,10 @@ fn apply_overrides(cfg: &mut Config, overrides: &[(String, String)]) -> Result<(
                     .ok_or_else(|| format!("--refresh-interval: '{v}' is not a duration"))?
             }
             "log_level" => cfg.log_level = v.clone(),
+            "busy_poll" => {
+                cfg.busy_poll = parse_duration(v)
+                    .ok_or_else(|| format!("--busy-poll: '{v}' is not a duration"))?
+            }
             "workers" => {
                 cfg.workers = v
                     .parse()

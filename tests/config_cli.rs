@@ -140,10 +140,21 @@ fn command_line_flags_win_over_the_file() {
                 format!("127.0.0.1:{master}"),
                 "--log-level".into(),
                 "debug".into(),
+                "--busy-poll".into(),
+                "40us".into(),
             ],
         },
     );
     assert_eq!(proxy.port, flag_port);
+    let mut raw = proxy.raw();
+    assert_eq!(
+        raw.cmd(&["PROXY", "CONFIG", "GET", "busy_poll"]),
+        Resp::Array(vec![
+            Resp::Bulk(b"busy_poll".to_vec()),
+            Resp::Bulk(b"40us".to_vec())
+        ]),
+        "--busy-poll as PROXY CONFIG GET shows it"
+    );
     assert!(
         port_closed(file_port),
         "the proxy also listens on the file's port"
