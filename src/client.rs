@@ -68,6 +68,19 @@ pub enum ClientState {
     Closing,
 }
 
+/// Which kind of node connection a client's request leaves on. Requests on one connection
+/// run in the order sent; across kinds they could overtake each other, so a client's
+/// request on another kind waits until the earlier ones were answered (see `must_wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The shared, pipelined connections (one per node: same node, same order).
+    Shared,
+    /// The connection a transaction (WATCH/MULTI...EXEC) is pinned to.
+    Pinned,
+    /// A connection of its own for a blocking command.
+    Dedicated,
+}
+
 /// A place in the reply order.
 #[derive(Debug)]
 enum Pending {
@@ -135,6 +148,10 @@ pub struct Client {
     queued_bytes: usize,
     /// Its output was held back last turn (see `hold_output`).
     held: bool,
+    /// The lane of its latest request, and whether its next request waits for the replies
+    /// pending on it (`must_wait`).
+    lane: Lane,
+    waiting_lane: bool,
 }
 
 impl Client {
@@ -168,6 +185,8 @@ impl Client {
             silent_seqs: VecDeque::new(),
             queued_bytes: 0,
             held: false,
+            lane: Lane::Shared,
+            waiting_lane: false,
         }
     }
 
@@ -205,6 +224,24 @@ impl Client {
         self.state == ClientState::Open
             && self.pending.len() < limits.max_pending
             && self.output_len() < limits.soft_output
+            && (!self.waiting_lane || self.pending.is_empty())
+    }
+
+    /// Whether a request for `lane` must wait for this client's pending replies first, as
+    /// one Redis server would have run them in order: a transaction's WATCH after a SET on
+    /// the shared connection, a GET after EXEC, a blocking pop after the push before it.
+    /// Shared-connection requests for different nodes never wait for each other (Redis
+    /// Cluster orders per node), nor do requests the proxy answers itself (`None`).
+    pub fn must_wait(&mut self, lane: Option<Lane>) -> bool {
+        let Some(lane) = lane else {
+            return false;
+        };
+        let wait = !self.pending.is_empty() && (lane != self.lane || lane == Lane::Dedicated);
+        self.waiting_lane = wait;
+        if !wait {
+            self.lane = lane;
+        }
+        wait
     }
 
     /// Unsent reply bytes, for the output limits: written-out and queued alike.

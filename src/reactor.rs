@@ -24,9 +24,9 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::backend::{self, Backend, BackendState};
-use crate::client::{self, Client, ClientState, Limits, ReplyMode};
+use crate::client::{self, Client, ClientState, Lane, Limits, ReplyMode};
 use crate::cluster_view;
-use crate::command::Args;
+use crate::command::{Args, Command};
 use crate::config::{ClusterView, Config, ReadFrom};
 use crate::error::ProxyError;
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
@@ -700,10 +700,25 @@ impl Reactor {
             }
             return;
         }
+        if !c.rbuf.is_empty() {
+            // Requests already buffered go first (a client resumed after its limits held it):
+            // reading more while they wait would only grow its buffer.
+            self.process_requests(idx);
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
         let mut eof = c.eof;
         match c.eof {
             // The peer sent all it will send: only what is buffered is left to answer.
             true => {}
+            // Backpressure: what it sends meanwhile waits in its socket, not in the proxy's
+            // memory; it is read again when resumed (see `deliver` and `flush`).
+            false if !c.wants_input(&self.core.wake.limits) => {
+                if c.state == ClientState::Open {
+                    c.paused = true;
+                }
+            }
             false => match c.read(&mut self.core.scratch, stop_short) {
                 ReadOutcome::Drained { more } => {
                     if more {
@@ -765,13 +780,30 @@ impl Reactor {
                 Ok(None) => break,
                 Ok(Some(Frame::Empty { consumed })) => c.rbuf.advance(consumed),
                 Ok(Some(Frame::Multibulk { len })) => {
+                    let routed = router::route_cmd(&FrameArgs {
+                        frame: &c.rbuf[..len],
+                        ranges: parser.args(),
+                    });
+                    if c.must_wait(lane(c, &routed)) {
+                        // The frame stays in the buffer and is parsed again on resuming.
+                        c.paused = true;
+                        break;
+                    }
                     let frame = c.rbuf.split_to(len).freeze();
-                    self.core.dispatch(c, cref, frame, parser.args());
+                    self.core.dispatch(c, cref, frame, parser.args(), routed);
                 }
                 Ok(Some(Frame::Inline { consumed, encoded })) => {
+                    let routed = router::route_cmd(&FrameArgs {
+                        frame: &encoded,
+                        ranges: parser.args(),
+                    });
+                    if c.must_wait(lane(c, &routed)) {
+                        c.paused = true;
+                        break;
+                    }
                     c.rbuf.advance(consumed);
                     self.core
-                        .dispatch(c, cref, Bytes::from(encoded), parser.args());
+                        .dispatch(c, cref, Bytes::from(encoded), parser.args(), routed);
                 }
                 Err(e) => {
                     debug!("client {}: protocol error: {e}", c.addr);
@@ -1005,13 +1037,19 @@ impl Core {
         }
     }
 
-    /// Routes one request and queues it (or answers it).
-    fn dispatch(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, ranges: &[Range<usize>]) {
+    /// Queues one routed request (or answers it).
+    fn dispatch(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        ranges: &[Range<usize>],
+        (route, cmd): (Route, Option<&'static Command>),
+    ) {
         let args = FrameArgs {
             frame: &frame,
             ranges,
         };
-        let (route, cmd) = router::route_cmd(&args);
         self.stats.commands += 1;
         c.last_request = self.now;
         c.last_cmd = cmd.map(|c| c.name).unwrap_or("unknown");
@@ -2715,6 +2753,25 @@ fn full_addr(addr: &str, from: &str) -> String {
 }
 
 /// Puts a reply in its client's queue, if the client is still the one that asked.
+/// The connection a request leaves on, for `Client::must_wait`; None for requests that
+/// no node connection carries in order with others (answered by the proxy, refused, or a
+/// subscriber's, whose replies stream).
+fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<Lane> {
+    let name = cmd.map_or("", |c| c.name);
+    if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
+        return Some(Lane::Pinned);
+    }
+    if c.pubsub.is_some() {
+        return None;
+    }
+    match route {
+        Route::Local(_) | Route::Refuse(_) => None,
+        Route::Blocking(_) => Some(Lane::Dedicated),
+        _ if matches!(name, "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE") => None,
+        _ => Some(Lane::Shared),
+    }
+}
+
 fn deliver(
     clients: &mut Slab<Client>,
     wake: &mut Wake,

@@ -1610,3 +1610,78 @@ fn client_timeout_closes_idle_and_slowloris_but_not_active() {
         Err(e) => proxy.fail(&format!("active client was disturbed: {e}")),
     }
 }
+
+/// A client that pipelines small requests and never reads: once its replies back up
+/// (client_output_limit / 8 unsent, or client_max_pending waiting) the proxy stops reading
+/// it, so the rest of what it sends waits in its socket (its writes block) instead of
+/// piling up in the proxy's memory. Other clients are served meanwhile.
+#[test]
+fn non_reading_client_with_small_replies_is_not_read_without_bound() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "client_output_limit: 8mb\n");
+    let _g = serial();
+    let pid = proxy_pid(&proxy);
+    let rss_before = rss_kb(&proxy, pid);
+    let mut s = TcpStream::connect_timeout(&addr(proxy.port), Duration::from_secs(5))
+        .unwrap_or_else(|e| proxy.fail(&format!("connect: {e}")));
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = s.local_addr().unwrap().to_string();
+    // About 370 KB per write; replies are 5 bytes ($-1).
+    let chunk = encode_cmd(&["GET", "hostile:missing"]).repeat(10_000);
+    let limit = 300usize << 20;
+    let mut sent = 0usize;
+    let mut blocked = false;
+    let start = Instant::now();
+    while sent < limit && start.elapsed() < Duration::from_secs(60) {
+        match s.write_all(&chunk) {
+            Ok(()) => sent += chunk.len(),
+            Err(e) if is_timeout(&e) => {
+                blocked = true;
+                break;
+            }
+            Err(e) => proxy.fail(&format!("flood write failed after {sent} bytes: {e}")),
+        }
+    }
+    assert!(
+        blocked,
+        "{} MB of requests written by a client that reads nothing, and the proxy kept \
+         reading them",
+        sent >> 20
+    );
+    let mut c = proxy.raw();
+    let list = c.cmd(&["CLIENT", "LIST"]).text().unwrap_or_default();
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!("addr={me} ")))
+        .unwrap_or_else(|| {
+            proxy.fail(&format!("flooding client {me} not in CLIENT LIST:\n{list}"))
+        });
+    let field = |name: &str| -> u64 {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| proxy.fail(&format!("no {name}= in {line}")))
+    };
+    let (qbuf, omem) = (field("qbuf"), field("omem"));
+    assert!(
+        qbuf <= 1 << 20,
+        "query buffer of the flooding client: {qbuf} bytes ({line})"
+    );
+    assert!(
+        omem <= 2 << 20,
+        "output of the flooding client: {omem} bytes ({line})"
+    );
+    assert_eq!(
+        c.cmd(&["SET", "hostile:other", "1"]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(c.cmd(&["GET", "hostile:other"]), Resp::Bulk(b"1".to_vec()));
+    let rss_after = rss_kb(&proxy, pid);
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "proxy RSS grew from {:.1} MB to {:.1} MB after {} MB of unread requests",
+        mb(rss_before),
+        mb(rss_after),
+        sent >> 20
+    );
+}

@@ -124,3 +124,89 @@ fn transactions_are_atomic_on_one_node() {
         .unwrap();
     assert_eq!(v, 42);
 }
+
+/// A client's requests run in the order it sent them, whichever node connection carries
+/// them: a WATCH pipelined after thousands of writes on the shared connection does not run
+/// before them (which would make EXEC fail, since the key changed after WATCH), a GET after
+/// EXEC sees the transaction's write, and a blocking pop after a push finds the element.
+#[test]
+fn requests_keep_their_order_across_shared_pinned_and_dedicated_connections() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut raw = proxy.raw_timeout(std::time::Duration::from_secs(30));
+    for round in 0..10 {
+        let key = format!("{{order}}k{round}");
+        let list = format!("{{order}}l{round}");
+        let mut batch = Vec::new();
+        // Enough writes that the node is still busy with them when the WATCH would arrive.
+        for i in 0..3000 {
+            batch.extend_from_slice(&encode_cmd(&["SET", key.as_str(), &format!("v{i}")]));
+        }
+        for args in [
+            vec!["WATCH", key.as_str()],
+            vec!["MULTI"],
+            vec!["SET", key.as_str(), "from-tx"],
+            vec!["EXEC"],
+            vec!["GET", key.as_str()],
+            vec!["RPUSH", list.as_str(), "x"],
+            vec!["BLPOP", list.as_str(), "1"],
+            vec!["RPUSH", list.as_str(), "y"],
+            vec!["LRANGE", list.as_str(), "0", "-1"],
+        ] {
+            batch.extend_from_slice(&encode_cmd(&args));
+        }
+        raw.send(&batch);
+        for i in 0..3000 {
+            assert_eq!(
+                raw.reply(),
+                Resp::Simple("OK".into()),
+                "round {round}: SET {i}"
+            );
+        }
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("OK".into()),
+            "round {round}: WATCH"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("OK".into()),
+            "round {round}: MULTI"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("QUEUED".into()),
+            "round {round}: SET in MULTI"
+        );
+        let exec = raw.reply();
+        assert_eq!(
+            exec,
+            Resp::Array(vec![Resp::Simple("OK".into())]),
+            "round {round}: EXEC aborted or failed: the WATCH ran before earlier SETs"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Bulk(b"from-tx".to_vec()),
+            "round {round}: GET after EXEC did not see the transaction's write"
+        );
+        assert_eq!(raw.reply(), Resp::Int(1), "round {round}: RPUSH x");
+        assert_eq!(
+            raw.reply(),
+            Resp::Array(vec![
+                Resp::Bulk(list.clone().into_bytes()),
+                Resp::Bulk(b"x".to_vec())
+            ]),
+            "round {round}: BLPOP after RPUSH"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Int(1),
+            "round {round}: RPUSH y after BLPOP"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Array(vec![Resp::Bulk(b"y".to_vec())]),
+            "round {round}: LRANGE after the pop and the second push"
+        );
+    }
+}
