@@ -20,9 +20,9 @@
 # Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE (N/2, at most 100000), SET and GET at
 # -P 1 and -P 16, GET at -c 1 -P 1 for latency, MGET of 10 random keys (so in different
 # slots; direct: GET -P 10 with --cluster, counted per 10 GETs), then SET/GET of 1 KB values
-# at -P 16 and of 100 KB values at -P 1. Each value size has its own keyspace, n/(10*masters)
-# keys, so that its SET run writes every key (also each per-master key:{tag}:N copy that
-# --cluster uses) ~10 times before its GET run reads it. Each workload runs through the
+# at -P 16 (5*N requests) and of 100 KB values at -P 1 (N/5). Each value size has its own
+# keyspace, n/(10*masters) keys (at most 500 of 100 KB), so that its SET run writes every
+# key (also each per-master key:{tag}:N copy that --cluster uses) ~10 times before its GET run reads it. Each workload runs through the
 # proxy, directly against the cluster (redis-benchmark --cluster) and through the peer,
 # rotating which goes first. All use --threads <masters> (what --cluster implies), so the
 # client side is the same. CPU: utime+stime from /proc/PID/stat of the proxy, the peer and
@@ -247,7 +247,8 @@ bench() {
 # own keyspace of a value size: its SET run of n requests writes each key ~10 times, also
 # each of the MASTERS copies key:{tag}:N that redis-benchmark --cluster writes
 keyspace_for() { local k=$(($1 / (10 * MASTERS))); k=$((k < KEYSPACE ? k : KEYSPACE)); echo $((k < 1 ? 1 : k)); }
-KS1K="$(keyspace_for $((N * 5)))" KS100K="$(keyspace_for $((N / 20)))"
+KS1K="$(keyspace_for $((N * 5)))" KS100K="$(keyspace_for $((N / 5)))"
+KS100K=$((KS100K < 500 ? KS100K : 500)) # 100 KB values: at most ~400 MB in the cluster
 MGET_CMD=(MGET)
 for ((j = 0; j < MGET_KEYS; j++)); do MGET_CMD+=("key:__rand_int__"); done # each gets its own number
 
@@ -256,7 +257,7 @@ WORKLOADS=("SET -P 1|set|1|50|$N|64|$KEYSPACE" "SET -P 16|set|16|50|$((N * 10))|
     "GET -P 1|get|1|50|$N|64|$KEYSPACE" "GET -P 16|get|16|50|$((N * 10))|64|$KEYSPACE"
     "GET -c 1 -P 1|get|1|1|$((N / 5))|64|$KEYSPACE" "MGET $MGET_KEYS keys|mget|1|50|$N|64|$KEYSPACE"
     "SET 1KB -P 16|set|16|50|$((N * 5))|1024|$KS1K" "GET 1KB -P 16|get|16|50|$((N * 5))|1024|$KS1K"
-    "SET 100KB -P 1|set|1|50|$((N / 20))|102400|$KS100K" "GET 100KB -P 1|get|1|50|$((N / 20))|102400|$KS100K")
+    "SET 100KB -P 1|set|1|50|$((N / 5))|102400|$KS100K" "GET 100KB -P 1|get|1|50|$((N / 5))|102400|$KS100K")
 TARGETS=(proxy direct)
 [[ -n "$PEER" ]] && TARGETS+=(peer)
 declare -A RES CPU NCPU RSS
