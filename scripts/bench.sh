@@ -15,6 +15,9 @@
 #   --proxy-bin PATH     start this binary (same flags) instead of the release build
 #   --workers N          start the proxy with N reactor threads (--workers N)
 #   --busy-poll D        start the proxy with --busy-poll D (e.g. 50us)
+#   --rounds R           run every workload R times per target (default 1), as R whole
+#                        passes over the workload list; the table then shows medians over
+#                        the rounds and the min-max of the per-round ratios
 #   -h, --help           print this help
 #
 # Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE (N/2, at most 100000), SET and GET at
@@ -24,7 +27,7 @@
 # keyspace, n/(10*masters) keys (at most 500 of 100 KB), so that its SET run writes every
 # key (also each per-master key:{tag}:N copy that --cluster uses) ~10 times before its GET run reads it. Each workload runs through the
 # proxy, directly against the cluster (redis-benchmark --cluster) and through the peer,
-# rotating which goes first. All use --threads <masters> (what --cluster implies), so the
+# rotating which goes first from workload to workload and from round to round. All use --threads <masters> (what --cluster implies), so the
 # client side is the same. CPU: utime+stime from /proc/PID/stat of the proxy, the peer and
 # the cluster's redis-server processes (pids found with ss, only on this host); memory:
 # VmRSS of the proxy. Threaded redis-benchmark ends runs on a 250 ms tick: short (--quick)
@@ -36,7 +39,7 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
+N='' QUICK=0 ROUNDS=1 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
 MGET_KEYS=10 # keys per MGET in the "MGET 10 keys" workload
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -48,7 +51,7 @@ while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
         -h | --help) usage 0 ;;
-        -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers | --busy-poll)
+        -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers | --busy-poll | --rounds)
             (($# >= 2)) || die "$1 needs a value"
             case "$1" in
                 -n | --requests) N=$2 ;;
@@ -59,6 +62,7 @@ while (($#)); do
                 --proxy-bin) PROXY_BIN=$2 ;;
                 --workers) WORKERS=$2 ;;
                 --busy-poll) BUSY=$2 ;;
+                --rounds) ROUNDS=$2 ;;
             esac
             shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -67,6 +71,7 @@ while (($#)); do
 done
 [[ -z "$N" ]] && { ((QUICK)) && N=20000 || N=200000; }
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 100 ]] || die "--requests must be a number >= 100, got '$N'"
+[[ "$ROUNDS" =~ ^[1-9][0-9]{0,2}$ ]] || die "--rounds must be a number 1..999, got '$ROUNDS'"
 [[ "$BASE" =~ ^[0-9]+$ && "$BASE" -ge 1024 && "$BASE" -le 55530 ]] || die "--base must be 1024..55530"
 [[ -n "$PROXY" && -n "$PROXY_BIN" ]] && die "--proxy and --proxy-bin exclude each other"
 [[ -n "$PEER" && "$PEER" == "$PROXY" ]] && die "--peer and --proxy are the same ($PEER)"
@@ -222,7 +227,8 @@ bench() {
         direct) args=(--cluster -h "${CLUSTER%:*}" -p "${CLUSTER##*:}" "${args[@]}") ;;
         *) die "bench: unknown target '$target'" ;;
     esac
-    printf '  %-6s redis-benchmark %s\n' "$target" "${args[*]}" >>"$TMP/commands"
+    # every round runs the same commands: list them once
+    ((ROUND > 1)) || printf '  %-6s redis-benchmark %s\n' "$target" "${args[*]}" >>"$TMP/commands"
     # in the background: a trapped signal interrupts 'wait' at once, not after the run
     timeout -k 5 "$RUN_TIMEOUT" redis-benchmark "${args[@]}" </dev/null >"$TMP/out" 2>"$TMP/err" &
     RB_PID=$!
@@ -260,55 +266,105 @@ WORKLOADS=("SET -P 1|set|1|50|$N|64|$KEYSPACE" "SET -P 16|set|16|50|$((N * 10))|
     "SET 100KB -P 1|set|1|50|$((N / 5))|102400|$KS100K" "GET 100KB -P 1|get|1|50|$((N / 5))|102400|$KS100K")
 TARGETS=(proxy direct)
 [[ -n "$PEER" ]] && TARGETS+=(peer)
+# per run: RES[round,i,target]="rps p50 p99", CPU (proxy, peer) and NCPU (nodes) us/req;
+# RSS[i]: max proxy RSS after workload i's runs
 declare -A RES CPU NCPU RSS
 RSS_IDLE="$(rss_kb)" RSS_MAX="$(rss_kb)"
-for i in "${!WORKLOADS[@]}"; do
-    IFS='|' read -r name test pipe clients n size ks <<<"${WORKLOADS[$i]}"
-    if [[ "$test" == mget ]]; then
-        printf '%s (-c %s -n %s -r %s; direct: GET -P %s -n %s):\n' "$name" "$clients" "$n" "$ks" \
-            "$MGET_KEYS" $((n * MGET_KEYS)) >>"$TMP/commands"
-    else
-        printf '%s (-c %s -P %s -n %s -r %s):\n' "$name" "$clients" "$pipe" "$n" "$ks" >>"$TMP/commands"
-    fi
-    order=() # rotate, so that no target always goes first
-    for j in "${!TARGETS[@]}"; do order+=("${TARGETS[(i + j) % ${#TARGETS[@]}]}"); done
-    for target in "${order[@]}"; do
-        t=$test p=$pipe m=$n div=1 cmd=()
-        if [[ "$test" == mget ]]; then
-            # a cluster cannot MGET across slots: direct, a cluster-aware client's best is
-            # MGET_KEYS GETs per round trip; rps / MGET_KEYS is then MGETs/s
-            if [[ "$target" == direct ]]; then
-                t=get p=$MGET_KEYS m=$((n * MGET_KEYS)) div=$MGET_KEYS
-            else
-                t=- cmd=("${MGET_CMD[@]}")
+# whole passes over the workload list, so that in every round the SET runs of a value size
+# fill its keys before its GET runs read them
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    RLOG=''
+    ((ROUNDS == 1)) || RLOG="round $ROUND/$ROUNDS: "
+    for i in "${!WORKLOADS[@]}"; do
+        IFS='|' read -r name test pipe clients n size ks <<<"${WORKLOADS[$i]}"
+        if ((ROUND > 1)); then
+            : # the commands are listed once, in round 1
+        elif [[ "$test" == mget ]]; then
+            printf '%s (-c %s -n %s -r %s; direct: GET -P %s -n %s):\n' "$name" "$clients" "$n" "$ks" \
+                "$MGET_KEYS" $((n * MGET_KEYS)) >>"$TMP/commands"
+        else
+            printf '%s (-c %s -P %s -n %s -r %s):\n' "$name" "$clients" "$pipe" "$n" "$ks" >>"$TMP/commands"
+        fi
+        order=() # rotate from workload to workload and from round to round, so that no target always goes first
+        for j in "${!TARGETS[@]}"; do order+=("${TARGETS[(i + ROUND - 1 + j) % ${#TARGETS[@]}]}"); done
+        for target in "${order[@]}"; do
+            t=$test p=$pipe m=$n div=1 cmd=()
+            if [[ "$test" == mget ]]; then
+                # a cluster cannot MGET across slots: direct, a cluster-aware client's best is
+                # MGET_KEYS GETs per round trip; rps / MGET_KEYS is then MGETs/s
+                if [[ "$target" == direct ]]; then
+                    t=get p=$MGET_KEYS m=$((n * MGET_KEYS)) div=$MGET_KEYS
+                else
+                    t=- cmd=("${MGET_CMD[@]}")
+                fi
             fi
-        fi
-        case "$target" in proxy) tpid=$PID ;; peer) tpid=$PEER_PID ;; *) tpid= ;; esac
-        log "$name: $target (n=$m, -r $ks)"
-        n0="$(cpu_ticks "${NODE_PIDS[@]}")" c0="$(cpu_ticks ${tpid:+"$tpid"})"
-        bench "$target" "$t" "$p" "$clients" "$m" "$size" "$ks" "${cmd[@]}" || FAILED=1
-        n1="$(cpu_ticks "${NODE_PIDS[@]}")" c1="$(cpu_ticks ${tpid:+"$tpid"})"
-        if ((div > 1)) && [[ "$R" != "- - -" ]]; then
-            read -r rps p50 p99 <<<"$R"
-            R="$(awk -v r="$rps" -v d="$div" 'BEGIN{printf "%.2f", r / d}') $p50 $p99"
-        fi
-        RES[$i,$target]=$R
-        NCPU[$i,$target]="$(per_req "$n0" "$n1" "$n")" # per MGET in the MGET row, also direct
-        [[ "$target" == direct ]] && continue
-        CPU[$i,$target]="$(per_req "$c0" "$c1" "$n")"
-        if [[ "$target" == proxy ]]; then
-            if [[ -n "$PROXY_PID" ]] && ! alive "$PROXY_PID"; then die "the proxy exited during '$name'"; fi
-            RSS[$i]="$(rss_kb)"
-            [[ "${RSS[$i]}" != - && "${RSS[$i]}" -gt "$RSS_MAX" ]] && RSS_MAX=${RSS[$i]}
-        elif [[ -n "$PEER_PID" ]] && ! alive "$PEER_PID"; then
-            die "the peer proxy (pid $PEER_PID) exited during '$name'"
-        fi
+            case "$target" in proxy) tpid=$PID ;; peer) tpid=$PEER_PID ;; *) tpid= ;; esac
+            log "$RLOG$name: $target (n=$m, -r $ks)"
+            n0="$(cpu_ticks "${NODE_PIDS[@]}")" c0="$(cpu_ticks ${tpid:+"$tpid"})"
+            bench "$target" "$t" "$p" "$clients" "$m" "$size" "$ks" "${cmd[@]}" || FAILED=1
+            n1="$(cpu_ticks "${NODE_PIDS[@]}")" c1="$(cpu_ticks ${tpid:+"$tpid"})"
+            if ((div > 1)) && [[ "$R" != "- - -" ]]; then
+                read -r rps p50 p99 <<<"$R"
+                R="$(awk -v r="$rps" -v d="$div" 'BEGIN{printf "%.2f", r / d}') $p50 $p99"
+            fi
+            RES[$ROUND,$i,$target]=$R
+            NCPU[$ROUND,$i,$target]="$(per_req "$n0" "$n1" "$n")" # per MGET in the MGET row, also direct
+            [[ "$target" == direct ]] && continue
+            CPU[$ROUND,$i,$target]="$(per_req "$c0" "$c1" "$n")"
+            if [[ "$target" == proxy ]]; then
+                if [[ -n "$PROXY_PID" ]] && ! alive "$PROXY_PID"; then die "the proxy exited during '$name'"; fi
+                rss="$(rss_kb)"
+                if [[ "$rss" != - ]]; then
+                    [[ "${RSS[$i]:--}" == - || "$rss" -gt "${RSS[$i]}" ]] && RSS[$i]=$rss
+                    [[ "$RSS_MAX" == - || "$rss" -gt "$RSS_MAX" ]] && RSS_MAX=$rss
+                fi
+            elif [[ -n "$PEER_PID" ]] && ! alive "$PEER_PID"; then
+                die "the peer proxy (pid $PEER_PID) exited during '$name'"
+            fi
+        done
     done
 done
 
 # --- report --------------------------------------------------------------------------
 mb() { awk -v k="$1" 'BEGIN{ if (k == "-") print "-"; else printf "%.1f MB", k / 1024 }'; }
 ratio() { awk -v p="$1" -v d="$2" 'BEGIN{ if (p + 0 > 0 && d + 0 > 0) printf "%.2f", p / d; else print "-" }'; }
+median() { # median VALUE... -> their median, '-' (unknown) ignored, '-' if none is known; an odd
+    # count gives the middle value as it is, an even one the mean of the two middle values
+    # (with as many decimals as they have)
+    awk 'BEGIN {
+        for (k = 1; k < ARGC; k++) {
+            v = ARGV[k]
+            if (v == "-" || v == "") continue
+            for (j = n++; j > 0 && a[j - 1] + 0 > v + 0; j--) a[j] = a[j - 1]
+            a[j] = v
+        }
+        if (n == 0) { print "-"; exit }
+        if (n % 2) { print a[(n - 1) / 2]; exit }
+        x = a[n / 2 - 1]; y = a[n / 2]
+        dx = index(x, ".") ? length(x) - index(x, ".") : 0
+        dy = index(y, ".") ? length(y) - index(y, ".") : 0
+        printf "%." (dx > dy ? dx : dy) "f\n", (x + y) / 2
+    }' "$@"
+}
+ratio_range() { # ratio_range WORKLOAD TARGET -> min-max over the rounds of TARGET rps / direct rps
+    # of the same round, '-' if no round has both
+    local r x d args=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        read -r x _ <<<"${RES[$r,$1,$2]:-"- - -"}"
+        read -r d _ <<<"${RES[$r,$1,direct]:-"- - -"}"
+        args+=("$x" "$d")
+    done
+    awk 'BEGIN {
+        for (k = 1; k + 1 < ARGC; k += 2) {
+            p = ARGV[k] + 0; d = ARGV[k + 1] + 0
+            if (p <= 0 || d <= 0) continue
+            q = p / d
+            if (!n++ || q < lo) lo = q
+            if (n == 1 || q > hi) hi = q
+        }
+        if (n) printf "%.2f-%.2f\n", lo, hi; else print "-"
+    }' "${args[@]}"
+}
 commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] &&
     commit+=" (+ uncommitted changes in src/ or Cargo.*)"
@@ -320,13 +376,20 @@ echo "versions: $(redis-benchmark --version | head -n1); $(redis-server --versio
 echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER${NODE_PIDS[0]:+ (pids ${NODE_PIDS[*]})}"
 [[ -n "$PEER" ]] && echo "peer:     $PEER${PEER_PID:+ pid $PEER_PID} ($(ps -o comm= -p "${PEER_PID:-0}" 2>/dev/null || echo 'process unknown'))"
 echo "keyspace: -r $KEYSPACE; 1 KB values -r $KS1K; 100 KB values -r $KS100K; -d 64; --threads $MASTERS"
-echo "runs:"
+if ((ROUNDS > 1)); then
+    echo "rounds:   $ROUNDS, medians (every round a whole pass over the workloads; target order rotating)"
+    echo "runs (each $ROUNDS times; the order of targets is that of round 1):"
+else
+    echo "runs:"
+fi
 cat "$TMP/commands"
 echo
 # columns: name|printf format; the peer ones only with --peer
 NODES_HDR="nodes CPU us/req D / P"
 COLS=("workload|%-15s" "direct rps|%10s" "proxy rps|%10s" "ratio|%6s")
+((ROUNDS > 1)) && COLS+=("ratio range|%11s")
 [[ -n "$PEER" ]] && COLS+=("peer rps|%10s" "peer ratio|%10s") NODES_HDR+=" / peer"
+[[ -n "$PEER" ]] && ((ROUNDS > 1)) && COLS+=("peer ratio range|%16s")
 COLS+=("direct p50/p99 ms|%-17s" "proxy p50/p99 ms|%-17s")
 [[ -n "$PEER" ]] && COLS+=("peer p50/p99 ms|%-17s")
 COLS+=("proxy CPU us/req|%16s")
@@ -338,20 +401,33 @@ for c in "${COLS[@]}"; do FMT+=" ${c#*|} |" HDR+=("${c%|*}") BLANK+=(''); done
 row() { printf "$FMT\n" "$@"; }
 row "${HDR[@]}"
 row "${BLANK[@]}" | tr ' ' -
+declare -A MED MCPU MNCPU # per target of the current workload: medians over the rounds
 for i in "${!WORKLOADS[@]}"; do
-    read -r drps dp50 dp99 <<<"${RES[$i,direct]}"
-    read -r prps pp50 pp99 <<<"${RES[$i,proxy]}"
-    nodes="${NCPU[$i,direct]:--} / ${NCPU[$i,proxy]:--}"
+    for target in "${TARGETS[@]}"; do
+        rl=() p50l=() p99l=() cl=() nl=()
+        for ((r = 1; r <= ROUNDS; r++)); do
+            read -r rps p50 p99 <<<"${RES[$r,$i,$target]:-"- - -"}"
+            rl+=("$rps") p50l+=("$p50") p99l+=("$p99")
+            cl+=("${CPU[$r,$i,$target]:--}") nl+=("${NCPU[$r,$i,$target]:--}")
+        done
+        MED[$target]="$(median "${rl[@]}") $(median "${p50l[@]}") $(median "${p99l[@]}")"
+        MCPU[$target]="$(median "${cl[@]}")" MNCPU[$target]="$(median "${nl[@]}")"
+    done
+    read -r drps dp50 dp99 <<<"${MED[direct]}"
+    read -r prps pp50 pp99 <<<"${MED[proxy]}"
+    nodes="${MNCPU[direct]} / ${MNCPU[proxy]}"
     v=("${WORKLOADS[$i]%%|*}" "${drps%.*}" "${prps%.*}" "$(ratio "$prps" "$drps")")
+    ((ROUNDS > 1)) && v+=("$(ratio_range "$i" proxy)")
     if [[ -n "$PEER" ]]; then
-        read -r xrps xp50 xp99 <<<"${RES[$i,peer]}"
+        read -r xrps xp50 xp99 <<<"${MED[peer]}"
         v+=("${xrps%.*}" "$(ratio "$xrps" "$drps")")
-        nodes+=" / ${NCPU[$i,peer]:--}"
+        ((ROUNDS > 1)) && v+=("$(ratio_range "$i" peer)")
+        nodes+=" / ${MNCPU[peer]}"
     fi
     v+=("$dp50 / $dp99" "$pp50 / $pp99")
     [[ -n "$PEER" ]] && v+=("$xp50 / $xp99")
-    v+=("${CPU[$i,proxy]:--}")
-    [[ -n "$PEER" ]] && v+=("${CPU[$i,peer]:--}")
+    v+=("${MCPU[proxy]}")
+    [[ -n "$PEER" ]] && v+=("${MCPU[peer]}")
     ((${#NODE_PIDS[@]})) || nodes=-
     v+=("$(mb "${RSS[$i]:--}")" "$nodes")
     row "${v[@]}"
@@ -363,4 +439,11 @@ echo "nodes CPU us/req: utime+stime of all ${#NODE_PIDS[@]} redis-server process
 echo "MGET $MGET_KEYS keys: MGETs/s of $MGET_KEYS random keys (in different slots) through the proxy${PEER:+ and the peer};" \
     "direct (a cluster cannot MGET across slots): GET -P $MGET_KEYS with --cluster, rps / $MGET_KEYS," \
     "latency of the $MGET_KEYS-GET pipeline, CPU per $MGET_KEYS GETs"
+if ((ROUNDS > 1)); then
+    echo "rounds: every figure is the median over the $ROUNDS rounds, of each column (rps, p50, p99, CPU us/req, nodes" \
+        "CPU us/req) and target independently (so p50 and p99 may come from different rounds); with an even count" \
+        "of known values the mean of the two middle ones; unknown values (-) are left out. ratio: of the median rps;" \
+        "ratio range: min-max over the rounds of proxy rps / direct rps of the same round${PEER:+ (peer ratio range: peer / direct)};" \
+        "proxy RSS: max after the proxy runs of the workload over the rounds"
+fi
 ((FAILED == 0)) || die "some runs failed (see above)"
