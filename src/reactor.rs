@@ -708,13 +708,21 @@ impl Reactor {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
+        let watch_hangup = c.rbuf.len() < client::READ_BUDGET
+            && self
+                .core
+                .busy_dedicated
+                .iter()
+                .any(|(b, _)| b.idx == idx && b.gen == c.gen);
         let mut eof = c.eof;
         match c.eof {
             // The peer sent all it will send: only what is buffered is left to answer.
             true => {}
             // Backpressure: what it sends meanwhile waits in its socket, not in the proxy's
-            // memory; it is read again when resumed (see `deliver` and `flush`).
-            false if !c.wants_input(&self.core.wake.limits) => {
+            // memory; it is read again when resumed (see `deliver` and `flush`). Except a
+            // client blocked on a node (BLPOP 0): it is read, up to one read budget, so that
+            // its hang-up is noticed and the node connection released.
+            false if !c.wants_input(&self.core.wake.limits) && !watch_hangup => {
                 if c.state == ClientState::Open {
                     c.paused = true;
                 }
