@@ -77,6 +77,9 @@ pub enum Lane {
     Shared,
     /// The connection a transaction (WATCH/MULTI...EXEC) is pinned to.
     Pinned,
+    /// The first command of a new transaction: its connection may be another than the
+    /// previous transaction's, so it waits like a change of lane.
+    NewPinned,
     /// A connection of its own for a blocking command.
     Dedicated,
 }
@@ -236,10 +239,14 @@ impl Client {
         let Some(lane) = lane else {
             return false;
         };
-        let wait = !self.pending.is_empty() && (lane != self.lane || lane == Lane::Dedicated);
+        let wait = !self.pending.is_empty()
+            && (lane != self.lane || matches!(lane, Lane::Dedicated | Lane::NewPinned));
         self.waiting_lane = wait;
         if !wait {
-            self.lane = lane;
+            self.lane = match lane {
+                Lane::NewPinned => Lane::Pinned,
+                other => other,
+            };
         }
         wait
     }

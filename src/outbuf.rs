@@ -2,6 +2,11 @@
 //! replies leave in one write; frames of `ZERO_COPY_MIN` bytes or more are queued as the
 //! `Bytes` they arrived in and written with `writev` beside it, so a 100 KB value crosses
 //! the proxy without being copied in user space.
+//!
+//! A queued frame keeps alive the whole buffer it was split from (a node connection's read
+//! buffer, up to a few hundred KB), which the output limits do not see. So when the socket
+//! stops taking bytes, the frames still queued are copied once into buffers of their own:
+//! a peer that reads promptly costs no copy, a slow one holds only what it is counted for.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -21,6 +26,8 @@ pub struct OutBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// How many of the first `chunks` are already copies of their own.
+    owned: usize,
 }
 
 impl OutBuf {
@@ -60,9 +67,10 @@ impl OutBuf {
         self.chunks.push_back(b.clone());
     }
 
-    /// Gives back a copy buffer larger than `keep` once everything was written.
+    /// Gives back a copy buffer larger than `keep` once everything was written (any buffer
+    /// when `keep` is 0: a fully written one reports no capacity but still holds memory).
     pub fn shrink(&mut self, keep: usize) {
-        if self.is_empty() && self.tail.capacity() > keep {
+        if self.is_empty() && (keep == 0 || self.tail.capacity() > keep) {
             self.tail = BytesMut::new();
         }
         if self.chunks.is_empty() && self.chunks.capacity() > 0 {
@@ -82,7 +90,8 @@ impl OutBuf {
                     slices[n] = IoSlice::new(c);
                     n += 1;
                 }
-                if !self.tail.is_empty() {
+                // The tail goes last, so only when every chunk is in this write.
+                if self.chunks.len() < MAX_SLICES && !self.tail.is_empty() {
                     slices[n] = IoSlice::new(&self.tail);
                     n += 1;
                 }
@@ -92,13 +101,24 @@ impl OutBuf {
                 Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.consume(n),
                 Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
+                    io::ErrorKind::WouldBlock => {
+                        self.own_chunks();
+                        return WriteOutcome::Blocked;
+                    }
                     io::ErrorKind::Interrupted => continue,
                     _ => return WriteOutcome::Failed(e),
                 },
             }
         }
         WriteOutcome::Done
+    }
+
+    /// Copies the queued frames that still share a larger buffer (see the module comment).
+    fn own_chunks(&mut self) {
+        for c in self.chunks.iter_mut().skip(self.owned) {
+            *c = Bytes::copy_from_slice(c);
+        }
+        self.owned = self.chunks.len();
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -108,6 +128,7 @@ impl OutBuf {
                 Some(c) if c.len() <= n => {
                     n -= c.len();
                     self.chunks.pop_front();
+                    self.owned = self.owned.saturating_sub(1);
                 }
                 Some(c) => {
                     c.advance(n);
@@ -196,6 +217,82 @@ mod tests {
         }
         assert!(o.is_empty());
         assert_eq!(w.out, want);
+    }
+
+    /// Takes everything offered in every slice, then blocks every few calls.
+    struct Greedy {
+        out: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Greedy {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(b)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 4 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                self.out.extend_from_slice(b);
+                n += b.len();
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// More large frames than one `writev` takes, with small ones between and after them:
+    /// the small ones never jump ahead of large ones not yet written.
+    #[test]
+    fn more_chunks_than_one_writev_takes_keep_their_order() {
+        let mut o = OutBuf::new();
+        let mut want = Vec::new();
+        for i in 0..(3 * MAX_SLICES as u8) {
+            let big = Bytes::from(vec![i; ZERO_COPY_MIN + i as usize]);
+            o.push(&big);
+            want.extend_from_slice(&big);
+            let small = format!("+{i}\r\n");
+            o.push_slice(small.as_bytes());
+            want.extend_from_slice(small.as_bytes());
+        }
+        o.push_slice(b"+end\r\n");
+        want.extend_from_slice(b"+end\r\n");
+        let mut w = Greedy {
+            out: Vec::new(),
+            calls: 0,
+        };
+        for _ in 0..100 {
+            if let WriteOutcome::Done = o.write_to(&mut w) {
+                break;
+            }
+        }
+        assert!(o.is_empty());
+        assert!(w.out == want, "bytes out of order");
+    }
+
+    /// Once the socket blocks, queued frames stop sharing the buffer they came from.
+    #[test]
+    fn queued_frames_are_copied_when_the_socket_blocks() {
+        let shared = Bytes::from(vec![7u8; 4 * ZERO_COPY_MIN]);
+        let mut o = OutBuf::new();
+        o.push(&shared.slice(..ZERO_COPY_MIN));
+        o.push(&shared.slice(ZERO_COPY_MIN..2 * ZERO_COPY_MIN));
+        let mut w = Greedy {
+            out: Vec::new(),
+            calls: 3,
+        };
+        assert!(matches!(o.write_to(&mut w), WriteOutcome::Blocked));
+        let base = shared.as_ptr() as usize..shared.as_ptr() as usize + shared.len();
+        assert!(o
+            .chunks
+            .iter()
+            .all(|c| !base.contains(&(c.as_ptr() as usize))));
+        assert_eq!(o.to_vec(), vec![7u8; 2 * ZERO_COPY_MIN]);
     }
 
     #[test]

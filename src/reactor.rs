@@ -324,6 +324,13 @@ impl Reactor {
                 Some(Duration::ZERO)
             };
             if !self.spin(&mut events, timeout) {
+                // The spin used up part of the time to the next timer.
+                let timeout = match timeout {
+                    Some(t) if !t.is_zero() && !self.core.cfg.busy_poll.is_zero() => {
+                        self.core.timers.timeout(Instant::now()).or(Some(t))
+                    }
+                    t => t,
+                };
                 if let Err(e) = self.poll.poll(&mut events, timeout) {
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
@@ -2760,13 +2767,15 @@ fn full_addr(addr: &str, from: &str) -> String {
     }
 }
 
-/// Puts a reply in its client's queue, if the client is still the one that asked.
 /// The connection a request leaves on, for `Client::must_wait`; None for requests that
 /// no node connection carries in order with others (answered by the proxy, refused, or a
 /// subscriber's, whose replies stream).
 fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<Lane> {
     let name = cmd.map_or("", |c| c.name);
-    if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
+    if c.tx.is_none() && matches!(name, "MULTI" | "WATCH") {
+        return Some(Lane::NewPinned);
+    }
+    if c.tx.is_some() || matches!(name, "EXEC" | "DISCARD" | "UNWATCH") {
         return Some(Lane::Pinned);
     }
     if c.pubsub.is_some() {
@@ -2780,6 +2789,7 @@ fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<
     }
 }
 
+/// Puts a reply in its client's queue, if the client is still the one that asked.
 fn deliver(
     clients: &mut Slab<Client>,
     wake: &mut Wake,

@@ -210,3 +210,66 @@ fn requests_keep_their_order_across_shared_pinned_and_dedicated_connections() {
         );
     }
 }
+
+/// Two transactions pipelined back to back on the same node: the second (which may get
+/// another pinned connection than the first) runs after the first's EXEC, so it sees its
+/// writes, and a WATCH between them is not broken by the first EXEC.
+#[test]
+fn back_to_back_transactions_run_in_order() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut raw = proxy.raw_timeout(std::time::Duration::from_secs(30));
+    for round in 0..5 {
+        let key = format!("{{tx2}}k{round}");
+        let mut batch = encode_cmd(&["MULTI"]);
+        for _ in 0..3000 {
+            batch.extend_from_slice(&encode_cmd(&["INCR", key.as_str()]));
+        }
+        for args in [
+            vec!["EXEC"],
+            vec!["WATCH", key.as_str()],
+            vec!["MULTI"],
+            vec!["GET", key.as_str()],
+            vec!["EXEC"],
+        ] {
+            batch.extend_from_slice(&encode_cmd(&args));
+        }
+        raw.send(&batch);
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("OK".into()),
+            "round {round}: MULTI"
+        );
+        for i in 0..3000 {
+            assert_eq!(
+                raw.reply(),
+                Resp::Simple("QUEUED".into()),
+                "round {round}: INCR {i}"
+            );
+        }
+        match raw.reply() {
+            Resp::Array(items) => assert_eq!(items.len(), 3000, "round {round}: first EXEC"),
+            other => panic!("round {round}: first EXEC: {other:?}"),
+        }
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("OK".into()),
+            "round {round}: WATCH"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("OK".into()),
+            "round {round}: MULTI"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple("QUEUED".into()),
+            "round {round}: GET"
+        );
+        assert_eq!(
+            raw.reply(),
+            Resp::Array(vec![Resp::Bulk(b"3000".to_vec())]),
+            "round {round}: second EXEC aborted, or its GET ran before the first EXEC"
+        );
+    }
+}
