@@ -101,7 +101,9 @@ cleanup() {
         ((rc != 0)) && [[ -s "$TMP/proxy.log" ]] && { log "proxy log (tail):"; tail -n 20 "$TMP/proxy.log" >&2; }
         stop_proxy
     fi
-    if ((STARTED_CLUSTER)); then
+    if ((STARTED_CLUSTER == 2)); then
+        timeout 60 "$ROOT/scripts/cluster.sh" stop "$BASE" >/dev/null 2>&1
+    elif ((STARTED_CLUSTER)); then
         log "stopping the cluster on $BASE..$((BASE + 5))"
         timeout 60 "$ROOT/scripts/cluster.sh" stop "$BASE" >/dev/null 2>&1 || log "cluster stop failed; run: scripts/cluster.sh stop $BASE"
     fi
@@ -126,8 +128,11 @@ if [[ -z "$CLUSTER" ]]; then
     else
         log "starting a 3+3 cluster on $BASE..$((BASE + 5))"
         STARTED_CLUSTER=1
-        timeout 150 "$ROOT/scripts/cluster.sh" start "$BASE" >"$TMP/cluster.log" 2>&1 ||
-            { tail -n 20 "$TMP/cluster.log" >&2; die "could not start the cluster on $BASE"; }
+        timeout 150 "$ROOT/scripts/cluster.sh" start "$BASE" >"$TMP/cluster.log" 2>&1 || {
+            tail -n 20 "$TMP/cluster.log" >&2
+            STARTED_CLUSTER=2 # only what this run may have started is cleaned up, quietly
+            die "could not start a cluster on $BASE..$((BASE + 5)); use --base PORT for other ports, or --cluster HOST:PORT to benchmark a running cluster (e.g. the quick start's, 127.0.0.1:7000)"
+        }
     fi
     CLUSTER="127.0.0.1:$BASE"
 fi

@@ -330,7 +330,10 @@ cmd_start() {
 print_ready() {
     local base=$1
     log "ready: 3 masters + 3 replicas on $HOST:$base..$((base + COUNT - 1)); try: redis-cli -c -p $base"
-    if [[ "$base" -eq 7000 ]]; then
+    # quickstart.sh prints its own stop command (which stops the proxy too).
+    if [[ -n "${CLUSTER_NO_STOP_HINT:-}" ]]; then
+        return 0
+    elif [[ "$base" -eq 7000 ]]; then
         log "stop with: scripts/cluster.sh stop"
     else
         log "stop with: scripts/cluster.sh stop $base"

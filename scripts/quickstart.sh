@@ -62,6 +62,13 @@ port_open() {
     timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
+# listens_on PID PORT: whether PID is the process listening on 127.0.0.1:PORT (unknown
+# without ss: then assumed, as the proxy started here is the likely listener).
+listens_on() {
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
+}
+
 stop_proxy() {
     local pid
     pid="$(proxy_pid)"
@@ -98,12 +105,16 @@ cmd_start() {
     cargo build --release
     [[ -x "$BIN" ]] || die "build finished but $BIN is missing"
 
-    "$ROOT/scripts/cluster.sh" start "$CLUSTER_BASE"
+    CLUSTER_NO_STOP_HINT=1 "$ROOT/scripts/cluster.sh" start "$CLUSTER_BASE"
 
     # Always (re)start the proxy so that the freshly built binary is the one
     # running; the cluster itself is reused.
     local pid
     pid="$(proxy_pid)"
+    # Checked before the earlier proxy is stopped, so a busy port does not leave none.
+    if port_open "$port" && { [[ -z "$pid" ]] || ! listens_on "$pid" "$port"; }; then
+        die "port $port is already in use by another program (a system redis-server?); stop it or run: PROXY_PORT=6380 scripts/quickstart.sh"
+    fi
     if [[ -n "$pid" ]]; then
         log "restarting the proxy started by an earlier run (pid $pid)"
         stop_proxy

@@ -1755,8 +1755,14 @@ impl Core {
             ),
             (
                 "read_from".into(),
-                format!("{:?}", c.read_from).to_ascii_lowercase(),
+                match c.read_from {
+                    crate::config::ReadFrom::Master => "master",
+                    crate::config::ReadFrom::Replica => "replica",
+                    crate::config::ReadFrom::PreferReplica => "prefer_replica",
+                }
+                .into(),
             ),
+            ("workers".into(), c.workers.to_string()),
             ("max_clients".into(), c.max_clients.to_string()),
             ("client_timeout".into(), d(c.client_timeout)),
             ("busy_poll".into(), d(c.busy_poll)),
@@ -1768,6 +1774,25 @@ impl Core {
                 "client_output_limit".into(),
                 c.client_output_limit.to_string(),
             ),
+            (
+                "socket.tcp_nodelay".into(),
+                c.socket.tcp_nodelay.to_string(),
+            ),
+            ("socket.tcp_keepalive".into(), d(c.socket.tcp_keepalive)),
+            (
+                "socket.send_buffer".into(),
+                c.socket
+                    .send_buffer
+                    .map_or("default".into(), |n| n.to_string()),
+            ),
+            (
+                "socket.recv_buffer".into(),
+                c.socket
+                    .recv_buffer
+                    .map_or("default".into(), |n| n.to_string()),
+            ),
+            ("socket.backlog".into(), c.socket.backlog.to_string()),
+            ("socket.reuse_port".into(), c.socket.reuse_port.to_string()),
         ]
     }
 

@@ -155,6 +155,26 @@ fn command_line_flags_win_over_the_file() {
         ]),
         "--busy-poll as PROXY CONFIG GET shows it"
     );
+    match raw.cmd(&["PROXY", "CONFIG", "GET", "socket.*"]) {
+        Resp::Array(items) => {
+            let names: Vec<String> = items.iter().step_by(2).filter_map(|r| r.text()).collect();
+            for want in [
+                "socket.tcp_nodelay",
+                "socket.tcp_keepalive",
+                "socket.backlog",
+            ] {
+                assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+            }
+        }
+        other => panic!("PROXY CONFIG GET socket.*: {other:?}"),
+    }
+    assert_eq!(
+        raw.cmd(&["PROXY", "CONFIG", "GET", "workers"]),
+        Resp::Array(vec![
+            Resp::Bulk(b"workers".to_vec()),
+            Resp::Bulk(b"1".to_vec())
+        ]),
+    );
     assert!(
         port_closed(file_port),
         "the proxy also listens on the file's port"

@@ -269,6 +269,16 @@ fn prefer_replica_falls_back_to_the_master_and_replica_only_errors() {
         "read_from: prefer_replica\nrefresh_interval: \"1s\"\n",
     );
     let only = Proxy::start(&cluster, "read_from: replica\nrefresh_interval: \"1s\"\n");
+    for (proxy, want) in [(&prefer, "prefer_replica"), (&only, "replica")] {
+        assert_eq!(
+            proxy.raw().cmd(&["PROXY", "CONFIG", "GET", "read_from"]),
+            Resp::Array(vec![
+                Resp::Bulk(b"read_from".to_vec()),
+                Resp::Bulk(want.as_bytes().to_vec())
+            ]),
+            "PROXY CONFIG GET read_from spells it as config.yaml does"
+        );
+    }
     const N: usize = 120;
     let keys = write_keys(&prefer, N, "pr");
     let owners = cluster.slot_owners();
