@@ -5,8 +5,9 @@
 //!
 //! A queued frame keeps alive the whole buffer it was split from (a node connection's read
 //! buffer, up to a few hundred KB), which the output limits do not see. So when the socket
-//! stops taking bytes, the frames still queued are copied once into buffers of their own:
-//! a peer that reads promptly costs no copy, a slow one holds only what it is counted for.
+//! stops taking bytes, the frames queued behind the one being written are copied once into
+//! buffers of their own, and that one too if the socket blocks on it again: a peer that
+//! reads promptly costs no copy, a slow one holds little more than it is counted for.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -23,11 +24,12 @@ const MAX_SLICES: usize = 32;
 #[derive(Debug, Default)]
 pub struct OutBuf {
     /// Written first, in order; `tail` follows them.
-    chunks: VecDeque<Bytes>,
+    /// Each with whether it is a copy of its own (see the module comment).
+    chunks: VecDeque<(Bytes, bool)>,
     tail: BytesMut,
     len: usize,
-    /// How many of the first `chunks` are already copies of their own.
-    owned: usize,
+    /// The first chunk was there, partly or not at all written, when the socket blocked.
+    head_waited: bool,
 }
 
 impl OutBuf {
@@ -61,10 +63,10 @@ impl OutBuf {
         }
         if !self.tail.is_empty() {
             // What was copied so far leaves before the large frame.
-            self.chunks.push_back(self.tail.split().freeze());
+            self.chunks.push_back((self.tail.split().freeze(), true));
         }
         self.len += b.len();
-        self.chunks.push_back(b.clone());
+        self.chunks.push_back((b.clone(), false));
     }
 
     /// Gives back a copy buffer larger than `keep` once everything was written (any buffer
@@ -86,7 +88,7 @@ impl OutBuf {
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                 let mut n = 0;
-                for c in self.chunks.iter().take(MAX_SLICES - 1) {
+                for (c, _) in self.chunks.iter().take(MAX_SLICES - 1) {
                     slices[n] = IoSlice::new(c);
                     n += 1;
                 }
@@ -114,23 +116,29 @@ impl OutBuf {
     }
 
     /// Copies the queued frames that still share a larger buffer (see the module comment).
+    /// The one being written is spared the first time: a large reply often fills the socket
+    /// once on its way even to a client that reads promptly.
     fn own_chunks(&mut self) {
-        for c in self.chunks.iter_mut().skip(self.owned) {
-            *c = Bytes::copy_from_slice(c);
+        let spare_head = !self.head_waited;
+        self.head_waited = true;
+        for (i, (c, owned)) in self.chunks.iter_mut().enumerate() {
+            if !(*owned || (i == 0 && spare_head)) {
+                *c = Bytes::copy_from_slice(c);
+                *owned = true;
+            }
         }
-        self.owned = self.chunks.len();
     }
 
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
-                Some(c) if c.len() <= n => {
+                Some((c, _)) if c.len() <= n => {
                     n -= c.len();
                     self.chunks.pop_front();
-                    self.owned = self.owned.saturating_sub(1);
+                    self.head_waited = false;
                 }
-                Some(c) => {
+                Some((c, _)) => {
                     c.advance(n);
                     return;
                 }
@@ -145,7 +153,7 @@ impl OutBuf {
     /// Everything unsent, in order (tests and diagnostics).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
-        for c in &self.chunks {
+        for (c, _) in &self.chunks {
             v.extend_from_slice(c);
         }
         v.extend_from_slice(&self.tail);
@@ -275,23 +283,38 @@ mod tests {
         assert!(w.out == want, "bytes out of order");
     }
 
-    /// Once the socket blocks, queued frames stop sharing the buffer they came from.
+    /// Never takes a byte.
+    struct Stuck;
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Once the socket blocks, queued frames stop sharing the buffer they came from; the one
+    /// being written only when the socket blocks on it a second time.
     #[test]
     fn queued_frames_are_copied_when_the_socket_blocks() {
         let shared = Bytes::from(vec![7u8; 4 * ZERO_COPY_MIN]);
+        let base = shared.as_ptr() as usize..shared.as_ptr() as usize + shared.len();
         let mut o = OutBuf::new();
         o.push(&shared.slice(..ZERO_COPY_MIN));
         o.push(&shared.slice(ZERO_COPY_MIN..2 * ZERO_COPY_MIN));
-        let mut w = Greedy {
-            out: Vec::new(),
-            calls: 3,
+        let shares = |o: &OutBuf| -> Vec<bool> {
+            o.chunks
+                .iter()
+                .map(|(c, _)| base.contains(&(c.as_ptr() as usize)))
+                .collect()
         };
-        assert!(matches!(o.write_to(&mut w), WriteOutcome::Blocked));
-        let base = shared.as_ptr() as usize..shared.as_ptr() as usize + shared.len();
-        assert!(o
-            .chunks
-            .iter()
-            .all(|c| !base.contains(&(c.as_ptr() as usize))));
+        assert_eq!(shares(&o), [true, true]);
+        assert!(matches!(o.write_to(&mut Stuck), WriteOutcome::Blocked));
+        assert_eq!(shares(&o), [true, false]);
+        assert!(matches!(o.write_to(&mut Stuck), WriteOutcome::Blocked));
+        assert_eq!(shares(&o), [false, false]);
         assert_eq!(o.to_vec(), vec![7u8; 2 * ZERO_COPY_MIN]);
     }
 
@@ -302,7 +325,7 @@ mod tests {
         o.push(&Bytes::from_static(b"+OK\r\n"));
         o.push(&big);
         assert_eq!(o.chunks.len(), 2);
-        assert_eq!(o.chunks[1].as_ptr(), big.as_ptr());
+        assert_eq!(o.chunks[1].0.as_ptr(), big.as_ptr());
         o.push(&Bytes::from_static(b"+OK\r\n"));
         assert_eq!(o.tail.len(), 5);
         o.shrink(0);
