@@ -145,42 +145,34 @@ fn blocking_commands_wait_without_holding_shared_connections() {
         );
     }
 
-    // A client that hangs up while blocked leaves no blocked connection on the node.
-    {
-        let mut raw = proxy.raw();
-        raw.send(b"*3\r\n$5\r\nBLPOP\r\n$10\r\nbl:forever\r\n$1\r\n0\r\n");
+    // A client that hangs up while blocked leaves no blocked connection on the node; also
+    // with requests pipelined behind the BLPOP (they wait for its reply, as on one Redis).
+    let blpop = b"*3\r\n$5\r\nBLPOP\r\n$10\r\nbl:forever\r\n$1\r\n0\r\n".to_vec();
+    let behind = b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$4\r\nbl:x\r\n";
+    for (what, bytes) in [
+        ("BLPOP 0", blpop.clone()),
+        (
+            "BLPOP 0 with a PING and a GET behind it",
+            [&blpop[..], behind].concat(),
+        ),
+    ] {
+        {
+            let mut raw = proxy.raw();
+            raw.send(&bytes);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while blocked_on_masters(&cluster) < 1 {
+                assert!(Instant::now() < deadline, "{what}: never reached a master");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while blocked_on_masters(&cluster) < 1 {
-            assert!(Instant::now() < deadline, "BLPOP 0 never reached a master");
+        while blocked_on_masters(&cluster) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a departed client's {what} still blocks a master"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while blocked_on_masters(&cluster) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "a departed client's BLPOP 0 still blocks a master"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The same with a request pipelined behind the BLPOP (it waits for the BLPOP's reply,
-    // as on one Redis): the hang-up is still noticed.
-    {
-        let mut raw = proxy.raw();
-        raw.send(b"*3\r\n$5\r\nBLPOP\r\n$10\r\nbl:forever\r\n$1\r\n0\r\n*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$4\r\nbl:x\r\n");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while blocked_on_masters(&cluster) < 1 {
-            assert!(Instant::now() < deadline, "BLPOP 0 never reached a master");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while blocked_on_masters(&cluster) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "a departed client's BLPOP 0, with a GET pipelined behind it, still blocks a master"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
     assert_pong(&mut con);
 }

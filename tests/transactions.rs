@@ -163,20 +163,10 @@ fn requests_keep_their_order_across_shared_pinned_and_dedicated_connections() {
                 "round {round}: SET {i}"
             );
         }
-        assert_eq!(
-            raw.reply(),
-            Resp::Simple("OK".into()),
-            "round {round}: WATCH"
-        );
-        assert_eq!(
-            raw.reply(),
-            Resp::Simple("OK".into()),
-            "round {round}: MULTI"
-        );
-        assert_eq!(
-            raw.reply(),
-            Resp::Simple("QUEUED".into()),
-            "round {round}: SET in MULTI"
+        expect_replies(
+            &mut raw,
+            round,
+            &[("WATCH", "OK"), ("MULTI", "OK"), ("SET in MULTI", "QUEUED")],
         );
         let exec = raw.reply();
         assert_eq!(
@@ -251,25 +241,26 @@ fn back_to_back_transactions_run_in_order() {
             Resp::Array(items) => assert_eq!(items.len(), 3000, "round {round}: first EXEC"),
             other => panic!("round {round}: first EXEC: {other:?}"),
         }
-        assert_eq!(
-            raw.reply(),
-            Resp::Simple("OK".into()),
-            "round {round}: WATCH"
-        );
-        assert_eq!(
-            raw.reply(),
-            Resp::Simple("OK".into()),
-            "round {round}: MULTI"
-        );
-        assert_eq!(
-            raw.reply(),
-            Resp::Simple("QUEUED".into()),
-            "round {round}: GET"
+        expect_replies(
+            &mut raw,
+            round,
+            &[("WATCH", "OK"), ("MULTI", "OK"), ("GET in MULTI", "QUEUED")],
         );
         assert_eq!(
             raw.reply(),
             Resp::Array(vec![Resp::Bulk(b"3000".to_vec())]),
             "round {round}: second EXEC aborted, or its GET ran before the first EXEC"
+        );
+    }
+}
+
+/// The next replies are these simple strings, in order.
+fn expect_replies(raw: &mut RawClient, round: usize, want: &[(&str, &str)]) {
+    for (what, reply) in want {
+        assert_eq!(
+            raw.reply(),
+            Resp::Simple(reply.to_string()),
+            "round {round}: {what}"
         );
     }
 }
