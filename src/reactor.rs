@@ -715,12 +715,14 @@ impl Reactor {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
-        let watch_hangup = c.rbuf.len() < client::READ_BUDGET
-            && self
-                .core
-                .busy_dedicated
-                .iter()
-                .any(|(b, _)| b.idx == idx && b.gen == c.gen);
+        // Evaluated in this order so the common case (it takes input) costs one check.
+        let read_it = c.wants_input(&self.core.wake.limits)
+            || (c.rbuf.len() < client::READ_BUDGET
+                && self
+                    .core
+                    .busy_dedicated
+                    .iter()
+                    .any(|(b, _)| b.idx == idx && b.gen == c.gen));
         let mut eof = c.eof;
         match c.eof {
             // The peer sent all it will send: only what is buffered is left to answer.
@@ -729,7 +731,7 @@ impl Reactor {
             // memory; it is read again when resumed (see `deliver` and `flush`). Except a
             // client blocked on a node (BLPOP 0): it is read, up to one read budget, so that
             // its hang-up is noticed and the node connection released.
-            false if !c.wants_input(&self.core.wake.limits) && !watch_hangup => {
+            false if !read_it => {
                 if c.state == ClientState::Open {
                     c.paused = true;
                 }
@@ -1100,7 +1102,7 @@ impl Core {
         route: Route,
         name: &str,
     ) {
-        if c.tx.is_some() || matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH") {
+        if c.tx.is_some() || is_tx_command(name) {
             self.transaction(c, cref, frame.clone(), name, route);
             return;
         }
@@ -2797,11 +2799,9 @@ fn full_addr(addr: &str, from: &str) -> String {
 /// subscriber's, whose replies stream).
 fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<Lane> {
     let name = cmd.map_or("", |c| c.name);
-    if c.tx.is_none() && matches!(name, "MULTI" | "WATCH") {
-        return Some(Lane::NewPinned);
-    }
-    if c.tx.is_some() || matches!(name, "EXEC" | "DISCARD" | "UNWATCH") {
-        return Some(Lane::Pinned);
+    if c.tx.is_some() || is_tx_command(name) {
+        let opens = c.tx.is_none() && matches!(name, "MULTI" | "WATCH");
+        return Some(if opens { Lane::NewPinned } else { Lane::Pinned });
     }
     if c.pubsub.is_some() {
         return None;
@@ -2812,6 +2812,11 @@ fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<
         _ if matches!(name, "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE") => None,
         _ => Some(Lane::Shared),
     }
+}
+
+/// The commands that open, run or close a transaction (`Core::transaction` takes them).
+fn is_tx_command(name: &str) -> bool {
+    matches!(name, "MULTI" | "WATCH" | "EXEC" | "DISCARD" | "UNWATCH")
 }
 
 /// Puts a reply in its client's queue, if the client is still the one that asked.
