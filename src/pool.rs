@@ -26,8 +26,12 @@ pub enum Health {
 
 #[derive(Debug)]
 pub struct NodeConns {
-    /// Shared connections for RESP2 clients and for RESP3 clients.
-    pub sets: [Vec<BackendRef>; 2],
+    /// Shared connections for RESP2 clients and for RESP3 clients: `backend_connections`
+    /// places each once used. A client always uses place `client % len`; a failed
+    /// connection leaves its place empty (refilled on next use) rather than shifting the
+    /// others, which would move clients to another connection while their earlier
+    /// requests are still in flight on the old one, and so reorder them.
+    pub sets: [Vec<Option<BackendRef>>; 2],
     /// Dedicated connections (for blocking commands) not in use, per protocol.
     pub idle_dedicated: [Vec<BackendRef>; 2],
     pub health: Health,
@@ -112,7 +116,11 @@ impl Pool {
 
     pub fn remove(&mut self, id: NodeId, proto: Proto, b: BackendRef) {
         let n = self.node(id);
-        n.sets[proto_index(proto)].retain(|r| *r != b);
+        for place in n.sets[proto_index(proto)].iter_mut() {
+            if *place == Some(b) {
+                *place = None;
+            }
+        }
         n.idle_dedicated[proto_index(proto)].retain(|r| *r != b);
     }
 }

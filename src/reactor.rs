@@ -2035,11 +2035,19 @@ impl Core {
         client_idx: usize,
     ) -> Result<usize, ProxyError> {
         let p = proto_index(proto);
-        if self.pool.node(node).sets[p].is_empty() {
-            self.open_connections(node, proto)?;
+        let places = self.cfg.backend_connections;
+        let set = &mut self.pool.node(node).sets[p];
+        if set.len() != places {
+            set.resize(places, None);
         }
-        let set = &self.pool.node(node).sets[p];
-        Ok(set[client_idx % set.len()].idx)
+        let i = client_idx % places;
+        if let Some(r) = set[i] {
+            return Ok(r.idx);
+        }
+        let idx = self.connect_one(node, proto)?;
+        let gen = self.backends[idx].gen;
+        self.pool.node(node).sets[p][i] = Some(BackendRef { idx, gen });
+        Ok(idx)
     }
 
     /// A connection of its own for a blocking command: an idle dedicated one to the node, or
@@ -2126,15 +2134,6 @@ impl Core {
                 self.close_backend(r.idx);
             }
         }
-    }
-
-    fn open_connections(&mut self, node: NodeId, proto: Proto) -> Result<(), ProxyError> {
-        for _ in 0..self.cfg.backend_connections {
-            let idx = self.connect_one(node, proto)?;
-            let gen = self.backends[idx].gen;
-            self.pool.node(node).sets[proto_index(proto)].push(BackendRef { idx, gen });
-        }
-        Ok(())
     }
 
     /// Starts one connection to the node (not yet in any pool list).

@@ -1,6 +1,7 @@
 //! Connections the proxy holds for one client (a subscriber's, a transaction's) are never
 //! lent to another; a client that half-closes after a long pipeline gets every reply; a
-//! pathological PROXY CONFIG GET pattern cannot stall the reactor.
+//! pathological PROXY CONFIG GET pattern cannot stall the reactor; a failed shared connection
+//! moves no other client.
 
 mod common;
 
@@ -117,4 +118,61 @@ fn held_connections_are_not_lent_and_half_closed_pipelines_complete() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert!(matches!(r, Resp::Array(ref v) if v.is_empty()), "{r:?}");
     assert_pong(&mut con);
+}
+
+/// With several shared connections per node, a client keeps its connection when another of
+/// the set fails: moving it would let its later requests overtake earlier ones still in
+/// flight on the old connection.
+#[test]
+fn a_failed_shared_connection_does_not_move_other_clients() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "backend_connections: 3\n");
+    let node = *cluster.masters().iter().min().unwrap();
+    let key = key_owned_by(&cluster, node, "place");
+    // The id of the node's connection whose last command was `cmd` (lower case), if one.
+    let conn_of = |cmd: &str| -> Vec<String> {
+        let list: String = cluster.query(node, &["CLIENT", "LIST"]);
+        list.lines()
+            .filter(|l| l.split(' ').any(|f| f == format!("cmd={cmd}")))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_string)
+            .collect()
+    };
+    // Each client with a command of its own, so that the node tells which connection it uses.
+    let mut clients: Vec<RawClient> = (0..3).map(|_| proxy.raw()).collect();
+    let mut before = Vec::new();
+    for (c, cmd) in clients.iter_mut().zip(["GET", "STRLEN", "EXISTS"]) {
+        let r = c.cmd(&[cmd, &key]);
+        assert!(!r.is_error(), "{cmd}: {r:?}");
+        let ids = conn_of(&cmd.to_lowercase());
+        assert_eq!(ids.len(), 1, "{cmd} on one connection: {ids:?}");
+        before.push(ids[0].clone());
+    }
+    let mut distinct = before.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one connection per client: {before:?}");
+
+    let killed = cluster.cli(node, &["CLIENT", "KILL", "ID", &before[0]]);
+    assert_eq!(killed.trim(), "1", "CLIENT KILL: {killed}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    for (i, cmd) in [(1, "TTL"), (2, "TYPE")] {
+        let r = clients[i].cmd(&[cmd, &key]);
+        assert!(!r.is_error(), "{cmd}: {r:?}");
+        let ids = conn_of(&cmd.to_lowercase());
+        assert_eq!(
+            ids,
+            [before[i].clone()],
+            "client {i} moved to another connection"
+        );
+    }
+    let r = clients[0].cmd(&["PTTL", &key]);
+    assert_eq!(r, Resp::Int(-2));
+    let ids = conn_of("pttl");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(
+        !before.contains(&ids[0]),
+        "a new connection for the first client: {ids:?}"
+    );
 }
