@@ -15,6 +15,10 @@
 #   --proxy-bin PATH     start this binary (same flags) instead of the release build
 #   --workers N          start the proxy with N reactor threads (--workers N)
 #   --busy-poll D        start the proxy with --busy-poll D (e.g. 50us)
+#   --pin                the proxy (and the peer) on the last CPU, the cluster's
+#                        redis-servers and redis-benchmark on the others (taskset), as
+#                        when the proxy has a host or core of its own; affinities of
+#                        processes this run did not start are restored at the end
 #   --rounds R           run every workload R times per target (default 1), as R whole
 #                        passes over the workload list; the table then shows medians over
 #                        the rounds and the min-max of the per-round ratios
@@ -39,7 +43,7 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 ROUNDS=1 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
+N='' QUICK=0 PIN=0 ROUNDS=1 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
 MGET_KEYS=10 # keys per MGET in the "MGET 10 keys" workload
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -50,6 +54,7 @@ hostport() { [[ "$2" =~ ^[^:[:space:]]+:[0-9]+$ ]] || die "$1 expects HOST:PORT,
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
+        --pin) PIN=1 ;;
         -h | --help) usage 0 ;;
         -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers | --busy-poll | --rounds)
             (($# >= 2)) || die "$1 needs a value"
@@ -75,6 +80,12 @@ done
 [[ "$BASE" =~ ^[0-9]+$ && "$BASE" -ge 1024 && "$BASE" -le 55530 ]] || die "--base must be 1024..55530"
 [[ -n "$PROXY" && -n "$PROXY_BIN" ]] && die "--proxy and --proxy-bin exclude each other"
 [[ -n "$PEER" && "$PEER" == "$PROXY" ]] && die "--peer and --proxy are the same ($PEER)"
+CPUS="$(nproc)" PROXY_CPU='' OTHER_CPUS='' ALL_CPUS="0-$(($(nproc) - 1))"
+if ((PIN)); then
+    command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
+    ((CPUS >= 2)) || die "--pin needs at least 2 CPUs, this machine has $CPUS"
+    PROXY_CPU=$((CPUS - 1)) OTHER_CPUS="0-$((CPUS - 2))"
+fi
 for t in redis-benchmark redis-cli timeout getconf; do
     command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh installs redis)"
 done
@@ -82,7 +93,7 @@ KEYSPACE=$((N / 2 < 100000 ? N / 2 : 100000)) # every GET key is written ~22 tim
 TICKS="$(getconf CLK_TCK)"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")"
-STARTED_CLUSTER=0 PROXY_PID='' RB_PID='' FAILED=0
+STARTED_CLUSTER=0 PROXY_PID='' RB_PID='' FAILED=0 REPIN=() # REPIN: pids whose affinity --pin changed
 alive() { local s; s="$(ps -o stat= -p "$1" 2>/dev/null || true)"; [[ -n "$s" && "$s" != Z* ]]; }
 stop_proxy() {
     [[ -n "$PROXY_PID" ]] || return 0
@@ -101,6 +112,8 @@ cleanup() {
         ((rc != 0)) && [[ -s "$TMP/proxy.log" ]] && { log "proxy log (tail):"; tail -n 20 "$TMP/proxy.log" >&2; }
         stop_proxy
     fi
+    local p
+    for p in "${REPIN[@]}"; do taskset -a -p -c "$ALL_CPUS" "$p" >/dev/null 2>&1; done
     if ((STARTED_CLUSTER == 2)); then
         timeout 60 "$ROOT/scripts/cluster.sh" stop "$BASE" >/dev/null 2>&1
     elif ((STARTED_CLUSTER)); then
@@ -153,7 +166,7 @@ if [[ -z "$PROXY" ]]; then
     fi
     for _ in 1 2 3 4 5; do
         for _ in {1..50}; do port=$((40000 + RANDOM % 10000)); port_open "$port" || break; done
-        "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} ${BUSY:+--busy-poll "$BUSY"} </dev/null >"$TMP/proxy.log" 2>&1 &
+        ${PROXY_CPU:+taskset -c "$PROXY_CPU"} "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} ${BUSY:+--busy-poll "$BUSY"} </dev/null >"$TMP/proxy.log" 2>&1 &
         PROXY_PID=$!
         deadline=$((SECONDS + 20))
         while alive "$PROXY_PID" && ((SECONDS < deadline)); do
@@ -192,6 +205,21 @@ while read -r addr; do
 done < <(rcli "$CLUSTER" cluster nodes |
     awk '{ n = split($3, f, ","); for (i = 1; i <= n; i++) if (f[i] == "fail" || f[i] == "noaddr") next; print $2 }')
 ((${#NODE_PIDS[@]})) && log "cluster nodes: pids ${NODE_PIDS[*]}"
+pin() { # pin CPUS PID... : all threads of these processes on CPUS, restored at exit
+    local c=$1 p; shift
+    for p; do
+        [[ -n "$p" ]] || continue
+        taskset -a -p -c "$c" "$p" >/dev/null || die "--pin: taskset could not pin pid $p"
+        REPIN+=("$p")
+    done
+}
+if ((PIN)); then
+    ((${#NODE_PIDS[@]})) || die "--pin needs the pids of the cluster's redis-servers (a cluster on this host, and ss)"
+    pin "$OTHER_CPUS" "${NODE_PIDS[@]}"
+    [[ -z "$PROXY_PID" ]] && { [[ -n "$PID" ]] || die "--pin: pid of --proxy $PROXY unknown"; pin "$PROXY_CPU" "$PID"; }
+    [[ -n "$PEER" ]] && { [[ -n "$PEER_PID" ]] || die "--pin: pid of --peer $PEER unknown"; pin "$PROXY_CPU" "$PEER_PID"; }
+    log "pinned: proxy${PEER:+ and peer} on CPU $PROXY_CPU; cluster and redis-benchmark on CPUs $OTHER_CPUS"
+fi
 
 cpu_ticks() { # cpu_ticks PID... -> utime+stime of these processes (all threads) in clock ticks, or -
     local pid s f sum=0
@@ -235,7 +263,7 @@ bench() {
     # every round runs the same commands: list them once
     ((ROUND > 1)) || printf '  %-6s redis-benchmark %s\n' "$target" "${args[*]}" >>"$TMP/commands"
     # in the background: a trapped signal interrupts 'wait' at once, not after the run
-    timeout -k 5 "$RUN_TIMEOUT" redis-benchmark "${args[@]}" </dev/null >"$TMP/out" 2>"$TMP/err" &
+    timeout -k 5 "$RUN_TIMEOUT" ${OTHER_CPUS:+taskset -c "$OTHER_CPUS"} redis-benchmark "${args[@]}" </dev/null >"$TMP/out" 2>"$TMP/err" &
     RB_PID=$!
     if ! wait "$RB_PID"; then
         RB_PID=''
@@ -380,6 +408,7 @@ echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; load average $(
 echo "versions: $(redis-benchmark --version | head -n1); $(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' || true)"
 echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER${NODE_PIDS[0]:+ (pids ${NODE_PIDS[*]})}"
 [[ -n "$PEER" ]] && echo "peer:     $PEER${PEER_PID:+ pid $PEER_PID} ($(ps -o comm= -p "${PEER_PID:-0}" 2>/dev/null || echo 'process unknown'))"
+((PIN)) && echo "pinned:   proxy${PEER:+ and peer} on CPU $PROXY_CPU; the cluster's redis-servers and redis-benchmark on CPUs $OTHER_CPUS (taskset)"
 echo "keyspace: -r $KEYSPACE; 1 KB values -r $KS1K; 100 KB values -r $KS100K; -d 64; --threads $MASTERS"
 if ((ROUNDS > 1)); then
     echo "rounds:   $ROUNDS, medians (every round a whole pass over the workloads; target order rotating)"
