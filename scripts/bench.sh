@@ -84,7 +84,8 @@ CPUS="$(nproc)" PROXY_CPU='' OTHER_CPUS='' ALL_CPUS="0-$(($(nproc) - 1))"
 if ((PIN)); then
     command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
     ((CPUS >= 2)) || die "--pin needs at least 2 CPUs, this machine has $CPUS"
-    PROXY_CPU=$((CPUS - 1)) OTHER_CPUS="0-$((CPUS - 2))"
+    PROXY_CPU=$((CPUS - 1)) OTHER_CPUS=0
+    ((CPUS == 2)) || OTHER_CPUS="0-$((CPUS - 2))"
 fi
 for t in redis-benchmark redis-cli timeout getconf; do
     command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh installs redis)"
