@@ -4,7 +4,8 @@
 #
 #   scripts/bench.sh [OPTIONS]
 #
-#   --quick              short run (N=20000) to check that everything works
+#   --quick              short run (N=20000) to check that everything works; its
+#                        ratios are coarse (runs end on a 250 ms tick)
 #   -n, --requests N     requests per -P 1 run (default 200000); -P 16 runs use 10*N
 #                        and the -c 1 latency run N/5, so each run lasts a few seconds
 #   --base PORT          base port of the cluster started here (default 7300..7305)
@@ -84,8 +85,8 @@ CPUS="$(nproc)" PROXY_CPU='' OTHER_CPUS='' ALL_CPUS="0-$(($(nproc) - 1))"
 if ((PIN)); then
     command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
     ((CPUS >= 2)) || die "--pin needs at least 2 CPUs, this machine has $CPUS"
-    PROXY_CPU=$((CPUS - 1)) OTHER_CPUS=0
-    ((CPUS == 2)) || OTHER_CPUS="0-$((CPUS - 2))"
+    PROXY_CPU=$((CPUS - 1)) OTHER_CPUS=0 OTHER_LABEL="CPU 0"
+    ((CPUS == 2)) || OTHER_CPUS="0-$((CPUS - 2))" OTHER_LABEL="CPUs 0-$((CPUS - 2))"
 fi
 for t in redis-benchmark redis-cli timeout getconf; do
     command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh installs redis)"
@@ -219,7 +220,7 @@ if ((PIN)); then
     pin "$OTHER_CPUS" "${NODE_PIDS[@]}"
     [[ -z "$PROXY_PID" ]] && { [[ -n "$PID" ]] || die "--pin: pid of --proxy $PROXY unknown"; pin "$PROXY_CPU" "$PID"; }
     [[ -n "$PEER" ]] && { [[ -n "$PEER_PID" ]] || die "--pin: pid of --peer $PEER unknown"; pin "$PROXY_CPU" "$PEER_PID"; }
-    log "pinned: proxy${PEER:+ and peer} on CPU $PROXY_CPU; cluster and redis-benchmark on CPUs $OTHER_CPUS"
+    log "pinned: proxy${PEER:+ and peer} on CPU $PROXY_CPU; cluster and redis-benchmark on $OTHER_LABEL"
 fi
 
 cpu_ticks() { # cpu_ticks PID... -> utime+stime of these processes (all threads) in clock ticks, or -
@@ -409,7 +410,8 @@ echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; load average $(
 echo "versions: $(redis-benchmark --version | head -n1); $(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' || true)"
 echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER${NODE_PIDS[0]:+ (pids ${NODE_PIDS[*]})}"
 [[ -n "$PEER" ]] && echo "peer:     $PEER${PEER_PID:+ pid $PEER_PID} ($(ps -o comm= -p "${PEER_PID:-0}" 2>/dev/null || echo 'process unknown'))"
-((PIN)) && echo "pinned:   proxy${PEER:+ and peer} on CPU $PROXY_CPU; the cluster's redis-servers and redis-benchmark on CPUs $OTHER_CPUS (taskset)"
+((PIN)) && echo "pinned:   proxy${PEER:+ and peer} on CPU $PROXY_CPU; the cluster's redis-servers and redis-benchmark on $OTHER_LABEL (taskset)"
+((QUICK)) && echo "quick:    short runs end on redis-benchmark's 250 ms tick, so rps and ratios are coarse (0.50, 0.67, 1.00...); leave out --quick for figures"
 echo "keyspace: -r $KEYSPACE; 1 KB values -r $KS1K; 100 KB values -r $KS100K; -d 64; --threads $MASTERS"
 if ((ROUNDS > 1)); then
     echo "rounds:   $ROUNDS, medians (every round a whole pass over the workloads; target order rotating)"
