@@ -155,8 +155,9 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             AllMasters(Merge::Info {
                 proxy: String::new(),
                 server: String::new(),
+                clients: String::new(),
             }),
-            "server from the proxy; stats, commandstats and keyspace summed over the masters; other sections from the first master; plus the proxy's section",
+            "server and clients from the proxy; stats, commandstats and keyspace summed over the masters; other sections from the first master; plus the proxy's section",
         ),
         "SCRIPT|LOAD" | "SCRIPT|FLUSH" => (
             AllNodes(Merge::AllSame),

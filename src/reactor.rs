@@ -1723,7 +1723,19 @@ impl Core {
         } else {
             String::new()
         };
-        let seq = c.reserve_parts(masters.len(), Merge::Info { proxy, server });
+        let clients = if wants("clients") {
+            self.clients_section()
+        } else {
+            String::new()
+        };
+        let seq = c.reserve_parts(
+            masters.len(),
+            Merge::Info {
+                proxy,
+                server,
+                clients,
+            },
+        );
         for (k, m) in masters.into_iter().enumerate() {
             self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
         }
@@ -1819,6 +1831,22 @@ impl Core {
                 .map(|(_, p)| p)
                 .unwrap_or(self.cfg.proxy_port),
             up / 86400,
+        )
+    }
+
+    /// INFO's `clients` section, of this worker's clients (as CLIENT LIST). Fields the proxy
+    /// cannot know truly (input and output buffer peaks) are left out; none of its clients
+    /// track keys (CLIENT TRACKING is refused).
+    fn clients_section(&self) -> String {
+        let mut blocked: Vec<ClientRef> = self.busy_dedicated.iter().map(|(c, _)| *c).collect();
+        blocked.sort_unstable_by_key(|c| (c.idx, c.gen));
+        blocked.dedup();
+        format!(
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\
+             tracking_clients:0\r\n",
+            self.stats.connected_clients,
+            self.cfg.max_clients,
+            blocked.len(),
         )
     }
 

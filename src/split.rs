@@ -42,9 +42,13 @@ pub enum Merge {
     /// A node's CLUSTER NODES/SLOTS/SHARDS reply with its addresses made public.
     Rewrite { view: View, map: AddressMap },
     /// INFO from every master: the first master's sections, stats, commandstats and the
-    /// keyspace summed over all, `server` (when not empty) in place of the node's, and the
-    /// proxy's own section (when not empty) appended; both already rendered.
-    Info { proxy: String, server: String },
+    /// keyspace summed over all, `server` and `clients` (when not empty) in place of the
+    /// node's, and the proxy's own section (when not empty) appended; all already rendered.
+    Info {
+        proxy: String,
+        server: String,
+        clients: String,
+    },
 }
 
 /// Part of a split request: its own frame, and the slot that routes it.
@@ -407,7 +411,11 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             Some(p) => cluster_view::rewrite(*view, p, map),
             None => error_frame("ERR no reply"),
         },
-        Merge::Info { proxy, server } => {
+        Merge::Info {
+            proxy,
+            server,
+            clients,
+        } => {
             let mut texts = Vec::with_capacity(parts.len());
             for p in parts {
                 match crate::resp::value::decode(p) {
@@ -420,7 +428,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                     _ => return error_frame("ERR unexpected INFO reply from a node"),
                 }
             }
-            let text = merge_info(&texts, proxy, server);
+            let text = merge_info(&texts, proxy, server, clients);
             let mut out = Vec::with_capacity(text.len() + 16);
             cluster_view::text(&mut out, &text, proto);
             Bytes::from(out)
@@ -577,10 +585,10 @@ fn sum_commandstats(texts: &[Vec<(String, Vec<&str>)>]) -> Vec<String> {
         .collect()
 }
 
-/// INFO over the cluster: `server` from the proxy (given, with the cluster's version), `stats`
-/// and `commandstats` summed over the masters, the keyspace summed, other sections from the
-/// first master, and the proxy's own section last.
-fn merge_info(texts: &[String], proxy: &str, server: &str) -> String {
+/// INFO over the cluster: `server` and `clients` from the proxy (given; `server` with the
+/// cluster's version), `stats` and `commandstats` summed over the masters, the keyspace
+/// summed, other sections from the first master, and the proxy's own section last.
+fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &str) -> String {
     let keyspace = keyspace_sum(texts);
     let parsed: Vec<Vec<(String, Vec<&str>)>> = texts.iter().map(|t| info_sections(t)).collect();
     let mut out = String::new();
@@ -591,6 +599,13 @@ fn merge_info(texts: &[String], proxy: &str, server: &str) -> String {
         let body: Vec<String> = match name.as_str() {
             "Server" if !server.is_empty() => {
                 out.push_str(server);
+                out.push_str("\r\n");
+                continue;
+            }
+            // A node's clients are the proxy's connections and the cluster bus: a client of
+            // the proxy wants the proxy's own.
+            "Clients" if !clients.is_empty() => {
+                out.push_str(clients);
                 out.push_str("\r\n");
                 continue;
             }
@@ -715,12 +730,17 @@ mod tests {
     fn info_keyspace_summed() {
         let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n";
         let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n";
-        let out = merge_info(&[a.into(), b.into()], "# Proxy\r\nproxy_version:x\r\n", "");
+        let out = merge_info(
+            &[a.into(), b.into()],
+            "# Proxy\r\nproxy_version:x\r\n",
+            "",
+            "",
+        );
         assert!(out.contains("db0:keys=8,expires=1,avg_ttl=100"), "{out}");
         assert_eq!(out.matches("# Keyspace").count(), 1, "{out}");
         assert!(out.contains("redis_version:7.0.15") && out.ends_with("proxy_version:x\r\n"));
         let only = "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
-        let ks = merge_info(&[only.into(), "# Keyspace\r\n".into()], "", "");
+        let ks = merge_info(&[only.into(), "# Keyspace\r\n".into()], "", "", "");
         assert!(
             ks.starts_with("# Keyspace") && !ks.contains("Server") && ks.contains("keys=1,"),
             "{ks}"
@@ -771,14 +791,20 @@ mod tests {
 
     #[test]
     fn info_stats_summed_server_replaced() {
-        let a = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7000\r\n\r\n# Stats\r\ntotal_commands_processed:10\r\ninstantaneous_input_kbps:0.50\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n";
+        let a = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7000\r\n\r\n# Clients\r\nconnected_clients:7\r\ncluster_connections:10\r\n\r\n# Stats\r\ntotal_commands_processed:10\r\ninstantaneous_input_kbps:0.50\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n";
         let b = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7001\r\n\r\n# Stats\r\ntotal_commands_processed:5\r\ninstantaneous_input_kbps:0.25\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=1\r\ncmdstat_set:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n";
         let out = merge_info(
             &[a.into(), b.into()],
             "",
             "# Server\r\nredis_version:7.0.15\r\ntcp_port:6379\r\n",
+            "# Clients\r\nconnected_clients:3\r\n",
         );
         assert!(out.contains("total_commands_processed:15"), "{out}");
+        assert!(
+            out.contains("# Clients\r\nconnected_clients:3\r\n\r\n")
+                && !out.contains("cluster_connections"),
+            "{out}"
+        );
         assert!(out.contains("instantaneous_input_kbps:0.75"), "{out}");
         assert!(
             out.contains(

@@ -41,8 +41,15 @@ fn blocking_commands_wait_without_holding_shared_connections() {
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    // While it waits, shared traffic to every master is not held up behind it.
+    // INFO clients through the proxy counts it, as one Redis would.
     let mut con = proxy.conn();
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).unwrap();
+    assert_eq!(
+        parse_info(&info).get("blocked_clients").map(String::as_str),
+        Some("1"),
+        "{info}"
+    );
+    // While it waits, shared traffic to every master is not held up behind it.
     let t = Instant::now();
     for i in 0..200 {
         let _: () = redis::cmd("SET")

@@ -5,7 +5,8 @@ Usage: python3 tests/py/server_clients.py PORT
 
 For protocol 3 (redis-py's default) and then protocol 2: three named clients; client_list()
 from one of them must show all three with Redis's fields, addresses that are the clients'
-own sockets and laddr the proxy's port; client_info() must describe the caller;
+own sockets and laddr the proxy's port; INFO clients must count them; client_info() must
+describe the caller;
 client_kill_filter(_id=...) must disconnect the victim (its next command on the same
 connection fails) and drop it from CLIENT LIST; the old form CLIENT KILL ip:port as well.
 Prints "SERVER CLIENTS OK" and exits 0 when every check passed; raises otherwise.
@@ -89,6 +90,13 @@ def session(port, proto):
     # redis-py announces itself with CLIENT SETINFO on connect.
     check(one["lib-name"] == "redis-py", "%s: lib-name=%r" % (label, one["lib-name"]))
     check(one["lib-ver"] == redis.__version__, "%s: lib-ver=%r" % (label, one["lib-ver"]))
+    # INFO clients is the proxy's, not a node's (whose clients are the proxy's connections
+    # and the cluster bus).
+    ci = r1.info("clients")
+    check(ci.get("connected_clients") == len(lst),
+          "%s: INFO clients connected_clients %r vs CLIENT LIST %d" % (label, ci, len(lst)))
+    check("cluster_connections" not in ci and ci.get("blocked_clients") == 0
+          and ci.get("maxclients", 0) > 0, "%s: INFO clients %r" % (label, ci))
     # CLIENT LIST ID filters.
     only = r1.client_list(client_id=[id2])
     check(len(only) == 1 and int(only[0]["id"]) == id2, "%s: CLIENT LIST ID %r" % (label, only))
