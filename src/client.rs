@@ -139,6 +139,10 @@ pub struct Client {
     pub tx: Option<Tx>,
     /// Subscribed: the connection to the node its subscriptions live on.
     pub pubsub: Option<crate::pool::BackendRef>,
+    /// Subscribed: replies of the proxy's own (errors) waiting for their turn in the stream,
+    /// each released by the echo of a PING sent behind what the client sent before it.
+    pub stream_replies: VecDeque<(u64, Vec<u8>)>,
+    pub stream_marks: u64,
     /// The peer closed its sending side: what it sent is still answered, then it is closed.
     pub eof: bool,
     /// CLIENT REPLY mode, and whether the command being run now is to go unanswered.
@@ -182,6 +186,8 @@ impl Client {
             lib_ver: None,
             tx: None,
             pubsub: None,
+            stream_replies: VecDeque::new(),
+            stream_marks: 0,
             eof: false,
             reply_mode: ReplyMode::On,
             silent: false,

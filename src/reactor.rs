@@ -1155,10 +1155,15 @@ impl Core {
                 return c
                     .reply_now(b"-ERR the subscription connection was lost; subscribe again\r\n");
             }
+            let node = self.backends[r.idx].node;
             match name {
                 "QUIT" | "RESET" => {
                     self.close_backend(r.idx);
                     c.pubsub = None;
+                    // What was waiting for its turn in the stream comes first, as it would.
+                    while let Some((_, reply)) = c.stream_replies.pop_front() {
+                        c.reply_now(&reply);
+                    }
                     let route = if name == "QUIT" {
                         Local::Quit
                     } else {
@@ -1168,6 +1173,22 @@ impl Core {
                         version: &self.server_version,
                     };
                     local::answer(route, args, c, &info);
+                }
+                // The node would answer MOVED for a channel of another shard; one connection
+                // per node is not there yet.
+                "SSUBSCRIBE" => match self.shard_channels_node(args) {
+                    Err(e) => self.stream_reply(c, r, e),
+                    Ok(owner) if owner != node => self.stream_reply(c, r, other_shard(name)),
+                    Ok(_) => {
+                        self.backends[r.idx].push_raw(&frame);
+                        self.mark_backend(r.idx);
+                    }
+                },
+                "SUNSUBSCRIBE"
+                    if (1..args.argc())
+                        .any(|i| self.topo.owner(key_slot(args.arg(i))) != Some(node)) =>
+                {
+                    self.stream_reply(c, r, other_shard(name))
                 }
                 _ if name.contains("SUBSCRIBE") || name == "PING" => {
                     // Replies come back on the stream, after whatever this client still waits
@@ -1186,7 +1207,7 @@ impl Core {
                             "ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
                         ),
                     );
-                    c.reply_now(&out);
+                    self.stream_reply(c, r, out);
                 }
             }
             return;
@@ -1217,16 +1238,13 @@ impl Core {
             return c.reply_now(&out);
         }
         let node = if name == "SSUBSCRIBE" {
-            let slot = key_slot(args.arg(1));
-            if (2..args.argc()).any(|i| key_slot(args.arg(i)) != slot) {
-                return c.reply_now(&ProxyError::CrossSlot.to_frame());
-            }
-            self.topo.owner(slot)
+            self.shard_channels_node(args)
         } else {
-            self.pubsub_home()
+            self.pubsub_home().ok_or_else(|| no_master().to_frame())
         };
-        let Some(node) = node else {
-            return c.reply_now(&no_master().to_frame());
+        let node = match node {
+            Ok(node) => node,
+            Err(e) => return c.reply_now(&e),
         };
         let idx = match self.connect_one(node, c.proto) {
             Ok(idx) => idx,
@@ -1241,6 +1259,31 @@ impl Core {
         self.busy_dedicated.push((cref, bref));
         self.mark_backend(idx);
         c.pubsub = Some(bref);
+    }
+
+    /// A subscriber's reply from the proxy itself, in its place among the replies streaming
+    /// from the node: it is released by the echo of a PING queued behind the client's
+    /// earlier commands on the subscription connection (see `stream_frame`).
+    fn stream_reply(&mut self, c: &mut Client, r: BackendRef, reply: Vec<u8>) {
+        c.stream_marks += 1;
+        let mark = format!("{STREAM_MARK}{}", c.stream_marks);
+        c.stream_replies.push_back((c.stream_marks, reply));
+        let mut ping = Vec::new();
+        encode::array_header(&mut ping, 2);
+        encode::bulk(&mut ping, b"PING");
+        encode::bulk(&mut ping, mark.as_bytes());
+        self.backends[r.idx].push_raw(&ping);
+        self.mark_backend(r.idx);
+    }
+
+    /// The master of SSUBSCRIBE's channels (all in one slot, as a cluster requires), or the
+    /// error frame to answer.
+    fn shard_channels_node(&self, args: &FrameArgs<'_>) -> Result<NodeId, Vec<u8>> {
+        let slot = key_slot(args.arg(1));
+        if (2..args.argc()).any(|i| key_slot(args.arg(i)) != slot) {
+            return Err(ProxyError::CrossSlot.to_frame());
+        }
+        self.topo.owner(slot).ok_or_else(|| no_master().to_frame())
     }
 
     /// The master classic subscriptions go to: the first in address order, so PUBSUB
@@ -2380,7 +2423,16 @@ impl Core {
         let Some(c) = clients.get_mut(to.idx).filter(|c| c.gen == to.gen) else {
             return;
         };
-        c.reply_now(&frame);
+        // An echo is the proxy's, never the client's: it releases the reply it orders, or is
+        // dropped when that went out already (subscribed mode ended before it came back).
+        let released = match stream_mark(&frame) {
+            Some(n) if c.stream_replies.front().is_some_and(|(m, _)| *m == n) => {
+                c.stream_replies.pop_front().map(|(_, reply)| reply)
+            }
+            Some(_) => return,
+            None => None,
+        };
+        c.reply_now(released.as_deref().unwrap_or(&frame));
         if !c.dirty {
             c.dirty = true;
             self.wake.dirty_clients.push(to.idx);
@@ -2394,6 +2446,11 @@ impl Core {
                 .as_deref()
                 .is_some_and(|k| k.ends_with(b"unsubscribe\r\n") && k.starts_with(b"$"));
             if unsub && els.len() == 3 && &frame[els[2].clone()] == b":0\r\n" {
+                // Subscribed mode is over and the connection closes: replies still waiting
+                // for their echo were sent after this unsubscription, so they follow it now.
+                while let Some((_, reply)) = c.stream_replies.pop_front() {
+                    c.reply_now(&reply);
+                }
                 if let Some(r) = c.pubsub.take() {
                     self.busy_dedicated.retain(|(_, b)| *b != r);
                     self.close_backend(r.idx);
@@ -2806,6 +2863,32 @@ fn sweep_period(timeout: Duration) -> Duration {
 
 /// A client this long without a request gives its buffers back.
 const BUFFER_IDLE: Duration = Duration::from_secs(1);
+
+/// The PING argument that orders a subscriber's replies from the proxy (`stream_reply`).
+const STREAM_MARK: &str = "__rcp_order__:";
+
+/// The mark of a frame from a subscription connection that echoes a `stream_reply` PING:
+/// RESP2 subscribed mode answers `["pong", arg]`, RESP3 (and a connection no longer
+/// subscribed) the argument itself.
+fn stream_mark(frame: &[u8]) -> Option<u64> {
+    if frame.len() >= 80 {
+        return None;
+    }
+    let body = frame.strip_suffix(b"\r\n")?;
+    let at = body
+        .windows(STREAM_MARK.len())
+        .rposition(|w| w == STREAM_MARK.as_bytes())?;
+    crate::resp::parse_int(&body[at + STREAM_MARK.len()..]).and_then(|n| u64::try_from(n).ok())
+}
+
+/// The refusal of a shard channel on another node than the subscription connection's.
+fn other_shard(cmd: &str) -> Vec<u8> {
+    format!(
+        "-ERR {cmd} of a channel on another shard than this connection's subscriptions is not \
+         supported through the proxy yet; use another connection for it\r\n"
+    )
+    .into_bytes()
+}
 
 fn no_master() -> ProxyError {
     ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())

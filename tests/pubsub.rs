@@ -1,6 +1,7 @@
 //! Pub/sub through the proxy: a subscriber gets a connection of its own; messages published
 //! by any client (through the proxy or straight to any node) reach it, for RESP2 and RESP3;
-//! unsubscribing everything returns the connection to normal commands.
+//! unsubscribing everything returns the connection to normal commands; a subscriber's
+//! replies keep their order when the proxy answers some itself.
 
 mod common;
 
@@ -106,4 +107,70 @@ fn subscribers_get_messages_from_anywhere_in_the_cluster() {
     assert_eq!(r[0].text().as_deref(), Some("smessage"));
     assert_eq!(r[2].text().as_deref(), Some("s1"));
     assert_pong(&mut pubc);
+}
+
+/// A subscriber's replies stay in the order of its commands when the proxy answers some
+/// itself (a command not allowed while subscribed, a shard channel on another node) while
+/// others are on their way from the node; shard channels of another node are refused
+/// clearly, never with the node's MOVED.
+#[test]
+fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let masters = cluster.masters();
+    let here = key_owned_by(&cluster, masters[0], "sh:a");
+    let here2 = format!("{{{here}}}:2");
+    let there = key_owned_by(&cluster, masters[1], "sh:b");
+    let text = |r: &Resp| format!("{r:?}");
+
+    let mut sub = proxy.raw();
+    sub.set_timeout(Duration::from_secs(5));
+    let mut pipeline = Vec::new();
+    for c in [
+        vec!["SSUBSCRIBE", here.as_str()],
+        vec!["SSUBSCRIBE", there.as_str()],
+        vec!["GET", "k"],
+        vec!["SSUBSCRIBE", here2.as_str()],
+        vec!["SUNSUBSCRIBE", there.as_str()],
+        vec!["PING"],
+    ] {
+        pipeline.extend_from_slice(&encode_cmd(&c));
+    }
+    sub.send(&pipeline);
+    let r = items(&sub.reply());
+    assert_eq!(r[0].text().as_deref(), Some("ssubscribe"), "{r:?}");
+    assert_eq!(r[2], Resp::Int(1));
+    let r = sub.reply();
+    assert!(
+        r.error_text()
+            .is_some_and(|e| e.contains("another shard") && !e.contains("MOVED")),
+        "SSUBSCRIBE of another node's channel: {}",
+        text(&r)
+    );
+    let r = sub.reply();
+    assert!(
+        r.error_text()
+            .is_some_and(|e| e.contains("Can't execute 'get'")),
+        "GET while subscribed: {}",
+        text(&r)
+    );
+    let r = items(&sub.reply());
+    assert_eq!(r[0].text().as_deref(), Some("ssubscribe"), "{r:?}");
+    assert_eq!(r[1].text().as_deref(), Some(here2.as_str()));
+    assert_eq!(r[2], Resp::Int(2));
+    let r = sub.reply();
+    assert!(
+        r.error_text().is_some_and(|e| e.contains("another shard")),
+        "SUNSUBSCRIBE of another node's channel: {}",
+        text(&r)
+    );
+    let r = items(&sub.reply());
+    assert_eq!(r[0].text().as_deref(), Some("pong"), "{r:?}");
+
+    // Unsubscribing from everything ends subscribed mode; nothing of the proxy's own leaks.
+    sub.send_cmd(&["SUNSUBSCRIBE"]);
+    let counts: Vec<Resp> = (0..2).map(|_| items(&sub.reply())[2].clone()).collect();
+    assert_eq!(counts, [Resp::Int(1), Resp::Int(0)]);
+    assert_eq!(sub.cmd(&["PING"]), Resp::Simple("PONG".into()));
+    assert_eq!(sub.cmd(&["ECHO", "after"]).text().as_deref(), Some("after"));
 }
