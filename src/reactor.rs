@@ -157,6 +157,9 @@ type Deferred = (ClientRef, u64, Local, Vec<Vec<u8>>, &'static str);
 /// that their queue has room, clients over the output limit.
 struct Wake {
     dirty_clients: Vec<usize>,
+    /// Clients whose output `flush` holds for a turn; kept between turns so that holding
+    /// allocates nothing.
+    held_clients: Vec<usize>,
     resume_clients: Vec<usize>,
     /// Clients to disconnect, and why.
     kill: Vec<(ClientRef, Kill)>,
@@ -260,6 +263,7 @@ impl Reactor {
             held_output: false,
             wake: Wake {
                 dirty_clients: Vec::new(),
+                held_clients: Vec::new(),
                 resume_clients: Vec::new(),
                 kill: Vec::new(),
                 limits,
@@ -952,6 +956,7 @@ impl Reactor {
         self.core.dirty_backends = dirty;
 
         let mut dirty = std::mem::take(&mut self.core.wake.dirty_clients);
+        let mut held_clients = std::mem::take(&mut self.core.wake.held_clients);
         let mut held = false;
         for &idx in &dirty {
             let Some(c) = self.clients.get_mut(idx) else {
@@ -959,7 +964,7 @@ impl Reactor {
             };
             if c.hold_output() {
                 // Stays dirty: flushed next turn whatever arrives.
-                self.core.wake.dirty_clients.push(idx);
+                held_clients.push(idx);
                 held = true;
                 continue;
             }
@@ -979,8 +984,10 @@ impl Reactor {
             }
         }
         dirty.clear();
+        dirty.append(&mut held_clients);
         dirty.append(&mut self.core.wake.dirty_clients);
         self.core.wake.dirty_clients = dirty;
+        self.core.wake.held_clients = held_clients;
         self.core.held_output = held;
     }
 
