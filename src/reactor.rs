@@ -2878,7 +2878,9 @@ const STREAM_MARK: &str = "__rcp_order__:";
 /// RESP2 subscribed mode answers `["pong", arg]`, RESP3 (and a connection no longer
 /// subscribed) the argument itself.
 fn stream_mark(frame: &[u8]) -> Option<u64> {
-    if frame.len() >= 80 {
+    // Never a message or a push, whatever its payload.
+    let echo_form = frame.starts_with(b"*2\r\n$4\r\npong\r\n") || frame.first() == Some(&b'$');
+    if frame.len() >= 80 || !echo_form {
         return None;
     }
     let body = frame.strip_suffix(b"\r\n")?;
@@ -2979,7 +2981,23 @@ fn fail(clients: &mut Slab<Client>, wake: &mut Wake, req: InFlight, e: ProxyErro
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, stream_mark};
+
+    #[test]
+    fn stream_marks_are_the_proxys_echoes_only() {
+        let resp2 = b"*2\r\n$4\r\npong\r\n$15\r\n__rcp_order__:7\r\n";
+        assert_eq!(stream_mark(resp2), Some(7));
+        assert_eq!(stream_mark(b"$16\r\n__rcp_order__:12\r\n"), Some(12));
+        // A message or push that carries the same text is the client's.
+        let message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$15\r\n__rcp_order__:7\r\n";
+        assert_eq!(stream_mark(message), None);
+        assert_eq!(
+            stream_mark(b">2\r\n$4\r\npong\r\n$15\r\n__rcp_order__:7\r\n"),
+            None
+        );
+        assert_eq!(stream_mark(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"), None);
+        assert_eq!(stream_mark(b""), None);
+    }
 
     #[test]
     fn glob() {

@@ -136,8 +136,7 @@ pub fn lookup<A: Args + ?Sized>(args: &A) -> Option<&'static Command> {
     if args.argc() == 0 {
         return None;
     }
-    let top = find_builtin(args.arg(0))
-        .or_else(|| find_in(learned(), args.arg(0), |c| c.name))?;
+    let top = find_builtin(args.arg(0)).or_else(|| find_in(learned(), args.arg(0), |c| c.name))?;
     if top.subcommands.is_empty() || args.argc() < 2 {
         return Some(top);
     }
