@@ -38,6 +38,8 @@ pub struct Tx {
     /// MULTI was given (not only WATCH).
     pub multi: bool,
     pub queued: Vec<Bytes>,
+    /// Commands taken inside MULTI, for CLIENT LIST's `multi=`.
+    pub commands: usize,
     /// A queued command was refused by the proxy (keys on another node): EXEC fails with
     /// EXECABORT, as Redis does after a queuing error.
     pub aborted: bool,
@@ -351,6 +353,15 @@ impl Client {
 
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Replies that arrived and wait behind an earlier one still unanswered: CLIENT LIST's
+    /// output list length.
+    pub fn replies_waiting(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|p| matches!(p, Pending::Ready(_)))
+            .count()
     }
 
     pub fn has_output(&self) -> bool {

@@ -417,7 +417,7 @@ impl Reactor {
                 Local::ClientInfo => match self.clients.get(cref.idx) {
                     Some(c) => {
                         let mut out = Vec::new();
-                        let line = client_line(c, self.core.now, cmd);
+                        let line = client_line(c, self.core.now, cmd, self.core.flags(c, cref.idx));
                         cluster_view::text(&mut out, &line, c.proto);
                         out
                     }
@@ -471,12 +471,10 @@ impl Reactor {
             all.sort_by_key(|(_, c)| c.id);
             for (idx, c) in all {
                 if ids.is_empty() || ids.contains(&c.id) {
-                    let cmd = if idx == me.idx && c.gen == me.gen {
-                        my_cmd
-                    } else {
-                        c.last_cmd
-                    };
-                    text.push_str(&client_line(c, self.core.now, cmd));
+                    let caller = idx == me.idx && c.gen == me.gen;
+                    let cmd = if caller { my_cmd } else { c.last_cmd };
+                    let flags = self.core.flags(c, idx);
+                    text.push_str(&client_line(c, self.core.now, cmd, flags));
                 }
             }
         }
@@ -1283,6 +1281,30 @@ impl Core {
         self.mark_backend(r.idx);
     }
 
+    /// CLIENT LIST flags: P subscribed, x in MULTI, b blocked (a blocking command on a
+    /// connection of its own), else N.
+    fn flags(&self, c: &Client, idx: usize) -> LineFlags {
+        let blocked = || {
+            self.busy_dedicated
+                .iter()
+                .any(|(r, _)| r.idx == idx && r.gen == c.gen)
+        };
+        let flags = if c.pubsub.is_some() {
+            "P"
+        } else if c.tx.as_ref().is_some_and(|t| t.multi) {
+            "x"
+        } else if blocked() {
+            "b"
+        } else {
+            "N"
+        };
+        let multi = match &c.tx {
+            Some(t) if t.multi => t.commands as i64,
+            _ => -1,
+        };
+        LineFlags { flags, multi }
+    }
+
     /// The master of SSUBSCRIBE's channels (all in one slot, as a cluster requires), or the
     /// error frame to answer.
     fn shard_channels_node(&self, args: &FrameArgs<'_>) -> Result<NodeId, Vec<u8>> {
@@ -1391,6 +1413,9 @@ impl Core {
                     _ => {}
                 }
                 return err(c, &msg);
+            }
+            if let Some(t) = c.tx.as_mut().filter(|t| t.multi) {
+                t.commands += 1;
             }
         }
         match name {
@@ -2771,11 +2796,18 @@ fn script_sha(req: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(sha).to_ascii_lowercase())
 }
 
+/// A client's CLIENT LIST flags and transaction length, as Redis would show them.
+struct LineFlags {
+    flags: &'static str,
+    /// Commands queued in MULTI, or -1.
+    multi: i64,
+}
+
 /// One CLIENT LIST line, in Redis's field order.
-fn client_line(c: &Client, now: Instant, cmd: &str) -> String {
+fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> String {
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
-         multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} \
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
+         multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} \
          tot-mem={} events=r{} cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
@@ -2787,10 +2819,12 @@ fn client_line(c: &Client, now: Instant, cmd: &str) -> String {
             .unwrap_or_default(),
         now.duration_since(c.since).as_secs(),
         now.duration_since(c.last_request).as_secs(),
+        f.flags,
+        f.multi,
         c.rbuf.len(),
         c.rbuf.capacity(),
         c.output_len(),
-        c.pending(),
+        c.replies_waiting(),
         c.output_len(),
         c.rbuf.capacity() + c.output_len(),
         if c.has_output() { "w" } else { "" },

@@ -1076,3 +1076,70 @@ fn role_time_client_info_pipelined_over_resp3_in_order() {
     }
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
+
+/// CLIENT LIST shows what each client is doing, as Redis does: b blocked, x in MULTI (with
+/// its queued commands), P subscribed, N otherwise; nothing in the output list.
+#[test]
+fn client_list_flags_show_blocked_transaction_and_subscribed_clients() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut blocked = proxy.raw();
+    blocked.send_cmd(&["BLPOP", "flags:list", "5"]);
+    let mut tx = proxy.raw();
+    assert_eq!(tx.cmd(&["MULTI"]), ok());
+    assert_eq!(
+        tx.cmd(&["SET", "flags:k", "1"]),
+        Resp::Simple("QUEUED".into())
+    );
+    assert_eq!(tx.cmd(&["GET", "flags:k"]), Resp::Simple("QUEUED".into()));
+    let mut sub = proxy.raw();
+    sub.send_cmd(&["SUBSCRIBE", "flags:ch"]);
+    let _ = sub.reply();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut me = proxy.raw();
+    let my_id = int(&me.cmd(&["CLIENT", "ID"]), "CLIENT ID");
+    let list = me.cmd(&["CLIENT", "LIST"]);
+    let text = list
+        .text()
+        .unwrap_or_else(|| panic!("CLIENT LIST: {list:?}"));
+    let field = |line: &str, f: &str| -> String {
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+            .unwrap_or_else(|| panic!("no {f} in {line}"))
+            .to_string()
+    };
+    let by_cmd = |cmd: &str| -> String {
+        text.lines()
+            .find(|l| field(l, "cmd") == cmd)
+            .unwrap_or_else(|| panic!("no client with cmd={cmd}:\n{text}"))
+            .to_string()
+    };
+    let b = by_cmd("blpop");
+    assert_eq!(
+        (field(&b, "flags"), field(&b, "oll")),
+        ("b".into(), "0".into()),
+        "{b}"
+    );
+    let x = by_cmd("get");
+    assert_eq!(
+        (field(&x, "flags"), field(&x, "multi")),
+        ("x".into(), "2".into()),
+        "{x}"
+    );
+    let p = by_cmd("subscribe");
+    assert_eq!(field(&p, "flags"), "P", "{p}");
+    let mine = text
+        .lines()
+        .find(|l| field(l, "id") == my_id.to_string())
+        .unwrap_or_else(|| panic!("caller {my_id} missing:\n{text}"));
+    assert_eq!(
+        (
+            field(mine, "flags"),
+            field(mine, "multi"),
+            field(mine, "oll")
+        ),
+        ("N".into(), "-1".into(), "0".into()),
+        "{mine}"
+    );
+}
