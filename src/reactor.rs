@@ -1287,7 +1287,7 @@ impl Core {
         let blocked = || {
             self.busy_dedicated
                 .iter()
-                .any(|(r, _)| r.idx == idx && r.gen == c.gen)
+                .any(|(r, b)| r.idx == idx && r.gen == c.gen && self.is_blocking(*b))
         };
         let flags = if c.pubsub.is_some() {
             "P"
@@ -1303,6 +1303,14 @@ impl Core {
             _ => -1,
         };
         LineFlags { flags, multi }
+    }
+
+    /// Whether a connection held for one client carries a blocking command (not its
+    /// subscriptions or its transaction).
+    fn is_blocking(&self, r: BackendRef) -> bool {
+        self.backends
+            .get(r.idx)
+            .is_some_and(|b| b.gen == r.gen && !b.pinned && b.stream_to.is_none())
     }
 
     /// The master of SSUBSCRIBE's channels (all in one slot, as a cluster requires), or the
@@ -1913,7 +1921,12 @@ impl Core {
     /// cannot know truly (input and output buffer peaks) are left out; none of its clients
     /// track keys (CLIENT TRACKING is refused).
     fn clients_section(&self) -> String {
-        let mut blocked: Vec<ClientRef> = self.busy_dedicated.iter().map(|(c, _)| *c).collect();
+        let mut blocked: Vec<ClientRef> = self
+            .busy_dedicated
+            .iter()
+            .filter(|(_, b)| self.is_blocking(*b))
+            .map(|(c, _)| *c)
+            .collect();
         blocked.sort_unstable_by_key(|c| (c.idx, c.gen));
         blocked.dedup();
         format!(

@@ -1099,6 +1099,14 @@ fn client_list_flags_show_blocked_transaction_and_subscribed_clients() {
 
     let mut me = proxy.raw();
     let my_id = int(&me.cmd(&["CLIENT", "ID"]), "CLIENT ID");
+    // INFO clients counts the blocked client only, not the subscriber.
+    let info = me.cmd(&["INFO", "clients"]);
+    let info = parse_info(&info.text().unwrap_or_default());
+    assert_eq!(
+        info.get("blocked_clients").map(String::as_str),
+        Some("1"),
+        "{info:?}"
+    );
     let list = me.cmd(&["CLIENT", "LIST"]);
     let text = list
         .text()
