@@ -173,4 +173,44 @@ fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
     assert_eq!(counts, [Resp::Int(1), Resp::Int(0)]);
     assert_eq!(sub.cmd(&["PING"]), Resp::Simple("PONG".into()));
     assert_eq!(sub.cmd(&["ECHO", "after"]).text().as_deref(), Some("after"));
+
+    // A refusal still waiting for its turn when the last unsubscription ends subscribed
+    // mode comes right after that unsubscription, and the proxy's marker never leaks.
+    let mut pipeline = Vec::new();
+    for c in [
+        vec!["SUBSCRIBE", "ord:ch"],
+        vec!["UNSUBSCRIBE"],
+        vec!["GET", "k"],
+    ] {
+        pipeline.extend_from_slice(&encode_cmd(&c));
+    }
+    sub.send(&pipeline);
+    assert_eq!(items(&sub.reply())[0].text().as_deref(), Some("subscribe"));
+    let r = items(&sub.reply());
+    assert_eq!(
+        (r[0].text().as_deref(), &r[2]),
+        (Some("unsubscribe"), &Resp::Int(0))
+    );
+    let r = sub.reply();
+    assert!(
+        r.error_text()
+            .is_some_and(|e| e.contains("Can't execute 'get'")),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(sub.cmd(&["ECHO", "clean"]).text().as_deref(), Some("clean"));
+
+    // QUIT while a refusal waits: the refusal, then QUIT's OK.
+    sub.send_cmd(&["SUBSCRIBE", "ord:ch"]);
+    let _ = sub.reply();
+    let mut pipeline = encode_cmd(&["GET", "k"]);
+    pipeline.extend_from_slice(&encode_cmd(&["QUIT"]));
+    sub.send(&pipeline);
+    let r = sub.reply();
+    assert!(
+        r.error_text().is_some_and(|e| e.contains("Can't execute")),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(sub.reply(), Resp::Simple("OK".into()));
 }
