@@ -5,7 +5,7 @@
 #   scripts/bench.sh [OPTIONS]
 #
 #   --quick              short run (N=20000) to check that everything works; its
-#                        ratios are coarse (runs end on a 250 ms tick)
+#                        ratios are coarse (runs last about one 250 ms progress tick)
 #   -n, --requests N     requests per -P 1 run (default 200000); -P 16 runs use 10*N
 #                        and the -c 1 latency run N/5, so each run lasts a few seconds
 #   --base PORT          base port of the cluster started here (default 7300..7305)
@@ -35,8 +35,9 @@
 # rotating which goes first from workload to workload and from round to round. All use --threads <masters> (what --cluster implies), so the
 # client side is the same. CPU: utime+stime from /proc/PID/stat of the proxy, the peer and
 # the cluster's redis-server processes (pids found with ss, only on this host); memory:
-# VmRSS of the proxy. Threaded redis-benchmark ends runs on a 250 ms tick: short (--quick)
-# runs understate rps.
+# VmRSS of the proxy. Requests/s are those done by redis-benchmark's last progress report
+# (every 250 ms) over the time to it: its closing figure also counts the wait for the tick
+# on which a threaded run stops. Runs shorter than one tick (--quick) fall back to it.
 # Environment: BENCH_RUN_TIMEOUT (seconds allowed per redis-benchmark run, default 300).
 set -euo pipefail
 
@@ -242,14 +243,14 @@ rss_kb() { [[ -n "$PID" ]] && awk '/^VmRSS:/ {print $2}' "/proc/$PID/status" 2>/
 
 # --- runs ----------------------------------------------------------------------------
 # bench TARGET TEST PIPELINE CLIENTS REQUESTS SIZE KEYSPACE [COMMAND...] -> sets
-# R="rps p50 p99" from --csv output (columns found by header name; redis-benchmark >= 7
-# prints percentiles there). TARGET: proxy, peer or direct (--cluster). TEST '-' runs
-# COMMAND instead of -t TEST; --csv then names the test by the command line as given.
+# R="rps p50 p99" from redis-benchmark's progress reports and closing latency summary
+# (redis-benchmark >= 7). TARGET: proxy, peer or direct (--cluster). TEST '-' runs
+# COMMAND instead of -t TEST.
 bench() {
     local target=$1 test=$2 args title hp
     local cmd=("${@:8}")
     R="- - -"
-    args=(-P "$3" -c "$4" -n "$5" -d "$6" -r "$7" --threads "$MASTERS" --csv)
+    args=(-P "$3" -c "$4" -n "$5" -d "$6" -r "$7" --threads "$MASTERS")
     if [[ "$test" == - ]]; then
         ((${#cmd[@]})) || die "bench: test '-' needs a command"
         args+=("${cmd[@]}") title="${cmd[*]}"
@@ -273,16 +274,21 @@ bench() {
         return 1
     fi
     RB_PID=''
-    R="$(tr '\r' '\n' <"$TMP/out" | awk -F, -v t="$title" '
-        { gsub(/"/, "") }
-        $1 == "test" { for (i = 1; i <= NF; i++) col[$i] = i; next }
-        $1 == t && $2 + 0 > 0 {
-            r = ("rps" in col) ? $col["rps"] : $2
-            p50 = ("p50_latency_ms" in col) ? $col["p50_latency_ms"] : "-"
-            p99 = ("p99_latency_ms" in col) ? $col["p99_latency_ms"] : "-"
-            print r, p50, p99; ok = 1; exit
+    # rps: requests done by the last progress tick over the time to it. The summary's own
+    # figure counts time to the 250 ms tick after the last reply (threaded redis-benchmark
+    # only stops on a tick), up to 10 % low for a 2.5 s run, more for the faster target.
+    R="$(tr '\r' '\n' <"$TMP/out" | awk '
+        # the first report comes 1 ms into the run: too early to tell a rate
+        match($0, /\(overall: [0-9.]+\) avg_msec/) && ++reports > 1 {
+            v = substr($0, RSTART + 10, RLENGTH - 19); if (v + 0 > 0) tick = v
         }
-        END { exit !ok }')" || { R="- - -"; log "$target ${title%% *}: no result in redis-benchmark output"; return 1; }
+        /throughput summary:/ { final = $3 }
+        /latency summary/ { getline; getline; p50 = $3; p99 = $5 }
+        END {
+            r = (tick + 0 > 0) ? tick : final
+            if (r + 0 <= 0 || p50 == "") exit 1
+            printf "%.2f %s %s\n", r, p50, p99
+        }')" || { R="- - -"; log "$target ${title%% *}: no result in redis-benchmark output"; return 1; }
 }
 
 # own keyspace of a value size: its SET run of n requests writes each key ~10 times, also
@@ -411,7 +417,8 @@ echo "versions: $(redis-benchmark --version | head -n1); $(redis-server --versio
 echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER${NODE_PIDS[0]:+ (pids ${NODE_PIDS[*]})}"
 [[ -n "$PEER" ]] && echo "peer:     $PEER${PEER_PID:+ pid $PEER_PID} ($(ps -o comm= -p "${PEER_PID:-0}" 2>/dev/null || echo 'process unknown'))"
 ((PIN)) && echo "pinned:   proxy${PEER:+ and peer} on CPU $PROXY_CPU; the cluster's redis-servers and redis-benchmark on $OTHER_LABEL (taskset)"
-((QUICK)) && echo "quick:    short runs end on redis-benchmark's 250 ms tick, so rps and ratios are coarse (0.50, 0.67, 1.00...); leave out --quick for figures"
+echo "rps:      requests done by redis-benchmark's last progress report over the time to it (a run shorter than its 250 ms period: the closing figure)"
+((QUICK)) && echo "quick:    runs this short are timed to redis-benchmark's 250 ms tick, so rps and ratios are coarse (0.50, 0.67, 1.00...); leave out --quick for figures"
 echo "keyspace: -r $KEYSPACE; 1 KB values -r $KS1K; 100 KB values -r $KS100K; -d 64; --threads $MASTERS"
 if ((ROUNDS > 1)); then
     echo "rounds:   $ROUNDS, medians (every round a whole pass over the workloads; target order rotating)"
