@@ -142,9 +142,14 @@ pub struct Client {
     /// Subscribed: the connection to the node its subscriptions live on.
     pub pubsub: Option<crate::pool::BackendRef>,
     /// Subscribed: replies of the proxy's own (errors) waiting for their turn in the stream,
-    /// each released by the echo of a PING sent behind what the client sent before it.
+    /// each released by the echo of a PING sent behind what the client sent before it; an
+    /// empty one stands for the end of an unsubscription's replies (`unsub_wait`).
     pub stream_replies: VecDeque<(u64, Vec<u8>)>,
     pub stream_marks: u64,
+    /// Subscribed: an unsubscription was sent and what follows it waits for its replies,
+    /// which tell whether subscribed mode is over (and the next command runs as usual, as on
+    /// Redis) or goes on. Released by an empty entry of `stream_replies` (see `stream_frame`).
+    pub unsub_wait: bool,
     /// The peer closed its sending side: what it sent is still answered, then it is closed.
     pub eof: bool,
     /// CLIENT REPLY mode, and whether the command being run now is to go unanswered.
@@ -190,6 +195,7 @@ impl Client {
             pubsub: None,
             stream_replies: VecDeque::new(),
             stream_marks: 0,
+            unsub_wait: false,
             eof: false,
             reply_mode: ReplyMode::On,
             silent: false,
@@ -233,6 +239,7 @@ impl Client {
     /// Whether the proxy should take more requests from this client now.
     pub fn wants_input(&self, limits: &Limits) -> bool {
         self.state == ClientState::Open
+            && !self.unsub_wait
             && self.pending.len() < limits.max_pending
             && self.output_len() < limits.soft_output
             && (!self.waiting_lane || self.pending.is_empty())

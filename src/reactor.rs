@@ -1169,6 +1169,7 @@ impl Core {
                     while let Some((_, reply)) = c.stream_replies.pop_front() {
                         c.reply_now(&reply);
                     }
+                    c.unsub_wait = false;
                     let route = if name == "QUIT" {
                         Local::Quit
                     } else {
@@ -1200,6 +1201,12 @@ impl Core {
                     // for: in order, as from one server.
                     self.backends[r.idx].push_raw(&frame);
                     self.mark_backend(r.idx);
+                    if name.contains("UNSUBSCRIBE") {
+                        // Only its replies tell whether subscribed mode is over, and with it
+                        // how the next command is taken (`unsub_wait`).
+                        self.stream_reply(c, r, Vec::new());
+                        c.unsub_wait = true;
+                    }
                 }
                 // RESP3 lets a subscriber run any command: routed as usual.
                 _ if c.proto == Proto::Resp3 => self.execute(c, cref, frame.clone(), args, route),
@@ -2477,7 +2484,12 @@ impl Core {
             Some(_) => return,
             None => None,
         };
-        c.reply_now(released.as_deref().unwrap_or(&frame));
+        match released {
+            // The echo behind an unsubscription: subscribed mode goes on, and so does input.
+            Some(r) if r.is_empty() => self.end_unsub_wait(c, to.idx),
+            Some(r) => c.reply_now(&r),
+            None => c.reply_now(&frame),
+        }
         if !c.dirty {
             c.dirty = true;
             self.wake.dirty_clients.push(to.idx);
@@ -2496,11 +2508,21 @@ impl Core {
                 while let Some((_, reply)) = c.stream_replies.pop_front() {
                     c.reply_now(&reply);
                 }
+                // The next command (waiting since the unsubscription) runs as on any connection.
+                self.end_unsub_wait(c, to.idx);
                 if let Some(r) = c.pubsub.take() {
                     self.busy_dedicated.retain(|(_, b)| *b != r);
                     self.close_backend(r.idx);
                 }
             }
+        }
+    }
+
+    fn end_unsub_wait(&mut self, c: &mut Client, idx: usize) {
+        c.unsub_wait = false;
+        if c.paused && c.wants_input(&self.wake.limits) {
+            c.paused = false;
+            self.wake.resume_clients.push(idx);
         }
     }
 

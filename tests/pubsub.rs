@@ -175,29 +175,55 @@ fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
     assert_eq!(sub.cmd(&["ECHO", "after"]).text().as_deref(), Some("after"));
 
     // A refusal still waiting for its turn when the last unsubscription ends subscribed
-    // mode comes right after that unsubscription, and the proxy's marker never leaks.
+    // mode comes right after that unsubscription, and the proxy's marker never leaks. A
+    // command pipelined right behind that unsubscription runs as on Redis: subscribed mode
+    // is over by then.
+    assert_eq!(sub.cmd(&["SET", "ord:k", "v1"]), Resp::Simple("OK".into()));
     let mut pipeline = Vec::new();
     for c in [
         vec!["SUBSCRIBE", "ord:ch"],
+        vec!["GET", "ord:k"],
         vec!["UNSUBSCRIBE"],
-        vec!["GET", "k"],
+        vec!["GET", "ord:k"],
+        vec!["SUBSCRIBE", "ord:a", "ord:b"],
+        vec!["UNSUBSCRIBE", "ord:a"],
+        vec!["GET", "ord:k"],
+        vec!["UNSUBSCRIBE", "ord:b"],
+        vec!["GET", "ord:k"],
     ] {
         pipeline.extend_from_slice(&encode_cmd(&c));
     }
     sub.send(&pipeline);
     assert_eq!(items(&sub.reply())[0].text().as_deref(), Some("subscribe"));
+    let refused = |r: Resp| {
+        assert!(
+            r.error_text()
+                .is_some_and(|e| e.contains("Can't execute 'get'")),
+            "GET while subscribed: {}",
+            text(&r)
+        )
+    };
+    refused(sub.reply());
     let r = items(&sub.reply());
     assert_eq!(
         (r[0].text().as_deref(), &r[2]),
         (Some("unsubscribe"), &Resp::Int(0))
     );
-    let r = sub.reply();
-    assert!(
-        r.error_text()
-            .is_some_and(|e| e.contains("Can't execute 'get'")),
-        "{}",
-        text(&r)
+    assert_eq!(
+        sub.reply().text().as_deref(),
+        Some("v1"),
+        "GET right after the last UNSUBSCRIBE"
     );
+    let counts: Vec<Resp> = (0..3).map(|_| items(&sub.reply())[2].clone()).collect();
+    assert_eq!(counts, [Resp::Int(1), Resp::Int(2), Resp::Int(1)]);
+    // Still subscribed to ord:b: refused.
+    refused(sub.reply());
+    let r = items(&sub.reply());
+    assert_eq!(
+        (r[1].text().as_deref(), &r[2]),
+        (Some("ord:b"), &Resp::Int(0))
+    );
+    assert_eq!(sub.reply().text().as_deref(), Some("v1"));
     assert_eq!(sub.cmd(&["ECHO", "clean"]).text().as_deref(), Some("clean"));
 
     // QUIT while a refusal waits: the refusal, then QUIT's OK.
