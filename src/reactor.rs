@@ -354,7 +354,7 @@ impl Reactor {
                     }
                     let closed = ev.is_read_closed() || ev.is_error();
                     if ev.is_readable() || closed {
-                        self.client_input(idx, !closed);
+                        self.client_input(idx, !closed, closed);
                     }
                 } else {
                     let closed = ev.is_read_closed() || ev.is_error();
@@ -696,7 +696,9 @@ impl Reactor {
 
     /// `stop_short`: see `net::read_via`; false when the peer may have closed, or when
     /// resuming a client whose socket may hold more than one read's worth.
-    fn client_input(&mut self, idx: usize, stop_short: bool) {
+    /// `hung_up`: the poller saw the peer's end of the stream (or an error), which is told
+    /// even while input is left unread.
+    fn client_input(&mut self, idx: usize, stop_short: bool, hung_up: bool) {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
@@ -736,11 +738,13 @@ impl Reactor {
             // Backpressure: what it sends meanwhile waits in its socket, not in the proxy's
             // memory; it is read again when resumed (see `deliver` and `flush`). Except a
             // client blocked on a node (BLPOP 0): it is read, up to one read budget, so that
-            // its hang-up is noticed and the node connection released.
+            // its hang-up is noticed and the node connection released; past that budget
+            // the poller's word for the hang-up is taken.
             false if !read_it => {
                 if c.state == ClientState::Open {
                     c.paused = true;
                 }
+                eof = hung_up;
             }
             false => match c.read(&mut self.core.scratch, stop_short) {
                 ReadOutcome::Drained { more } => {
@@ -909,7 +913,7 @@ impl Reactor {
     fn resume(&mut self) {
         let clients = std::mem::take(&mut self.core.wake.resume_clients);
         for idx in clients {
-            self.client_input(idx, false);
+            self.client_input(idx, false, false);
         }
         let backends = std::mem::take(&mut self.core.resume_backends);
         for idx in backends {
