@@ -738,13 +738,11 @@ impl Reactor {
             // Backpressure: what it sends meanwhile waits in its socket, not in the proxy's
             // memory; it is read again when resumed (see `deliver` and `flush`). Except a
             // client blocked on a node (BLPOP 0): it is read, up to one read budget, so that
-            // its hang-up is noticed and the node connection released; past that budget
-            // the poller's word for the hang-up is taken.
+            // its hang-up is noticed and the node connection released.
             false if !read_it => {
                 if c.state == ClientState::Open {
                     c.paused = true;
                 }
-                eof = hung_up;
             }
             false => match c.read(&mut self.core.scratch, stop_short) {
                 ReadOutcome::Drained { more } => {
@@ -767,8 +765,10 @@ impl Reactor {
         if let Some(c) = self.clients.get_mut(idx) {
             let cref = ClientRef { idx, gen: c.gen };
             // A blocking command's reply may never come (BLPOP 0): a client that hung up
-            // while waiting for one is closed now, as Redis does, not drained.
-            if eof && self.core.busy_dedicated.iter().any(|(b, _)| *b == cref) {
+            // while waiting for one is closed now, as Redis does, not drained. The poller's
+            // word for the hang-up counts too: past the read-ahead budget its end of stream
+            // is never read.
+            if (eof || hung_up) && self.core.busy_dedicated.iter().any(|(b, _)| *b == cref) {
                 self.close_client(idx, "closed while blocked");
                 return;
             }
