@@ -86,6 +86,18 @@ pub enum Lane {
     Dedicated,
 }
 
+/// What a subscriber's stream orders besides the node's own frames.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A reply of the proxy's own (a refusal).
+    Reply(Vec<u8>),
+    /// The end of what was sent before: input goes on. After an unsubscription, its
+    /// replies tell whether subscribed mode is over, and so how the next command is taken.
+    Resume,
+    /// QUIT or RESET: run once the replies to everything before it came back.
+    Leave(crate::router::Local),
+}
+
 /// A place in the reply order.
 #[derive(Debug)]
 enum Pending {
@@ -141,15 +153,15 @@ pub struct Client {
     pub tx: Option<Tx>,
     /// Subscribed: the connection to the node its subscriptions live on.
     pub pubsub: Option<crate::pool::BackendRef>,
-    /// Subscribed: replies of the proxy's own (errors) waiting for their turn in the stream,
-    /// each released by the echo of a PING sent behind what the client sent before it; an
-    /// empty one stands for the end of an unsubscription's replies (`unsub_wait`).
-    pub stream_replies: VecDeque<(u64, Vec<u8>)>,
+    /// Subscribed: what waits for its turn in the stream, each released by the echo of a
+    /// PING sent behind what the client sent before it (see `Core::stream_frame`).
+    pub stream_items: VecDeque<(u64, StreamItem)>,
     pub stream_marks: u64,
-    /// Subscribed: an unsubscription was sent and what follows it waits for its replies,
-    /// which tell whether subscribed mode is over (and the next command runs as usual, as on
-    /// Redis) or goes on. Released by an empty entry of `stream_replies` (see `stream_frame`).
-    pub unsub_wait: bool,
+    /// Subscribed: input waits until a `StreamItem::Resume` or `Leave` is released.
+    pub stream_wait: bool,
+    /// Subscribed: something was sent on the stream since the last `Resume` came back, so
+    /// a RESP3 subscriber's other commands wait for it (their replies come another way).
+    pub stream_busy: bool,
     /// The peer closed its sending side: what it sent is still answered, then it is closed.
     pub eof: bool,
     /// CLIENT REPLY mode, and whether the command being run now is to go unanswered.
@@ -193,9 +205,10 @@ impl Client {
             lib_ver: None,
             tx: None,
             pubsub: None,
-            stream_replies: VecDeque::new(),
+            stream_items: VecDeque::new(),
             stream_marks: 0,
-            unsub_wait: false,
+            stream_wait: false,
+            stream_busy: false,
             eof: false,
             reply_mode: ReplyMode::On,
             silent: false,
@@ -239,7 +252,7 @@ impl Client {
     /// Whether the proxy should take more requests from this client now.
     pub fn wants_input(&self, limits: &Limits) -> bool {
         self.state == ClientState::Open
-            && !self.unsub_wait
+            && !self.stream_wait
             && self.pending.len() < limits.max_pending
             && self.output_len() < limits.soft_output
             && (!self.waiting_lane || self.pending.is_empty())

@@ -24,7 +24,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::backend::{self, Backend, BackendState};
-use crate::client::{self, Client, ClientState, Lane, Limits, ReplyMode};
+use crate::client::{self, Client, ClientState, Lane, Limits, ReplyMode, StreamItem};
 use crate::cluster_view;
 use crate::command::{Args, Command};
 use crate::config::{ClusterView, Config, ReadFrom};
@@ -811,7 +811,7 @@ impl Reactor {
                         frame: &c.rbuf[..len],
                         ranges: parser.args(),
                     });
-                    if c.must_wait(lane(c, &routed)) {
+                    if self.core.stream_order(c, routed.1) || c.must_wait(lane(c, &routed)) {
                         // The frame stays in the buffer and is parsed again on resuming.
                         c.paused = true;
                         break;
@@ -824,7 +824,7 @@ impl Reactor {
                         frame: &encoded,
                         ranges: parser.args(),
                     });
-                    if c.must_wait(lane(c, &routed)) {
+                    if self.core.stream_order(c, routed.1) || c.must_wait(lane(c, &routed)) {
                         c.paused = true;
                         break;
                     }
@@ -1166,53 +1166,48 @@ impl Core {
             }
             let node = self.backends[r.idx].node;
             match name {
+                // Not before the replies of what came before it, still on their way.
                 "QUIT" | "RESET" => {
-                    self.close_backend(r.idx);
-                    c.pubsub = None;
-                    // What was waiting for its turn in the stream comes first, as it would.
-                    while let Some((_, reply)) = c.stream_replies.pop_front() {
-                        c.reply_now(&reply);
-                    }
-                    c.unsub_wait = false;
-                    let route = if name == "QUIT" {
+                    let local = if name == "QUIT" {
                         Local::Quit
                     } else {
                         Local::Reset
                     };
-                    let info = ServerInfo {
-                        version: &self.server_version,
-                    };
-                    local::answer(route, args, c, &info);
+                    self.stream_push(c, r, StreamItem::Leave(local));
+                    c.stream_wait = true;
                 }
                 // The node would answer MOVED for a channel of another shard; one connection
                 // per node is not there yet.
                 "SSUBSCRIBE" => match self.shard_channels_node(args) {
-                    Err(e) => self.stream_reply(c, r, e),
-                    Ok(owner) if owner != node => self.stream_reply(c, r, other_shard(name)),
+                    Err(e) => self.stream_push(c, r, StreamItem::Reply(e)),
+                    Ok(owner) if owner != node => {
+                        self.stream_push(c, r, StreamItem::Reply(other_shard(name)))
+                    }
                     Ok(_) => {
                         self.backends[r.idx].push_raw(&frame);
                         self.mark_backend(r.idx);
+                        c.stream_busy = true;
                     }
                 },
                 "SUNSUBSCRIBE"
                     if (1..args.argc())
                         .any(|i| self.topo.owner(key_slot(args.arg(i))) != Some(node)) =>
                 {
-                    self.stream_reply(c, r, other_shard(name))
+                    self.stream_push(c, r, StreamItem::Reply(other_shard(name)))
                 }
                 _ if name.contains("SUBSCRIBE") || name == "PING" => {
                     // Replies come back on the stream, after whatever this client still waits
                     // for: in order, as from one server.
                     self.backends[r.idx].push_raw(&frame);
                     self.mark_backend(r.idx);
+                    c.stream_busy = true;
                     if name.contains("UNSUBSCRIBE") {
-                        // Only its replies tell whether subscribed mode is over, and with it
-                        // how the next command is taken (`unsub_wait`).
-                        self.stream_reply(c, r, Vec::new());
-                        c.unsub_wait = true;
+                        self.stream_push(c, r, StreamItem::Resume);
+                        c.stream_wait = true;
                     }
                 }
-                // RESP3 lets a subscriber run any command: routed as usual.
+                // RESP3 lets a subscriber run any command: routed as usual, once what it sent
+                // on the stream before came back (`stream_order`).
                 _ if c.proto == Proto::Resp3 => self.execute(c, cref, frame.clone(), args, route),
                 _ => {
                     let shown = String::from_utf8_lossy(args.arg(0)).to_ascii_lowercase();
@@ -1223,7 +1218,7 @@ impl Core {
                             "ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
                         ),
                     );
-                    self.stream_reply(c, r, out);
+                    self.stream_push(c, r, StreamItem::Reply(out));
                 }
             }
             return;
@@ -1275,21 +1270,45 @@ impl Core {
         self.busy_dedicated.push((cref, bref));
         self.mark_backend(idx);
         c.pubsub = Some(bref);
+        c.stream_busy = true;
     }
 
-    /// A subscriber's reply from the proxy itself, in its place among the replies streaming
-    /// from the node: it is released by the echo of a PING queued behind the client's
-    /// earlier commands on the subscription connection (see `stream_frame`).
-    fn stream_reply(&mut self, c: &mut Client, r: BackendRef, reply: Vec<u8>) {
+    /// Something of the proxy's in its place among the frames streaming from the node: it
+    /// is released by the echo of a PING queued behind the client's earlier commands on the
+    /// subscription connection (see `stream_frame`).
+    fn stream_push(&mut self, c: &mut Client, r: BackendRef, item: StreamItem) {
         c.stream_marks += 1;
         let mark = format!("{STREAM_MARK}{}", c.stream_marks);
-        c.stream_replies.push_back((c.stream_marks, reply));
+        c.stream_items.push_back((c.stream_marks, item));
         let mut ping = Vec::new();
         encode::array_header(&mut ping, 2);
         encode::bulk(&mut ping, b"PING");
         encode::bulk(&mut ping, mark.as_bytes());
         self.backends[r.idx].push_raw(&ping);
         self.mark_backend(r.idx);
+    }
+
+    /// A RESP3 subscriber's command answered elsewhere than on the stream waits until what
+    /// it sent on the stream before came back, so that their replies keep their order.
+    /// Returns whether it waits.
+    fn stream_order(&mut self, c: &mut Client, cmd: Option<&'static Command>) -> bool {
+        let Some(r) = c
+            .pubsub
+            .filter(|_| c.stream_busy && c.proto == Proto::Resp3)
+        else {
+            return false;
+        };
+        let name = cmd.map_or("", |c| c.name);
+        if name.contains("SUBSCRIBE") || matches!(name, "PING" | "QUIT" | "RESET") {
+            return false;
+        }
+        if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
+            return false;
+        }
+        c.stream_busy = false;
+        self.stream_push(c, r, StreamItem::Resume);
+        c.stream_wait = true;
+        true
     }
 
     /// CLIENT LIST flags: P subscribed, x in MULTI, b blocked (a blocking command on a
@@ -1356,6 +1375,28 @@ impl Core {
             encode::error(&mut out, msg);
             c.reply_now(&out);
         };
+        if let Route::Local(Local::Reset) = route {
+            // RESET ends the transaction, as on Redis: the node forgets what was queued and
+            // watched, and the connection goes back (closed: it was pinned) once that is
+            // answered.
+            if let Some((multi, r)) = c.tx.take().and_then(|t| Some((t.multi, t.conn?.1))) {
+                if let Some(b) = self.backends.get_mut(r.idx).filter(|b| b.gen == r.gen) {
+                    let end: &'static [u8] = if multi {
+                        b"*1\r\n$7\r\nDISCARD\r\n"
+                    } else {
+                        b"*1\r\n$7\r\nUNWATCH\r\n"
+                    };
+                    b.push(Bytes::from_static(end), Owner::Internal, None, self.now);
+                    b.pinned = false;
+                    self.mark_backend(r.idx);
+                }
+            }
+            let info = ServerInfo {
+                version: &self.server_version,
+            };
+            let args: [&[u8]; 1] = [b"RESET"];
+            return local::answer(Local::Reset, args.as_slice(), c, &info);
+        }
         let multi = c.tx.as_ref().is_some_and(|t| t.multi);
         // A pinned connection that broke: inside MULTI every command fails and EXEC answers
         // EXECABORT, so nothing after the break runs outside the transaction.
@@ -2476,22 +2517,24 @@ impl Core {
     /// A frame on a subscriber's connection, to its client. The unsubscription that leaves
     /// no subscription ends subscribed mode, as on Redis, and the connection is closed.
     fn stream_frame(&mut self, clients: &mut Slab<Client>, to: ClientRef, frame: Bytes) {
-        let Some(c) = clients.get_mut(to.idx).filter(|c| c.gen == to.gen) else {
+        // Frames read in one go behind the end of subscribed mode are not the client's.
+        let Some(c) = clients
+            .get_mut(to.idx)
+            .filter(|c| c.gen == to.gen && c.pubsub.is_some())
+        else {
             return;
         };
         // An echo is the proxy's, never the client's: it releases the reply it orders, or is
         // dropped when that went out already (subscribed mode ended before it came back).
         let released = match stream_mark(&frame) {
-            Some(n) if c.stream_replies.front().is_some_and(|(m, _)| *m == n) => {
-                c.stream_replies.pop_front().map(|(_, reply)| reply)
+            Some(n) if c.stream_items.front().is_some_and(|(m, _)| *m == n) => {
+                c.stream_items.pop_front().map(|(_, item)| item)
             }
             Some(_) => return,
             None => None,
         };
         match released {
-            // The echo behind an unsubscription: subscribed mode goes on, and so does input.
-            Some(r) if r.is_empty() => self.end_unsub_wait(c, to.idx),
-            Some(r) => c.reply_now(&r),
+            Some(item) => self.release(c, to.idx, item),
             None => c.reply_now(&frame),
         }
         if !c.dirty {
@@ -2509,21 +2552,46 @@ impl Core {
             if unsub && els.len() == 3 && &frame[els[2].clone()] == b":0\r\n" {
                 // Subscribed mode is over and the connection closes: replies still waiting
                 // for their echo were sent after this unsubscription, so they follow it now.
-                while let Some((_, reply)) = c.stream_replies.pop_front() {
-                    c.reply_now(&reply);
-                }
                 // The next command (waiting since the unsubscription) runs as on any connection.
-                self.end_unsub_wait(c, to.idx);
-                if let Some(r) = c.pubsub.take() {
-                    self.busy_dedicated.retain(|(_, b)| *b != r);
-                    self.close_backend(r.idx);
-                }
+                self.leave_stream(c, to.idx);
             }
         }
     }
 
-    fn end_unsub_wait(&mut self, c: &mut Client, idx: usize) {
-        c.unsub_wait = false;
+    fn release(&mut self, c: &mut Client, idx: usize, item: StreamItem) {
+        match item {
+            StreamItem::Reply(reply) => c.reply_now(&reply),
+            StreamItem::Resume => self.end_stream_wait(c, idx),
+            StreamItem::Leave(local) => {
+                self.leave_stream(c, idx);
+                let info = ServerInfo {
+                    version: &self.server_version,
+                };
+                let name: [&[u8]; 1] = [match local {
+                    Local::Quit => b"QUIT",
+                    _ => b"RESET",
+                }];
+                local::answer(local, name.as_slice(), c, &info);
+            }
+        }
+    }
+
+    /// Subscribed mode is over: what still waits for its turn follows at once (it was sent
+    /// after what ended it), and the subscription connection closes.
+    fn leave_stream(&mut self, c: &mut Client, idx: usize) {
+        if let Some(r) = c.pubsub.take() {
+            self.busy_dedicated.retain(|(_, b)| *b != r);
+            self.close_backend(r.idx);
+        }
+        while let Some((_, item)) = c.stream_items.pop_front() {
+            self.release(c, idx, item);
+        }
+        c.stream_busy = false;
+        self.end_stream_wait(c, idx);
+    }
+
+    fn end_stream_wait(&mut self, c: &mut Client, idx: usize) {
+        c.stream_wait = false;
         if c.paused && c.wants_input(&self.wake.limits) {
             c.paused = false;
             self.wake.resume_clients.push(idx);
@@ -2944,10 +3012,10 @@ fn sweep_period(timeout: Duration) -> Duration {
 /// A client this long without a request gives its buffers back.
 const BUFFER_IDLE: Duration = Duration::from_secs(1);
 
-/// The PING argument that orders a subscriber's replies from the proxy (`stream_reply`).
+/// The PING argument that orders a subscriber's stream (`stream_push`).
 const STREAM_MARK: &str = "__rcp_order__:";
 
-/// The mark of a frame from a subscription connection that echoes a `stream_reply` PING:
+/// The mark of a frame from a subscription connection that echoes a `stream_push` PING:
 /// RESP2 subscribed mode answers `["pong", arg]`, RESP3 (and a connection no longer
 /// subscribed) the argument itself.
 fn stream_mark(frame: &[u8]) -> Option<u64> {

@@ -240,3 +240,75 @@ fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
     );
     assert_eq!(sub.reply(), Resp::Simple("OK".into()));
 }
+
+/// QUIT and RESET pipelined behind a subscription wait for its replies (a real server
+/// answers in order: the subscription first), and a RESP3 subscriber's other commands
+/// answer after what it sent on the stream before them.
+#[test]
+fn leaving_subscribed_mode_and_resp3_commands_keep_the_order() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let pipeline = |cmds: &[&[&str]]| {
+        let mut out = Vec::new();
+        for c in cmds {
+            out.extend_from_slice(&encode_cmd(c));
+        }
+        out
+    };
+    let mut raw = proxy.raw();
+    raw.set_timeout(Duration::from_secs(5));
+    assert_eq!(raw.cmd(&["SET", "lv:k", "v1"]), Resp::Simple("OK".into()));
+
+    // RESET: the subscription and the PING are answered, then RESET, then the GET runs as
+    // on a fresh connection.
+    raw.send(&pipeline(&[
+        &["SUBSCRIBE", "lv:ch"],
+        &["PING"],
+        &["RESET"],
+        &["GET", "lv:k"],
+    ]));
+    let r = items(&raw.reply());
+    assert_eq!(
+        (r[0].text().as_deref(), &r[2]),
+        (Some("subscribe"), &Resp::Int(1))
+    );
+    assert_eq!(items(&raw.reply())[0].text().as_deref(), Some("pong"));
+    assert_eq!(raw.reply(), Resp::Simple("RESET".into()));
+    assert_eq!(raw.reply().text().as_deref(), Some("v1"));
+
+    // QUIT: the subscription's reply, then +OK, then the connection closes.
+    for resp3 in [false, true] {
+        let mut raw = proxy.raw();
+        raw.set_timeout(Duration::from_secs(5));
+        if resp3 {
+            assert!(matches!(raw.cmd(&["HELLO", "3"]), Resp::Map(_)));
+        }
+        raw.send(&pipeline(&[&["SUBSCRIBE", "lv:ch"], &["QUIT"]]));
+        let r = items(&raw.reply());
+        assert_eq!(r[0].text().as_deref(), Some("subscribe"), "resp3: {resp3}");
+        assert_eq!(raw.reply(), Resp::Simple("OK".into()), "resp3: {resp3}");
+        raw.wait_eof().unwrap();
+    }
+
+    // RESP3: commands of any kind while subscribed, answered in the order they were sent.
+    let mut raw = proxy.raw();
+    raw.set_timeout(Duration::from_secs(5));
+    assert!(matches!(raw.cmd(&["HELLO", "3"]), Resp::Map(_)));
+    raw.send(&pipeline(&[
+        &["SUBSCRIBE", "lv:ch"],
+        &["ECHO", "e"],
+        &["GET", "lv:k"],
+        &["UNSUBSCRIBE"],
+        &["GET", "lv:k"],
+    ]));
+    let r = raw.reply();
+    assert!(matches!(r, Resp::Push(_)), "the subscription first: {r:?}");
+    assert_eq!(raw.reply().text().as_deref(), Some("e"));
+    assert_eq!(raw.reply().text().as_deref(), Some("v1"));
+    let r = items(&raw.reply());
+    assert_eq!(
+        (r[0].text().as_deref(), &r[2]),
+        (Some("unsubscribe"), &Resp::Int(0))
+    );
+    assert_eq!(raw.reply().text().as_deref(), Some("v1"));
+}

@@ -264,3 +264,59 @@ fn expect_replies(raw: &mut RawClient, round: usize, want: &[(&str, &str)]) {
         );
     }
 }
+
+/// RESET inside a transaction ends it, as on Redis: what was queued never runs, the WATCH
+/// is gone, and the connection serves ordinary commands again.
+#[test]
+fn reset_ends_a_transaction() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut raw = proxy.raw();
+    raw.set_timeout(std::time::Duration::from_secs(5));
+    assert_eq!(raw.cmd(&["SET", "{rs}k", "v1"]), Resp::Simple("OK".into()));
+    let mut batch = Vec::new();
+    for args in [
+        vec!["WATCH", "{rs}k"],
+        vec!["MULTI"],
+        vec!["SET", "{rs}k", "v2"],
+        vec!["RESET"],
+        vec!["GET", "{rs}k"],
+        vec!["EXEC"],
+    ] {
+        batch.extend_from_slice(&encode_cmd(&args));
+    }
+    raw.send(&batch);
+    expect_replies(
+        &mut raw,
+        0,
+        &[
+            ("WATCH", "OK"),
+            ("MULTI", "OK"),
+            ("SET in MULTI", "QUEUED"),
+            ("RESET", "RESET"),
+        ],
+    );
+    assert_eq!(
+        raw.reply().text().as_deref(),
+        Some("v1"),
+        "the queued SET ran"
+    );
+    assert!(
+        raw.reply()
+            .error_text()
+            .is_some_and(|e| e.contains("EXEC without MULTI")),
+        "EXEC after RESET"
+    );
+    // A new transaction on the same connection works, and no WATCH is left over.
+    let mut batch = Vec::new();
+    for args in [vec!["MULTI"], vec!["SET", "{rs}k", "v3"], vec!["EXEC"]] {
+        batch.extend_from_slice(&encode_cmd(&args));
+    }
+    raw.send(&batch);
+    expect_replies(&mut raw, 1, &[("MULTI", "OK"), ("SET in MULTI", "QUEUED")]);
+    assert_eq!(
+        raw.reply(),
+        Resp::Array(vec![Resp::Simple("OK".into())]),
+        "EXEC after RESET"
+    );
+}
