@@ -65,6 +65,8 @@ const MAX_SCRIPTS: usize = 10_000;
 const MAX_SCRIPT_BYTES: usize = 16 << 20;
 /// Connections accepted per listener event before other sockets get their turn.
 const ACCEPT_BUDGET: usize = 256;
+/// How soon a failed accept (out of file descriptors) is tried again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 fn client_token(idx: usize) -> Token {
     Token(idx << 1)
@@ -207,6 +209,8 @@ pub struct Reactor {
     listener: TcpListener,
     clients: Slab<Client>,
     core: Core,
+    /// A `TimerKind::Accept` is due.
+    accept_again: bool,
 }
 
 impl Reactor {
@@ -308,6 +312,7 @@ impl Reactor {
             listener,
             clients: Slab::new(),
             core,
+            accept_again: false,
         })
     }
 
@@ -686,11 +691,21 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // Out of file descriptors, most likely: the pending connection stays in the
-                    // backlog and is retried on the next event.
+                    // backlog and is tried again shortly (not at once: that would spin).
                     warn!("accept failed: {e}");
-                    return;
+                    return self.accept_later(ACCEPT_RETRY);
                 }
             }
+        }
+        // The budget ran out: the rest of the backlog next turn, after the others' events.
+        self.accept_later(Duration::ZERO);
+    }
+
+    fn accept_later(&mut self, after: Duration) {
+        if !self.accept_again {
+            self.accept_again = true;
+            let at = self.core.now + after;
+            self.core.timers.add(at, TimerKind::Accept);
         }
     }
 
@@ -906,6 +921,10 @@ impl Reactor {
                 }
                 TimerKind::Parked => self.core.resend_parked(&mut self.clients),
                 TimerKind::ClientSweep => self.sweep_idle_clients(),
+                TimerKind::Accept => {
+                    self.accept_again = false;
+                    self.accept();
+                }
             }
         }
     }

@@ -16,6 +16,9 @@ pub enum TimerKind {
     Parked,
     /// Look for clients idle past `client_timeout`.
     ClientSweep,
+    /// Accept again: the listener's backlog may still hold connections (the last accept
+    /// stopped at its budget or failed), and an edge-triggered poll will not say so again.
+    Accept,
 }
 
 #[derive(Default)]

@@ -1685,3 +1685,52 @@ fn non_reading_client_with_small_replies_is_not_read_without_bound() {
         sent >> 20
     );
 }
+
+/// More connections waiting in the listen backlog than the proxy accepts in one go: all of
+/// them are accepted, without another connection arriving to wake the listener again (the
+/// poll is edge-triggered). Made certain by stopping the proxy while they connect.
+#[test]
+fn a_full_backlog_is_accepted_to_the_end() {
+    const N: usize = 1000;
+    raise_nofile(N as u64 + 200);
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "socket:\n  backlog: 2048\n");
+    let _g = serial();
+    let pid = proxy_pid(&proxy);
+    let signal = |sig: libc::c_int| {
+        // SAFETY: kill(2) on the proxy's pid, which this test started through the harness.
+        assert_eq!(
+            unsafe { libc::kill(pid as libc::pid_t, sig) },
+            0,
+            "kill {sig}"
+        );
+    };
+    signal(libc::SIGSTOP);
+    let mut conns = Vec::with_capacity(N);
+    for i in 0..N {
+        match TcpStream::connect_timeout(&addr(proxy.port), Duration::from_secs(5)) {
+            Ok(s) => conns.push(s),
+            Err(e) => {
+                signal(libc::SIGCONT);
+                proxy.fail(&format!("connection #{i} to the stopped proxy failed: {e}"));
+            }
+        }
+    }
+    let last = conns.last_mut().unwrap();
+    last.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    signal(libc::SIGCONT);
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while !got.ends_with(b"\r\n") {
+        match last.read(&mut b) {
+            Ok(0) => proxy.fail("the last connection was closed"),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) => proxy.fail(&format!(
+                "the last of {N} connections waiting in the backlog was never answered: {e}"
+            )),
+        }
+    }
+    assert_eq!(got, b"+PONG\r\n");
+}
