@@ -22,6 +22,7 @@ pub mod reactor;
 pub mod resp;
 pub mod router;
 pub mod sha1;
+pub mod signals;
 pub mod slot;
 pub mod split;
 pub mod timer;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use log::{error, info};
 
@@ -282,8 +283,13 @@ fn main() -> ExitCode {
         ),
         Err(e) => error!("listener has no address: {e}"),
     }
-    // Workers share nothing; the first one to stop (PROXY SHUTDOWN, or a failed event loop)
-    // ends the process.
+    if let Err(e) = redis_cluster_proxy::signals::install() {
+        error!(
+            "cannot install the SIGTERM/SIGINT handlers (they will stop the proxy at once): {e}"
+        );
+    }
+    // Workers share nothing; the first one to stop (a stop signal, PROXY SHUTDOWN, or a
+    // failed event loop) ends the process.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let mut first = reactors.remove(0);
     for (i, mut r) in reactors.into_iter().enumerate() {
@@ -304,9 +310,19 @@ fn main() -> ExitCode {
         std::thread::spawn(move || {
             let _ = done_tx.send(first.run());
         });
-        done_rx
+        let first = done_rx
             .recv()
-            .unwrap_or_else(|_| Err(std::io::Error::other("all workers ended")))
+            .unwrap_or_else(|_| Err(std::io::Error::other("all workers ended")));
+        // A stop signal: every worker drains (each sees it within a second, then waits up
+        // to two for its replies), so the others get that long to finish theirs.
+        if first.is_ok() && redis_cluster_proxy::signals::requested().is_some() {
+            for _ in 1..workers {
+                if done_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+                    break;
+                }
+            }
+        }
+        first
     };
     if let Err(e) = result {
         error!("event loop failed: {e}");

@@ -38,6 +38,7 @@ use crate::resp::reply::{classify_error, ErrorKind, Redirect};
 use crate::resp::request::Frame;
 use crate::resp::value;
 use crate::router::{self, Local, Route};
+use crate::signals;
 use crate::slot::{key_slot, Slot};
 use crate::split::{self, Merge};
 use crate::timer::{TimerKind, Timers};
@@ -67,6 +68,11 @@ const MAX_SCRIPT_BYTES: usize = 16 << 20;
 const ACCEPT_BUDGET: usize = 256;
 /// How soon a failed accept (out of file descriptors) is tried again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// The longest an idle reactor sleeps before looking for a stop signal another thread took.
+const SIGNAL_CHECK: Duration = Duration::from_secs(1);
+/// How long a stopping proxy waits for the replies it owes, and how often it looks.
+const DRAIN: Duration = Duration::from_secs(2);
+const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
 fn client_token(idx: usize) -> Token {
     Token(idx << 1)
@@ -211,6 +217,9 @@ pub struct Reactor {
     core: Core,
     /// A `TimerKind::Accept` is due.
     accept_again: bool,
+    /// Stopping (SIGTERM/SIGINT): no new clients or requests, and exit once every reply
+    /// due is written, or at this time.
+    drain_until: Option<Instant>,
 }
 
 impl Reactor {
@@ -313,6 +322,7 @@ impl Reactor {
             clients: Slab::new(),
             core,
             accept_again: false,
+            drain_until: None,
         })
     }
 
@@ -323,6 +333,15 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            if let Some(until) = self.drain_until {
+                if self.drained() || Instant::now() >= until {
+                    info!("shut down");
+                    return Ok(());
+                }
+            } else if let Some(sig) = signals::requested() {
+                self.start_drain(sig);
+                continue;
+            }
             // Clients or nodes left to resume are served at once, not after the next event.
             let timeout = if self.core.wake.resume_clients.is_empty()
                 && self.core.resume_backends.is_empty()
@@ -332,6 +351,13 @@ impl Reactor {
             } else {
                 Some(Duration::ZERO)
             };
+            // A stop signal taken by another thread is seen this soon; draining, the end of
+            // the drain too.
+            let check = match self.drain_until {
+                Some(_) => DRAIN_CHECK,
+                None => SIGNAL_CHECK,
+            };
+            let timeout = Some(timeout.map_or(check, |t| t.min(check)));
             if !self.spin(&mut events, timeout) {
                 // The spin used up part of the time to the next timer.
                 let timeout = match timeout {
@@ -650,7 +676,37 @@ impl Reactor {
         self.core.monitors = monitors;
     }
 
+    /// Stops taking clients and requests; what was taken is still answered (`drained`).
+    fn start_drain(&mut self, sig: &str) {
+        let due: usize = self.clients.iter().map(|(_, c)| c.pending()).sum();
+        info!(
+            "shutting down ({sig}): {} clients, {due} replies due; waiting for them up to {:?}",
+            self.clients.len(),
+            DRAIN
+        );
+        let _ = self.core.registry.deregister(&mut self.listener);
+        // Input is taken only under this many pending replies: none now.
+        self.core.wake.limits.max_pending = 0;
+        self.drain_until = Some(Instant::now() + DRAIN);
+    }
+
+    /// Every reply due is written; a blocked client's reply (BLPOP 0) and a subscriber's
+    /// stream are not waited for.
+    fn drained(&self) -> bool {
+        self.clients.iter().all(|(idx, c)| {
+            (c.pending() == 0 && c.output_len() == 0)
+                || self
+                    .core
+                    .busy_dedicated
+                    .iter()
+                    .any(|(r, _)| r.idx == idx && r.gen == c.gen)
+        })
+    }
+
     fn accept(&mut self) {
+        if self.drain_until.is_some() {
+            return;
+        }
         for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {

@@ -176,3 +176,41 @@ fn a_failed_shared_connection_does_not_move_other_clients() {
         "a new connection for the first client: {ids:?}"
     );
 }
+
+/// SIGTERM or SIGINT: the proxy takes no more clients or requests, answers what it already
+/// took (here a slow script still running on a node), then exits with status 0.
+#[test]
+fn a_stop_signal_answers_what_was_taken_then_exits() {
+    let cluster = Cluster::start();
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let mut proxy = Proxy::start(&cluster, "log_level: info\n");
+        let mut raw = proxy.raw_timeout(Duration::from_secs(10));
+        assert_eq!(raw.cmd(&["PING"]), Resp::Simple("PONG".into()));
+        // Some hundreds of milliseconds of work on a node.
+        raw.send_cmd(&[
+            "EVAL",
+            "local i = 0 while i < 20000000 do i = i + 1 end return 'done'",
+            "0",
+        ]);
+        std::thread::sleep(Duration::from_millis(50));
+        proxy.signal(sig);
+        assert_eq!(
+            raw.reply().text().as_deref(),
+            Some("done"),
+            "{name}: the reply in flight when the signal came"
+        );
+        if let Err(e) = raw.wait_eof() {
+            proxy.fail(&format!("{name}: {e}"));
+        }
+        let Some(status) = proxy.wait_exit(Duration::from_secs(5)) else {
+            proxy.fail(&format!("{name}: still running 5 s after its replies"));
+        };
+        assert!(status.success(), "{name}: exit status {status}");
+        let log = proxy.log_text();
+        assert!(
+            log.contains(&format!("shutting down ({name}): 1 clients, 1 replies due")),
+            "{name}: {}",
+            proxy.log_tail(5)
+        );
+    }
+}

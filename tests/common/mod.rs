@@ -1245,6 +1245,31 @@ impl Proxy {
         }
     }
 
+    /// Sends `sig` (libc's number) to the proxy process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("proxy process").id();
+        // SAFETY: kill(2) on the pid of the child this harness started and still holds.
+        assert_eq!(
+            unsafe { libc::kill(pid as libc::pid_t, sig) },
+            0,
+            "kill {sig}"
+        );
+    }
+
+    /// Waits up to `timeout` for the proxy to exit; its exit status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Panics (with the log tail) unless the process is still running.
     pub fn assert_running(&mut self) {
         if !self.is_running() {

@@ -1,0 +1,39 @@
+//! SIGTERM and SIGINT: the handler only records the signal; each reactor sees it on its next
+//! turn (a turn lasts at most `reactor::SIGNAL_CHECK` when idle) and drains before exiting.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn record(sig: libc::c_int) {
+    // Only an atomic store: nothing else is async-signal-safe here.
+    STOP.store(sig, Ordering::Relaxed);
+}
+
+/// Installs the handlers, without SA_RESTART, so that a reactor asleep in `epoll_wait` in
+/// the thread that takes the signal wakes at once.
+pub fn install() -> std::io::Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with a handler that only does an atomic store; the
+        // mask is emptied with sigemptyset before use.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = record as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The name of the stop signal received, if any.
+pub fn requested() -> Option<&'static str> {
+    match STOP.load(Ordering::Relaxed) {
+        0 => None,
+        libc::SIGINT => Some("SIGINT"),
+        _ => Some("SIGTERM"),
+    }
+}
