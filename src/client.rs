@@ -157,6 +157,9 @@ pub struct Client {
     /// PING sent behind what the client sent before it (see `Core::stream_frame`).
     pub stream_items: VecDeque<(u64, StreamItem)>,
     pub stream_marks: u64,
+    /// Subscribed: channels, patterns and shard channels, as the node's (un)subscription
+    /// replies count them (for CLIENT LIST).
+    pub subscriptions: [u64; 3],
     /// Subscribed: input waits until a `StreamItem::Resume` or `Leave` is released.
     pub stream_wait: bool,
     /// Subscribed: something was sent on the stream since the last `Resume` came back, so
@@ -207,6 +210,7 @@ impl Client {
             pubsub: None,
             stream_items: VecDeque::new(),
             stream_marks: 0,
+            subscriptions: [0; 3],
             stream_wait: false,
             stream_busy: false,
             eof: false,

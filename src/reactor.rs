@@ -2621,6 +2621,9 @@ impl Core {
         }
         if let Some(els) = split::elements(&frame).map(|(_, e)| e) {
             let kind = els.first().map(|r| frame[r.clone()].to_ascii_lowercase());
+            if let (Some(k), [_, _, n]) = (kind.as_deref(), &els[..]) {
+                count_subscriptions(c, k, &frame[n.clone()]);
+            }
             let unsub = kind
                 .as_deref()
                 .is_some_and(|k| k.ends_with(b"unsubscribe\r\n") && k.starts_with(b"$"));
@@ -2661,6 +2664,7 @@ impl Core {
         while let Some((_, item)) = c.stream_items.pop_front() {
             self.release(c, idx, item);
         }
+        c.subscriptions = [0; 3];
         c.stream_busy = false;
         self.end_stream_wait(c, idx);
     }
@@ -2986,9 +2990,30 @@ struct LineFlags {
 }
 
 /// One CLIENT LIST line, in Redis's field order.
+/// Keeps a subscriber's counts from a node's (un)subscription reply: `kind` is its first
+/// element (`$9\r\nsubscribe\r\n`, lower-cased), `count` its last (`:2\r\n`). A channel or
+/// pattern reply counts both together, a shard channel reply those alone.
+fn count_subscriptions(c: &mut Client, kind: &[u8], count: &[u8]) {
+    let Some(n) = count
+        .strip_prefix(b":")
+        .and_then(|n| n.strip_suffix(b"\r\n"))
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let name = kind.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
+    let [sub, psub, ssub] = &mut c.subscriptions;
+    match name {
+        b"subscribe\r\n" | b"unsubscribe\r\n" => *sub = n.saturating_sub(*psub),
+        b"psubscribe\r\n" | b"punsubscribe\r\n" => *psub = n.saturating_sub(*sub),
+        b"ssubscribe\r\n" | b"sunsubscribe\r\n" => *ssub = n,
+        _ => {}
+    }
+}
+
 fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> String {
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} \
          multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} \
          tot-mem={} events=r{} cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
@@ -3002,6 +3027,9 @@ fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> String {
         now.duration_since(c.since).as_secs(),
         now.duration_since(c.last_request).as_secs(),
         f.flags,
+        c.subscriptions[0],
+        c.subscriptions[1],
+        c.subscriptions[2],
         f.multi,
         c.rbuf.len(),
         c.rbuf.capacity(),

@@ -1093,8 +1093,11 @@ fn client_list_flags_show_blocked_transaction_and_subscribed_clients() {
     );
     assert_eq!(tx.cmd(&["GET", "flags:k"]), Resp::Simple("QUEUED".into()));
     let mut sub = proxy.raw();
-    sub.send_cmd(&["SUBSCRIBE", "flags:ch"]);
-    let _ = sub.reply();
+    sub.send_cmd(&["SUBSCRIBE", "flags:ch", "flags:ch2"]);
+    sub.send_cmd(&["PSUBSCRIBE", "flags:*"]);
+    for _ in 0..3 {
+        let _ = sub.reply();
+    }
     std::thread::sleep(Duration::from_millis(300));
 
     let mut me = proxy.raw();
@@ -1135,8 +1138,12 @@ fn client_list_flags_show_blocked_transaction_and_subscribed_clients() {
         ("x".into(), "2".into()),
         "{x}"
     );
-    let p = by_cmd("subscribe");
-    assert_eq!(field(&p, "flags"), "P", "{p}");
+    let p = by_cmd("psubscribe");
+    assert_eq!(
+        ["flags", "sub", "psub", "ssub"].map(|f| field(&p, f)),
+        ["P", "2", "1", "0"],
+        "{p}"
+    );
     let mine = text
         .lines()
         .find(|l| field(l, "id") == my_id.to_string())
