@@ -334,8 +334,13 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             if let Some(until) = self.drain_until {
-                if self.drained() || Instant::now() >= until {
+                let due = self.replies_due();
+                if due == 0 {
                     info!("shut down");
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    warn!("shut down with {due} replies unanswered after {DRAIN:?}");
                     return Ok(());
                 }
             } else if let Some(sig) = signals::requested() {
@@ -678,11 +683,15 @@ impl Reactor {
 
     /// Stops taking clients and requests; what was taken is still answered (`drained`).
     fn start_drain(&mut self, sig: &str) {
-        let due: usize = self.clients.iter().map(|(_, c)| c.pending()).sum();
+        let due = self.replies_due();
+        let waiting = if due == 0 {
+            String::new()
+        } else {
+            format!("; waiting for them up to {DRAIN:?}")
+        };
         info!(
-            "shutting down ({sig}): {} clients, {due} replies due; waiting for them up to {:?}",
-            self.clients.len(),
-            DRAIN
+            "shutting down ({sig}): {} clients, {due} replies due{waiting}",
+            self.clients.len()
         );
         let _ = self.core.registry.deregister(&mut self.listener);
         // Input is taken only under this many pending replies: none now.
@@ -690,17 +699,20 @@ impl Reactor {
         self.drain_until = Some(Instant::now() + DRAIN);
     }
 
-    /// Every reply due is written; a blocked client's reply (BLPOP 0) and a subscriber's
-    /// stream are not waited for.
-    fn drained(&self) -> bool {
-        self.clients.iter().all(|(idx, c)| {
-            (c.pending() == 0 && c.output_len() == 0)
-                || self
+    /// Replies still owed, counting a client with unsent output as one at least; a blocked
+    /// client's reply (BLPOP 0) and a subscriber's stream are not waited for.
+    fn replies_due(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|(idx, c)| {
+                !self
                     .core
                     .busy_dedicated
                     .iter()
-                    .any(|(r, _)| r.idx == idx && r.gen == c.gen)
-        })
+                    .any(|(r, _)| r.idx == *idx && r.gen == c.gen)
+            })
+            .map(|(_, c)| c.pending().max(usize::from(c.output_len() > 0)))
+            .sum()
     }
 
     fn accept(&mut self) {
