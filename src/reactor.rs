@@ -1293,6 +1293,16 @@ impl Core {
                         c.stream_wait = true;
                     }
                 }
+                // The subscription connection speaks RESP3 and would go on pushing messages
+                // in it: refused rather than mixing the two.
+                "HELLO" if c.proto == Proto::Resp3 && args.argc() > 1 && args.arg(1) != b"3" => {
+                    let mut out = Vec::new();
+                    encode::error(
+                        &mut out,
+                        "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
+                    );
+                    self.stream_push(c, r, StreamItem::Reply(out));
+                }
                 // RESP3 lets a subscriber run any command: routed as usual, once what it sent
                 // on the stream before came back (`stream_order`).
                 _ if c.proto == Proto::Resp3 => self.execute(c, cref, frame.clone(), args, route),

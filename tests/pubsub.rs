@@ -311,4 +311,21 @@ fn leaving_subscribed_mode_and_resp3_commands_keep_the_order() {
         (Some("unsubscribe"), &Resp::Int(0))
     );
     assert_eq!(raw.reply().text().as_deref(), Some("v1"));
+
+    // Switching to RESP2 while subscribed is refused clearly (the node would go on pushing
+    // RESP3 messages); once unsubscribed it works.
+    raw.send(&pipeline(&[&["SUBSCRIBE", "lv:ch"], &["HELLO", "2"]]));
+    assert!(matches!(raw.reply(), Resp::Push(_)));
+    let r = raw.reply();
+    assert!(
+        r.error_text()
+            .is_some_and(|e| e.contains("while subscribed")),
+        "{r:?}"
+    );
+    raw.send(&pipeline(&[&["UNSUBSCRIBE"], &["HELLO", "2"]]));
+    assert!(matches!(raw.reply(), Resp::Push(_)));
+    assert!(
+        matches!(raw.reply(), Resp::Array(_)),
+        "HELLO 2 after unsubscribing"
+    );
 }
