@@ -704,13 +704,7 @@ impl Reactor {
     fn replies_due(&self) -> usize {
         self.clients
             .iter()
-            .filter(|(idx, c)| {
-                !self
-                    .core
-                    .busy_dedicated
-                    .iter()
-                    .any(|(r, _)| r.idx == *idx && r.gen == c.gen)
-            })
+            .filter(|&(idx, c)| !self.core.holds_connection(ClientRef { idx, gen: c.gen }))
             .map(|(_, c)| c.pending().max(usize::from(c.output_len() > 0)))
             .sum()
     }
@@ -789,7 +783,7 @@ impl Reactor {
             // A closing client is read only to notice a hang-up while a blocking command
             // holds a node connection for it (that reply may never come).
             let cref = ClientRef { idx, gen: c.gen };
-            if self.core.busy_dedicated.iter().any(|(b, _)| *b == cref) {
+            if self.core.holds_connection(cref) {
                 let outcome = c.read(&mut self.core.scratch, false);
                 c.rbuf.clear();
                 if matches!(outcome, ReadOutcome::Closed | ReadOutcome::Failed(_)) {
@@ -809,11 +803,7 @@ impl Reactor {
         // Evaluated in this order so the common case (it takes input) costs one check.
         let read_it = c.wants_input(&self.core.wake.limits)
             || (c.rbuf.len() < client::READ_BUDGET
-                && self
-                    .core
-                    .busy_dedicated
-                    .iter()
-                    .any(|(b, _)| b.idx == idx && b.gen == c.gen));
+                && self.core.holds_connection(ClientRef { idx, gen: c.gen }));
         let mut eof = c.eof;
         match c.eof {
             // The peer sent all it will send: only what is buffered is left to answer.
@@ -851,7 +841,7 @@ impl Reactor {
             // while waiting for one is closed now, as Redis does, not drained. The poller's
             // word for the hang-up counts too: past the read-ahead budget its end of stream
             // is never read.
-            if (eof || hung_up) && self.core.busy_dedicated.iter().any(|(b, _)| *b == cref) {
+            if (eof || hung_up) && self.core.holds_connection(cref) {
                 self.close_client(idx, "closed while blocked");
                 return;
             }
@@ -1432,6 +1422,24 @@ impl Core {
         LineFlags { flags, multi }
     }
 
+    /// Whether the client holds a connection of its own (a blocking command's, or its
+    /// subscriptions'), whose reply or stream may never end.
+    fn holds_connection(&self, cref: ClientRef) -> bool {
+        self.busy_dedicated.iter().any(|(c, _)| *c == cref)
+    }
+
+    /// Answers QUIT or RESET (neither takes arguments) as on any connection.
+    fn answer_quit_or_reset(&self, c: &mut Client, local: Local) {
+        let info = ServerInfo {
+            version: &self.server_version,
+        };
+        let name: [&[u8]; 1] = [match local {
+            Local::Quit => b"QUIT",
+            _ => b"RESET",
+        }];
+        local::answer(local, name.as_slice(), c, &info);
+    }
+
     /// Whether a connection held for one client carries a blocking command (not its
     /// subscriptions or its transaction).
     fn is_blocking(&self, r: BackendRef) -> bool {
@@ -1488,11 +1496,7 @@ impl Core {
                     self.mark_backend(r.idx);
                 }
             }
-            let info = ServerInfo {
-                version: &self.server_version,
-            };
-            let args: [&[u8]; 1] = [b"RESET"];
-            return local::answer(Local::Reset, args.as_slice(), c, &info);
+            return self.answer_quit_or_reset(c, Local::Reset);
         }
         let multi = c.tx.as_ref().is_some_and(|t| t.multi);
         // A pinned connection that broke: inside MULTI every command fails and EXEC answers
@@ -1540,12 +1544,7 @@ impl Core {
                 | Route::AnyMaster
                 | Route::Local(Local::Ping | Local::Echo) => None,
                 Route::Local(Local::Quit) => {
-                    let info = ServerInfo {
-                        version: &self.server_version,
-                    };
-                    let args: [&[u8]; 1] = [b"QUIT"];
-                    local::answer(Local::Quit, args.as_slice(), c, &info);
-                    return;
+                    return self.answer_quit_or_reset(c, Local::Quit);
                 }
                 Route::Refuse(e) => Some(e.to_string()),
                 Route::Admin(inner) if self.cfg.allow_admin_commands => match **inner {
@@ -2664,14 +2663,7 @@ impl Core {
             StreamItem::Resume => self.end_stream_wait(c, idx),
             StreamItem::Leave(local) => {
                 self.leave_stream(c, idx);
-                let info = ServerInfo {
-                    version: &self.server_version,
-                };
-                let name: [&[u8]; 1] = [match local {
-                    Local::Quit => b"QUIT",
-                    _ => b"RESET",
-                }];
-                local::answer(local, name.as_slice(), c, &info);
+                self.answer_quit_or_reset(c, local);
             }
         }
     }
