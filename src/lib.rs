@@ -27,5 +27,6 @@ pub mod slot;
 pub mod split;
 pub mod timer;
 pub mod topology;
+pub mod totals;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

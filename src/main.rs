@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{error, info};
@@ -10,6 +11,7 @@ use redis_cluster_proxy::config::{parse_duration, Config};
 use redis_cluster_proxy::discover::discover;
 use redis_cluster_proxy::reactor::Reactor;
 use redis_cluster_proxy::topology::Topology;
+use redis_cluster_proxy::totals::Totals;
 use redis_cluster_proxy::VERSION;
 
 #[cfg(feature = "count-allocs")]
@@ -264,9 +266,16 @@ fn main() -> ExitCode {
         // Every worker listens on the same port; the kernel spreads connections over them.
         cfg.socket.reuse_port = true;
     }
+    let totals = Arc::new(Totals::new(workers));
     let mut reactors = Vec::with_capacity(workers);
     for w in 0..workers {
-        match Reactor::new(cfg.clone(), topo.clone(), version.clone(), w) {
+        match Reactor::new(
+            cfg.clone(),
+            topo.clone(),
+            version.clone(),
+            w,
+            Arc::clone(&totals),
+        ) {
             Ok(r) => reactors.push(r),
             Err(e) => {
                 let msg = format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port);

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -43,6 +44,7 @@ use crate::slot::{key_slot, Slot};
 use crate::split::{self, Merge};
 use crate::timer::{TimerKind, Timers};
 use crate::topology::{self, AddressMap, NodeId, Role, Topology};
+use crate::totals::{Counters, Sums, Totals};
 
 const LISTENER: Token = Token(usize::MAX);
 /// How soon a refresh follows a MOVED: soon, but one refresh serves a burst of them.
@@ -137,7 +139,16 @@ pub struct Core {
     server_version: String,
     /// The proxy's own address in the `proxy` cluster view.
     announce: String,
-    stats: Stats,
+    /// This worker's counters for INFO, published to `totals` at the end of each turn.
+    stats: Counters,
+    started: Instant,
+    totals: Arc<Totals>,
+    worker: usize,
+    /// `busy_dedicated` changed, or one of its connections stopped being pinned, this turn:
+    /// the count of blocked clients is published again.
+    held_changed: bool,
+    /// Kept between publications of the blocked clients, so counting them allocates nothing.
+    blocked_scratch: Vec<ClientRef>,
     /// Scripts loaded through the proxy (SCRIPT LOAD), by digest, to load again on a node
     /// that answers NOSCRIPT (a promoted replica, a restarted node).
     scripts: HashMap<String, Bytes>,
@@ -174,40 +185,10 @@ struct Wake {
     limits: Limits,
 }
 
-impl Stats {
-    /// CONFIG RESETSTAT: the counters start over (the clients connected stay as they are).
-    fn reset(&mut self, now: Instant) {
-        let connected = self.connected_clients;
-        *self = Stats {
-            started: self.started,
-            connected_clients: connected,
-            connections_received: 0,
-            commands: 0,
-            moved: 0,
-            ask: 0,
-            retries: 0,
-            node_failures: 0,
-        };
-        let _ = now;
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kill {
     OutputLimit,
     SubscriptionLost,
-}
-
-/// Counters for INFO's proxy section.
-struct Stats {
-    started: Instant,
-    connected_clients: u64,
-    connections_received: u64,
-    commands: u64,
-    moved: u64,
-    ask: u64,
-    retries: u64,
-    node_failures: u64,
 }
 
 pub struct Reactor {
@@ -224,12 +205,14 @@ pub struct Reactor {
 
 impl Reactor {
     /// `worker` numbers this reactor among `cfg.workers`: client ids are interleaved so
-    /// they stay unique over the whole process.
+    /// they stay unique over the whole process, and its counters go into `totals` under
+    /// that number.
     pub fn new(
         cfg: Config,
         topo: Topology,
         server_version: String,
         worker: usize,
+        totals: Arc<Totals>,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let ip = cfg
@@ -299,16 +282,12 @@ impl Reactor {
             shutdown: false,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             busy_dedicated: Vec::new(),
-            stats: Stats {
-                started: now,
-                connected_clients: 0,
-                connections_received: 0,
-                commands: 0,
-                moved: 0,
-                ask: 0,
-                retries: 0,
-                node_failures: 0,
-            },
+            stats: Counters::default(),
+            started: now,
+            totals,
+            worker,
+            held_changed: false,
+            blocked_scratch: Vec::new(),
         };
         // A first refresh soon after start: a cluster just created may not have gossiped
         // every replica to the seed yet. Then every refresh_interval.
@@ -407,6 +386,7 @@ impl Reactor {
             self.run_deferred();
             self.feed_monitors();
             self.flush();
+            self.core.publish();
             if self.core.shutdown {
                 info!("shutting down (PROXY SHUTDOWN)");
                 return Ok(());
@@ -716,7 +696,8 @@ impl Reactor {
         for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
-                    if self.clients.len() >= self.core.cfg.max_clients {
+                    // The limit is the process's, over every worker.
+                    if !self.core.totals.try_connect(self.core.cfg.max_clients) {
                         use std::io::Write;
                         // Best effort, as Redis: the socket is new, its buffer empty.
                         let _ = stream.write(b"-ERR max number of clients reached\r\n");
@@ -737,6 +718,7 @@ impl Reactor {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         warn!("client {addr}: cannot register: {e}");
+                        self.core.totals.disconnect();
                         continue;
                     }
                     let gen = self.core.gen();
@@ -746,7 +728,6 @@ impl Reactor {
                     let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
                     c.local_addr = laddr;
                     self.core.stats.connections_received += 1;
-                    self.core.stats.connected_clients += 1;
                     debug!("client {addr} connected (id {id})");
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1114,7 +1095,7 @@ impl Reactor {
         }
         let mut c = self.clients.remove(idx);
         c.deregister(&self.core.registry);
-        self.core.stats.connected_clients -= 1;
+        self.core.totals.disconnect();
         self.core.client_gone(ClientRef { idx, gen: c.gen });
         debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
     }
@@ -1354,7 +1335,7 @@ impl Core {
         b.stream_to = Some(cref);
         let bref = BackendRef { idx, gen: b.gen };
         b.push_raw(&frame);
-        self.busy_dedicated.push((cref, bref));
+        self.hold((cref, bref));
         self.mark_backend(idx);
         c.pubsub = Some(bref);
         c.stream_busy = true;
@@ -1493,6 +1474,7 @@ impl Core {
                     };
                     b.push(Bytes::from_static(end), Owner::Internal, None, self.now);
                     b.pinned = false;
+                    self.held_changed = true;
                     self.mark_backend(r.idx);
                 }
             }
@@ -1646,7 +1628,7 @@ impl Core {
                 b.pinned = true;
                 b.tainted = true;
                 let bref = BackendRef { idx, gen: b.gen };
-                self.busy_dedicated.push((cref, bref));
+                self.hold((cref, bref));
                 let tx = c.tx.get_or_insert_with(Default::default);
                 tx.conn = Some((node, bref));
                 // What the client was already told: MULTI's OK and the queued commands'
@@ -1700,6 +1682,7 @@ impl Core {
             c.tx = None;
             if let Some(b) = self.backends.get_mut(bref.idx) {
                 b.pinned = false;
+                self.held_changed = true;
             }
             return;
         }
@@ -1725,6 +1708,7 @@ impl Core {
             c.tx = None;
             if let Some(b) = self.backends.get_mut(bref.idx) {
                 b.pinned = false;
+                self.held_changed = true;
             }
             // Given back once the last reply is in (release_dedicated after the read).
         }
@@ -1837,7 +1821,7 @@ impl Core {
                     && args.arg(0).eq_ignore_ascii_case(b"CONFIG")
                     && args.arg(1).eq_ignore_ascii_case(b"RESETSTAT")
                 {
-                    self.stats.reset(self.now);
+                    self.totals.reset(self.worker, self.stats);
                 }
                 if args.argc() >= 2 && args.arg(0).eq_ignore_ascii_case(b"SCRIPT") {
                     if args.arg(1).eq_ignore_ascii_case(b"LOAD") && args.argc() == 3 {
@@ -2048,7 +2032,7 @@ impl Core {
     /// INFO's `server` section, from the proxy: it is the server the client talks to; the
     /// cluster's Redis version stands beside the proxy's own.
     fn server_section(&self) -> String {
-        let up = self.now.duration_since(self.stats.started).as_secs();
+        let up = self.now.duration_since(self.started).as_secs();
         format!(
             "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nproxy:redis-cluster-proxy\r\n\
              proxy_version:{}\r\nos:{} {}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
@@ -2065,38 +2049,30 @@ impl Core {
         )
     }
 
-    /// INFO's `clients` section, of this worker's clients (as CLIENT LIST). Fields the proxy
-    /// cannot know truly (input and output buffer peaks) are left out; none of its clients
-    /// track keys (CLIENT TRACKING is refused).
-    fn clients_section(&self) -> String {
-        let mut blocked: Vec<ClientRef> = self
-            .busy_dedicated
-            .iter()
-            .filter(|(_, b)| self.is_blocking(*b))
-            .map(|(c, _)| *c)
-            .collect();
-        blocked.sort_unstable_by_key(|c| (c.idx, c.gen));
-        blocked.dedup();
+    /// INFO's `clients` section, over every worker (CLIENT LIST shows the answering
+    /// worker's). Fields the proxy cannot know truly (input and output buffer peaks) are
+    /// left out; none of its clients track keys (CLIENT TRACKING is refused).
+    fn clients_section(&mut self) -> String {
+        let sums = self.sums();
         format!(
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\
              tracking_clients:0\r\n",
-            self.stats.connected_clients,
-            self.cfg.max_clients,
-            blocked.len(),
+            sums.connected, self.cfg.max_clients, sums.blocked,
         )
     }
 
-    fn proxy_section(&self) -> String {
-        let s = &self.stats;
+    fn proxy_section(&mut self) -> String {
+        let sums = self.sums();
+        let s = sums.counters;
         format!(
             "# Proxy\r\nproxy_version:{}\r\nuptime_in_seconds:{}\r\nconnected_clients:{}\r\n\
              total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              redirects_moved:{}\r\nredirects_ask:{}\r\nretries_tryagain_clusterdown:{}\r\n\
              node_connection_failures:{}\r\ncluster_masters:{}\r\ncluster_nodes:{}\r\n\
-             auto_redirect:{}\r\n",
+             workers:{}\r\nauto_redirect:{}\r\n",
             crate::VERSION,
-            self.now.duration_since(s.started).as_secs(),
-            s.connected_clients,
+            self.now.duration_since(self.started).as_secs(),
+            sums.connected,
             s.connections_received,
             s.commands,
             s.moved,
@@ -2109,10 +2085,61 @@ impl Core {
                 .iter()
                 .filter(|n| n.role != Role::Gone)
                 .count(),
+            self.cfg.workers.max(1),
             if self.cfg.auto_redirect { "yes" } else { "no" },
         ) + &crate::alloc::allocations()
             .map(|n| format!("allocations:{n}\r\n"))
             .unwrap_or_default()
+    }
+
+    /// The process's figures, with this worker's as they are now.
+    fn sums(&mut self) -> Sums {
+        let blocked = self.blocked_clients();
+        self.totals.sums(self.worker, self.stats, blocked)
+    }
+
+    /// Clients blocked on a blocking command (BLPOP...), not a subscriber's or a
+    /// transaction's held connection; a client counts once.
+    fn blocked_clients(&mut self) -> u64 {
+        if self.busy_dedicated.is_empty() {
+            return 0;
+        }
+        let mut blocked = std::mem::take(&mut self.blocked_scratch);
+        blocked.clear();
+        blocked.extend(
+            self.busy_dedicated
+                .iter()
+                .filter(|(_, b)| self.is_blocking(*b))
+                .map(|(c, _)| *c),
+        );
+        blocked.sort_unstable_by_key(|c| (c.idx, c.gen));
+        blocked.dedup();
+        let n = blocked.len() as u64;
+        self.blocked_scratch = blocked;
+        n
+    }
+
+    /// End of a turn: this worker's figures where the others' INFO reads them. Counting the
+    /// blocked clients only after a turn that could change it keeps a busy turn's cost at a
+    /// few stores.
+    fn publish(&mut self) {
+        let blocked = if std::mem::take(&mut self.held_changed) {
+            Some(self.blocked_clients())
+        } else {
+            None
+        };
+        self.totals.publish(self.worker, self.stats, blocked);
+    }
+
+    fn hold(&mut self, held: (ClientRef, BackendRef)) {
+        self.busy_dedicated.push(held);
+        self.held_changed = true;
+    }
+
+    fn unhold(&mut self, keep: impl FnMut(&(ClientRef, BackendRef)) -> bool) {
+        let before = self.busy_dedicated.len();
+        self.busy_dedicated.retain(keep);
+        self.held_changed |= self.busy_dedicated.len() != before;
     }
 
     /// SCAN over the cluster: the proxy's cursor names a master (in address order) and that
@@ -2269,7 +2296,7 @@ impl Core {
             Err(e) => return Err(Box::new((e, req))),
         };
         if let (true, Owner::Client { client, .. }) = (req.dedicated, &req.owner) {
-            self.busy_dedicated.push((
+            self.hold((
                 *client,
                 BackendRef {
                     idx,
@@ -2349,8 +2376,9 @@ impl Core {
             return;
         }
         let (node, proto, r) = (b.node, b.proto, BackendRef { idx, gen: b.gen });
-        self.busy_dedicated.retain(|(_, d)| *d != r);
-        if b.tainted {
+        let tainted = b.tainted;
+        self.unhold(|(_, d)| *d != r);
+        if tainted {
             self.close_backend(idx);
             return;
         }
@@ -2395,7 +2423,7 @@ impl Core {
             .filter(|(c, _)| *c == cref)
             .map(|(_, b)| *b)
             .collect();
-        self.busy_dedicated.retain(|(c, _)| *c != cref);
+        self.unhold(|(c, _)| *c != cref);
         for r in mine {
             if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
                 debug!("closing the blocking command of a departed client");
@@ -2672,7 +2700,7 @@ impl Core {
     /// after what ended it), and the subscription connection closes.
     fn leave_stream(&mut self, c: &mut Client, idx: usize) {
         if let Some(r) = c.pubsub.take() {
-            self.busy_dedicated.retain(|(_, b)| *b != r);
+            self.unhold(|(_, b)| *b != r);
             self.close_backend(r.idx);
         }
         while let Some((_, item)) = c.stream_items.pop_front() {
@@ -2757,8 +2785,7 @@ impl Core {
         } else {
             Duration::ZERO
         };
-        self.busy_dedicated
-            .retain(|(_, d)| d.idx != idx || d.gen != b.gen);
+        self.unhold(|(_, d)| d.idx != idx || d.gen != b.gen);
         match b.state {
             BackendState::Connecting { .. } => {
                 warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")

@@ -1,0 +1,190 @@
+//! What the whole process counts, over all its workers: the clients connected (for
+//! `max_clients` and INFO) and each worker's counters, which INFO adds up. A worker
+//! publishes its counters into a slot of its own once per poll turn, never per request, so
+//! the hot path shares nothing.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// A worker's counters for INFO's proxy section; they only grow (CONFIG RESETSTAT moves a
+/// process-wide baseline instead of clearing them, so no worker's publication undoes it).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub connections_received: u64,
+    pub commands: u64,
+    pub moved: u64,
+    pub ask: u64,
+    pub retries: u64,
+    pub node_failures: u64,
+}
+
+const FIELDS: usize = 6;
+
+impl Counters {
+    fn to_array(self) -> [u64; FIELDS] {
+        [
+            self.connections_received,
+            self.commands,
+            self.moved,
+            self.ask,
+            self.retries,
+            self.node_failures,
+        ]
+    }
+
+    fn from_array(a: [u64; FIELDS]) -> Counters {
+        Counters {
+            connections_received: a[0],
+            commands: a[1],
+            moved: a[2],
+            ask: a[3],
+            retries: a[4],
+            node_failures: a[5],
+        }
+    }
+
+    fn zip(self, other: Counters, f: impl Fn(u64, u64) -> u64) -> Counters {
+        let (a, b) = (self.to_array(), other.to_array());
+        Counters::from_array(std::array::from_fn(|i| f(a[i], b[i])))
+    }
+}
+
+/// One worker's published figures, on cache lines of their own so that two workers
+/// publishing at once do not contend.
+#[repr(align(128))]
+#[derive(Default)]
+struct Published {
+    counters: [AtomicU64; FIELDS],
+    blocked: AtomicU64,
+}
+
+pub struct Totals {
+    connected: AtomicUsize,
+    workers: Box<[Published]>,
+    /// The sums at the last CONFIG RESETSTAT.
+    baseline: Mutex<Counters>,
+}
+
+/// The sums INFO shows: counters since the last reset, and the process's gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sums {
+    pub counters: Counters,
+    pub connected: usize,
+    pub blocked: u64,
+}
+
+impl Totals {
+    pub fn new(workers: usize) -> Totals {
+        Totals {
+            connected: AtomicUsize::new(0),
+            workers: (0..workers.max(1)).map(|_| Published::default()).collect(),
+            baseline: Mutex::new(Counters::default()),
+        }
+    }
+
+    /// Takes a place for a new client unless the process already has `max`; the check and
+    /// the count are one step, so workers accepting at once never pass the limit together.
+    pub fn try_connect(&self, max: usize) -> bool {
+        if self.connected.fetch_add(1, Relaxed) < max {
+            return true;
+        }
+        self.connected.fetch_sub(1, Relaxed);
+        false
+    }
+
+    pub fn disconnect(&self) {
+        self.connected.fetch_sub(1, Relaxed);
+    }
+
+    /// A worker's figures as of the end of its poll turn; `blocked` is `None` when it did
+    /// not count its blocked clients again (nothing that could change them happened).
+    pub fn publish(&self, worker: usize, counters: Counters, blocked: Option<u64>) {
+        let Some(p) = self.workers.get(worker) else {
+            return;
+        };
+        for (slot, v) in p.counters.iter().zip(counters.to_array()) {
+            slot.store(v, Relaxed);
+        }
+        if let Some(b) = blocked {
+            p.blocked.store(b, Relaxed);
+        }
+    }
+
+    /// The process's sums, with the asking worker's live figures in place of what it last
+    /// published (so its own INFO is exact; the others' are at most one of their turns old).
+    pub fn sums(&self, worker: usize, own: Counters, own_blocked: u64) -> Sums {
+        let (raw, blocked) = self.raw(worker, own, own_blocked);
+        let base = *self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        Sums {
+            counters: raw.zip(base, u64::saturating_sub),
+            connected: self.connected.load(Relaxed),
+            blocked,
+        }
+    }
+
+    /// CONFIG RESETSTAT: the counters of every worker start over from here.
+    pub fn reset(&self, worker: usize, own: Counters) {
+        let (raw, _) = self.raw(worker, own, 0);
+        *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = raw;
+    }
+
+    fn raw(&self, worker: usize, own: Counters, own_blocked: u64) -> (Counters, u64) {
+        let mut sum = Counters::default();
+        let mut blocked = 0;
+        for (w, p) in self.workers.iter().enumerate() {
+            let (c, b) = if w == worker {
+                (own, own_blocked)
+            } else {
+                let a = std::array::from_fn(|i| p.counters[i].load(Relaxed));
+                (Counters::from_array(a), p.blocked.load(Relaxed))
+            };
+            sum = sum.zip(c, u64::wrapping_add);
+            blocked += b;
+        }
+        (sum, blocked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commands(n: u64) -> Counters {
+        Counters {
+            commands: n,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn max_clients_counts_the_whole_process() {
+        let t = Totals::new(2);
+        assert!(t.try_connect(2));
+        assert!(t.try_connect(2));
+        assert!(!t.try_connect(2));
+        assert_eq!(t.sums(0, Counters::default(), 0).connected, 2);
+        t.disconnect();
+        assert!(t.try_connect(2));
+    }
+
+    #[test]
+    fn sums_take_the_live_figures_of_the_asking_worker() {
+        let t = Totals::new(2);
+        t.publish(0, commands(5), Some(1));
+        t.publish(1, commands(7), Some(2));
+        // Worker 0 has done 3 more since it published.
+        let s = t.sums(0, commands(8), 0);
+        assert_eq!(s.counters.commands, 15);
+        assert_eq!(s.blocked, 2);
+    }
+
+    #[test]
+    fn reset_moves_the_baseline_for_every_worker() {
+        let t = Totals::new(2);
+        t.publish(1, commands(7), None);
+        t.reset(0, commands(5));
+        assert_eq!(t.sums(1, commands(7), 0).counters.commands, 0);
+        t.publish(1, commands(10), None);
+        assert_eq!(t.sums(0, commands(6), 0).counters.commands, 4);
+    }
+}
