@@ -10,6 +10,7 @@ pub mod client;
 pub mod cluster_view;
 pub mod command;
 pub mod config;
+pub mod crew;
 pub mod discover;
 pub mod error;
 pub mod inflight;

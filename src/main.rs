@@ -8,6 +8,7 @@ use std::time::Duration;
 use log::{error, info};
 
 use redis_cluster_proxy::config::{parse_duration, Config};
+use redis_cluster_proxy::crew::Crew;
 use redis_cluster_proxy::discover::discover;
 use redis_cluster_proxy::reactor::Reactor;
 use redis_cluster_proxy::topology::Topology;
@@ -283,6 +284,19 @@ fn main() -> ExitCode {
                 eprintln!("error: {msg}");
                 return ExitCode::from(1);
             }
+        }
+    }
+    if workers > 1 {
+        let registries: Vec<&mio::Registry> = reactors.iter().map(Reactor::registry).collect();
+        let crews = match Crew::build(&registries) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("cannot connect the workers to one another: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        for (r, crew) in reactors.iter_mut().zip(crews) {
+            r.join(crew);
         }
     }
     match reactors[0].local_addr() {

@@ -29,6 +29,7 @@ use crate::client::{self, Client, ClientState, Lane, Limits, ReplyMode, StreamIt
 use crate::cluster_view;
 use crate::command::{Args, Command};
 use crate::config::{ClusterView, Config, ReadFrom};
+use crate::crew::{Answer, Crew, KillFilter, ListFilter, Msg, Question, WAKER};
 use crate::error::ProxyError;
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::local::{self, ServerInfo};
@@ -160,6 +161,8 @@ pub struct Core {
     /// MONITOR clients, and this turn's lines for them.
     monitors: Vec<ClientRef>,
     monitor_feed: BytesMut,
+    /// Another worker has a MONITOR client (read once per turn): lines are kept for it.
+    monitor_elsewhere: bool,
     /// PROXY SHUTDOWN was asked: the loop ends after this turn's writes.
     shutdown: bool,
     /// Client reads land here first, so buffers hold only what arrived.
@@ -191,6 +194,26 @@ enum Kill {
     SubscriptionLost,
 }
 
+/// A CLIENT LIST or CLIENT KILL waiting for the other workers' answers.
+struct Gather {
+    ticket: u64,
+    cref: ClientRef,
+    seq: u64,
+    /// Workers yet to answer.
+    waiting: usize,
+    proto: Proto,
+    kind: Gathered,
+}
+
+enum Gathered {
+    Lines(Vec<(u64, String)>),
+    Killed { first_only: bool, n: usize },
+}
+
+/// How long CLIENT LIST or KILL waits for the other workers (each answers on its next poll
+/// turn, so only a worker stuck or gone takes this long).
+const GATHER_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub struct Reactor {
     poll: Poll,
     listener: TcpListener,
@@ -201,6 +224,10 @@ pub struct Reactor {
     /// Stopping (SIGTERM/SIGINT): no new clients or requests, and exit once every reply
     /// due is written, or at this time.
     drain_until: Option<Instant>,
+    /// The other workers, when there are any.
+    crew: Option<Crew>,
+    gathers: Vec<Gather>,
+    next_ticket: u64,
 }
 
 impl Reactor {
@@ -279,6 +306,7 @@ impl Reactor {
             deferred: Vec::new(),
             monitors: Vec::new(),
             monitor_feed: BytesMut::new(),
+            monitor_elsewhere: false,
             shutdown: false,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             busy_dedicated: Vec::new(),
@@ -302,7 +330,20 @@ impl Reactor {
             core,
             accept_again: false,
             drain_until: None,
+            crew: None,
+            gathers: Vec::new(),
+            next_ticket: 0,
         })
+    }
+
+    /// For `Crew::build`: the waker of this worker registers here.
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// Joins the process's other workers, so CLIENT LIST and KILL cover their clients too.
+    pub fn join(&mut self, crew: Crew) {
+        self.crew = Some(crew);
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -358,10 +399,14 @@ impl Reactor {
                 }
             }
             self.core.now = Instant::now();
+            self.core.monitor_elsewhere =
+                self.core.totals.monitors() > self.core.monitors.len() && self.crew.is_some();
             for ev in events.iter() {
                 let t = ev.token();
                 if t == LISTENER {
                     self.accept();
+                } else if t == WAKER {
+                    self.crew_inbox();
                 } else if t.0 & 1 == 0 {
                     let idx = t.0 >> 1;
                     if ev.is_writable() {
@@ -429,7 +474,10 @@ impl Reactor {
         let deferred = std::mem::take(&mut self.core.deferred);
         for (cref, seq, kind, argv, cmd) in deferred {
             let reply = match kind {
-                Local::ClientList => self.client_list(cref, cmd, &argv),
+                Local::ClientList => match self.client_list(cref, seq, cmd, &argv) {
+                    Some(reply) => reply,
+                    None => continue,
+                },
                 Local::ClientInfo => match self.clients.get(cref.idx) {
                     Some(c) => {
                         let mut out = Vec::new();
@@ -439,141 +487,226 @@ impl Reactor {
                     }
                     None => continue,
                 },
-                Local::ClientKill => self.client_kill(cref, &argv),
+                Local::ClientKill => match self.client_kill(cref, seq, &argv) {
+                    Some(reply) => reply,
+                    None => continue,
+                },
                 _ => self.proxy_command(cref, &argv),
             };
-            if let Some(c) = self.clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) {
-                c.complete(seq, 0, Bytes::from(reply));
-                if c.paused && c.wants_input(&self.core.wake.limits) {
-                    c.paused = false;
-                    self.core.wake.resume_clients.push(cref.idx);
+            self.deliver(cref, seq, reply);
+        }
+    }
+
+    /// A reply the proxy composed itself, in its place among the client's replies.
+    fn deliver(&mut self, cref: ClientRef, seq: u64, reply: Vec<u8>) {
+        if let Some(c) = self.clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) {
+            c.complete(seq, 0, Bytes::from(reply));
+            if c.paused && c.wants_input(&self.core.wake.limits) {
+                c.paused = false;
+                self.core.wake.resume_clients.push(cref.idx);
+            }
+            self.core.mark_client(&mut self.clients, cref.idx);
+        }
+    }
+
+    /// Sends a question to the other workers; `None` when there are none to wait for, so
+    /// the caller answers from this worker alone.
+    fn ask_peers(&mut self, cref: ClientRef, seq: u64, question: Question) -> Option<()> {
+        let crew = self.crew.as_ref()?;
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        let waiting = crew.ask(ticket, &question);
+        if waiting == 0 {
+            return None;
+        }
+        let proto = self
+            .clients
+            .get(cref.idx)
+            .map(|c| c.proto)
+            .unwrap_or(Proto::Resp2);
+        let kind = match question {
+            Question::List(_) => Gathered::Lines(Vec::new()),
+            Question::Kill(f) => Gathered::Killed {
+                first_only: f.first_only,
+                n: 0,
+            },
+        };
+        self.gathers.push(Gather {
+            ticket,
+            cref,
+            seq,
+            waiting,
+            proto,
+            kind,
+        });
+        self.core
+            .timers
+            .add(self.core.now + GATHER_TIMEOUT, TimerKind::Gather { ticket });
+        Some(())
+    }
+
+    /// The other workers' questions and answers (the waker's event).
+    fn crew_inbox(&mut self) {
+        while let Some(msg) = self.crew.as_ref().and_then(Crew::next) {
+            match msg {
+                Msg::Monitor(lines) => self.feed_local_monitors(&lines),
+                Msg::Ask {
+                    from,
+                    ticket,
+                    question,
+                } => {
+                    let answer = match &question {
+                        Question::List(f) => Answer::Lines(self.list_lines(f, None)),
+                        Question::Kill(f) => Answer::Killed(self.kill_matching(f, None)),
+                    };
+                    if let Some(crew) = &self.crew {
+                        crew.answer(from, ticket, answer);
+                    }
                 }
-                self.core.mark_client(&mut self.clients, cref.idx);
+                Msg::Answer { ticket, answer } => {
+                    let Some(i) = self.gathers.iter().position(|g| g.ticket == ticket) else {
+                        continue; // past its deadline, already answered
+                    };
+                    let g = &mut self.gathers[i];
+                    match (&mut g.kind, answer) {
+                        (Gathered::Lines(all), Answer::Lines(mut more)) => all.append(&mut more),
+                        (Gathered::Killed { n, .. }, Answer::Killed(more)) => *n += more,
+                        _ => {}
+                    }
+                    g.waiting -= 1;
+                    if g.waiting == 0 {
+                        let g = self.gathers.swap_remove(i);
+                        self.finish_gather(g);
+                    }
+                }
             }
         }
     }
 
-    fn client_list(&self, me: ClientRef, my_cmd: &'static str, argv: &[Vec<u8>]) -> Vec<u8> {
+    /// A gather's deadline: answer with what came (a worker busy for a second, or gone).
+    fn gather_deadline(&mut self, ticket: u64) {
+        if let Some(i) = self.gathers.iter().position(|g| g.ticket == ticket) {
+            let g = self.gathers.swap_remove(i);
+            warn!(
+                "{} of the other workers did not answer within {GATHER_TIMEOUT:?}; replying without them",
+                g.waiting
+            );
+            self.finish_gather(g);
+        }
+    }
+
+    fn finish_gather(&mut self, g: Gather) {
+        let reply = match g.kind {
+            Gathered::Lines(lines) => lines_reply(lines, g.proto),
+            Gathered::Killed { first_only, n } => kill_reply(first_only, n),
+        };
+        self.deliver(g.cref, g.seq, reply);
+    }
+
+    /// CLIENT LIST: this worker's clients, and the other workers' (`None`: the reply
+    /// comes when they have answered).
+    fn client_list(
+        &mut self,
+        me: ClientRef,
+        seq: u64,
+        my_cmd: &'static str,
+        argv: &[Vec<u8>],
+    ) -> Option<Vec<u8>> {
         let proto = self
             .clients
             .get(me.idx)
             .map(|c| c.proto)
             .unwrap_or(Proto::Resp2);
-        // CLIENT LIST [TYPE normal|...] [ID id ...]: every proxy client is "normal".
-        let mut ids: Vec<u64> = Vec::new();
-        let mut i = 2;
-        let mut only_other_type = false;
-        while i + 1 < argv.len() {
-            if argv[i].eq_ignore_ascii_case(b"TYPE") {
-                only_other_type = !argv[i + 1].eq_ignore_ascii_case(b"normal");
-                i += 2;
-            } else if argv[i].eq_ignore_ascii_case(b"ID") {
-                for a in &argv[i + 1..] {
-                    if let Some(id) = std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()) {
-                        ids.push(id);
-                    }
-                }
-                break;
-            } else {
-                let mut out = Vec::new();
-                encode::error(&mut out, "ERR syntax error");
-                return out;
-            }
+        let filter = match list_filter(argv) {
+            Ok(f) => f,
+            Err(e) => return Some(e),
+        };
+        let lines = self.list_lines(&filter, Some((me, my_cmd)));
+        if self.ask_peers(me, seq, Question::List(filter)).is_none() {
+            return Some(lines_reply(lines, proto));
         }
-        let mut text = String::new();
-        if !only_other_type {
-            // Oldest first, as Redis lists them.
-            let mut all: Vec<(usize, &Client)> = self.clients.iter().collect();
-            all.sort_by_key(|(_, c)| c.id);
-            for (idx, c) in all {
-                if ids.is_empty() || ids.contains(&c.id) {
-                    let caller = idx == me.idx && c.gen == me.gen;
-                    let cmd = if caller { my_cmd } else { c.last_cmd };
-                    let flags = self.core.flags(c, idx);
-                    text.push_str(&client_line(c, self.core.now, cmd, flags));
-                }
-            }
+        if let Some(Gathered::Lines(all)) = self.gathers.last_mut().map(|g| &mut g.kind) {
+            all.extend(lines);
         }
-        let mut out = Vec::with_capacity(text.len() + 16);
-        cluster_view::text(&mut out, &text, proto);
-        out
+        None
     }
 
-    /// CLIENT KILL addr:port (old form, +OK) or CLIENT KILL <filter value> ... (count).
-    fn client_kill(&mut self, me: ClientRef, argv: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-        if argv.len() == 3 {
-            let addr = text(&argv[2]);
-            let victim = self
-                .clients
-                .iter()
-                .find(|(_, c)| c.addr.to_string() == addr)
-                .map(|(i, _)| i);
-            match victim {
-                Some(idx) => {
-                    self.kill_later(idx, idx == me.idx);
-                    encode::simple(&mut out, "OK");
-                }
-                None => encode::error(&mut out, "ERR No such client"),
-            }
-            return out;
+    /// This worker's CLIENT LIST lines, with ids; `me` is the asking client, whose line shows
+    /// the command it is running.
+    fn list_lines(
+        &self,
+        f: &ListFilter,
+        me: Option<(ClientRef, &'static str)>,
+    ) -> Vec<(u64, String)> {
+        if f.only_other_type {
+            return Vec::new();
         }
-        let mut id = None;
-        let mut addr = None;
-        let mut laddr = None;
-        let mut skipme = true;
-        let mut user_match = true;
-        let mut i = 2;
-        while i + 1 < argv.len() {
-            let (k, v) = (&argv[i], text(&argv[i + 1]));
-            if k.eq_ignore_ascii_case(b"ID") {
-                match v.parse::<u64>() {
-                    Ok(n) => id = Some(n),
-                    Err(_) => {
-                        encode::error(&mut out, "ERR client-id should be greater than 0");
-                        return out;
-                    }
-                }
-            } else if k.eq_ignore_ascii_case(b"ADDR") {
-                addr = Some(v);
-            } else if k.eq_ignore_ascii_case(b"LADDR") {
-                laddr = Some(v);
-            } else if k.eq_ignore_ascii_case(b"USER") {
-                user_match = v == "default";
-            } else if k.eq_ignore_ascii_case(b"TYPE") {
-                user_match &= v.eq_ignore_ascii_case("normal");
-            } else if k.eq_ignore_ascii_case(b"SKIPME") {
-                skipme = !v.eq_ignore_ascii_case("no");
-            } else {
-                encode::error(&mut out, "ERR syntax error");
-                return out;
-            }
-            i += 2;
+        self.clients
+            .iter()
+            .filter(|(_, c)| f.ids.is_empty() || f.ids.contains(&c.id))
+            .map(|(idx, c)| {
+                let cmd = match me {
+                    Some((r, cmd)) if r.idx == idx && r.gen == c.gen => cmd,
+                    _ => c.last_cmd,
+                };
+                let flags = self.core.flags(c, idx);
+                (c.id, client_line(c, self.core.now, cmd, flags))
+            })
+            .collect()
+    }
+
+    /// CLIENT KILL addr:port (old form, +OK) or CLIENT KILL <filter value> ... (count), over
+    /// every worker's clients (`None`: the reply comes when the others have answered).
+    fn client_kill(&mut self, me: ClientRef, seq: u64, argv: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let (filter, skipme) = match kill_filter(argv) {
+            Ok(f) => f,
+            Err(e) => return Some(e),
+        };
+        let n = self.kill_matching(&filter, Some((me, skipme)));
+        if filter.first_only && n > 0 {
+            return Some(kill_reply(true, n));
         }
-        if i != argv.len() {
-            encode::error(&mut out, "ERR syntax error");
-            return out;
+        if self
+            .ask_peers(me, seq, Question::Kill(filter.clone()))
+            .is_none()
+        {
+            return Some(kill_reply(filter.first_only, n));
         }
-        let victims: Vec<usize> = self
+        if let Some(Gathered::Killed { n: all, .. }) = self.gathers.last_mut().map(|g| &mut g.kind)
+        {
+            *all += n;
+        }
+        None
+    }
+
+    /// Marks this worker's clients that match for closing; `me` is the asking client and
+    /// whether SKIPME spares it.
+    fn kill_matching(&mut self, f: &KillFilter, me: Option<(ClientRef, bool)>) -> usize {
+        if !f.matches_kind {
+            return 0;
+        }
+        let mut victims: Vec<usize> = self
             .clients
             .iter()
             .filter(|(idx, c)| {
-                user_match
-                    && !(skipme && *idx == me.idx && c.gen == me.gen)
-                    && id.is_none_or(|id| c.id == id)
-                    && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
-                    && laddr
+                let is_me = me.is_some_and(|(r, _)| r.idx == *idx && r.gen == c.gen);
+                !(is_me && me.is_some_and(|(_, skip)| skip))
+                    && f.id.is_none_or(|id| c.id == id)
+                    && f.addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
+                    && f.laddr
                         .as_ref()
                         .is_none_or(|a| c.local_addr.to_string() == *a)
             })
             .map(|(idx, _)| idx)
             .collect();
-        for &v in &victims {
-            self.kill_later(v, v == me.idx);
+        if f.first_only {
+            victims.truncate(1);
         }
-        encode::integer(&mut out, victims.len() as i64);
-        out
+        for &v in &victims {
+            let is_me = me.is_some_and(|(r, _)| r.idx == v);
+            self.kill_later(v, is_me);
+        }
+        victims.len()
     }
 
     /// A killed client is closed once the turn's replies are written (its own reply
@@ -638,18 +771,31 @@ impl Reactor {
         out
     }
 
-    /// Appends this turn's MONITOR lines to every monitor's output.
+    /// Appends this turn's MONITOR lines to every monitor's output, here and, when another
+    /// worker has monitors, there.
     fn feed_monitors(&mut self) {
         if self.core.monitor_feed.is_empty() {
             return;
         }
         let feed = self.core.monitor_feed.split().freeze();
+        if self.core.monitor_elsewhere {
+            if let Some(crew) = &self.crew {
+                crew.broadcast_monitor(&feed);
+            }
+        }
+        self.feed_local_monitors(&feed);
+    }
+
+    fn feed_local_monitors(&mut self, feed: &Bytes) {
+        if self.core.monitors.is_empty() {
+            return;
+        }
         let mut monitors = std::mem::take(&mut self.core.monitors);
         monitors.retain(|m| {
             let Some(c) = self.clients.get_mut(m.idx).filter(|c| c.gen == m.gen) else {
                 return false;
             };
-            c.reply_now(&feed);
+            c.reply_now(feed);
             if c.output_len() > self.core.wake.limits.hard_output {
                 self.core.wake.kill.push((*m, Kill::OutputLimit));
             }
@@ -964,6 +1110,7 @@ impl Reactor {
                     self.accept_again = false;
                     self.accept();
                 }
+                TimerKind::Gather { ticket } => self.gather_deadline(ticket),
             }
         }
     }
@@ -1096,6 +1243,11 @@ impl Reactor {
         let mut c = self.clients.remove(idx);
         c.deregister(&self.core.registry);
         self.core.totals.disconnect();
+        let me = ClientRef { idx, gen: c.gen };
+        if let Some(i) = self.core.monitors.iter().position(|m| *m == me) {
+            self.core.monitors.swap_remove(i);
+            self.core.totals.monitor_ended();
+        }
         self.core.client_gone(ClientRef { idx, gen: c.gen });
         debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
     }
@@ -1141,7 +1293,7 @@ impl Core {
         self.stats.commands += 1;
         c.last_request = self.now;
         c.last_cmd = cmd.map(|c| c.name).unwrap_or("unknown");
-        if !self.monitors.is_empty() {
+        if !self.monitors.is_empty() || self.monitor_elsewhere {
             monitor_line(&mut self.monitor_feed, c.addr, &args);
         }
         trace!(
@@ -1736,6 +1888,7 @@ impl Core {
                 c.reply_now(b"+OK\r\n");
                 if !self.monitors.contains(&cref) {
                     self.monitors.push(cref);
+                    self.totals.monitor_started();
                 }
             }
             Route::Local(l) => {
@@ -3050,6 +3203,99 @@ fn count_subscriptions(c: &mut Client, kind: &[u8], count: &[u8]) {
         b"ssubscribe\r\n" | b"sunsubscribe\r\n" => *ssub = n,
         _ => {}
     }
+}
+
+/// CLIENT LIST [TYPE normal|...] [ID id ...]: every proxy client is "normal".
+fn list_filter(argv: &[Vec<u8>]) -> Result<ListFilter, Vec<u8>> {
+    let mut f = ListFilter::default();
+    let mut i = 2;
+    while i + 1 < argv.len() {
+        if argv[i].eq_ignore_ascii_case(b"TYPE") {
+            f.only_other_type = !argv[i + 1].eq_ignore_ascii_case(b"normal");
+            i += 2;
+        } else if argv[i].eq_ignore_ascii_case(b"ID") {
+            for a in &argv[i + 1..] {
+                if let Some(id) = std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()) {
+                    f.ids.push(id);
+                }
+            }
+            break;
+        } else {
+            let mut out = Vec::new();
+            encode::error(&mut out, "ERR syntax error");
+            return Err(out);
+        }
+    }
+    Ok(f)
+}
+
+/// The whole CLIENT LIST, oldest client first as Redis lists them.
+fn lines_reply(mut lines: Vec<(u64, String)>, proto: Proto) -> Vec<u8> {
+    lines.sort_unstable_by_key(|(id, _)| *id);
+    let text: String = lines.into_iter().map(|(_, l)| l).collect();
+    let mut out = Vec::with_capacity(text.len() + 16);
+    cluster_view::text(&mut out, &text, proto);
+    out
+}
+
+/// CLIENT KILL's filters and SKIPME, or the error to answer.
+fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8>> {
+    let mut out = Vec::new();
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let mut f = KillFilter {
+        matches_kind: true,
+        ..KillFilter::default()
+    };
+    if argv.len() == 3 {
+        // The old form can kill the asking client itself.
+        f.addr = Some(text(&argv[2]));
+        f.first_only = true;
+        return Ok((f, false));
+    }
+    let mut skipme = true;
+    let mut i = 2;
+    while i + 1 < argv.len() {
+        let (k, v) = (&argv[i], text(&argv[i + 1]));
+        if k.eq_ignore_ascii_case(b"ID") {
+            match v.parse::<u64>() {
+                Ok(n) => f.id = Some(n),
+                Err(_) => {
+                    encode::error(&mut out, "ERR client-id should be greater than 0");
+                    return Err(out);
+                }
+            }
+        } else if k.eq_ignore_ascii_case(b"ADDR") {
+            f.addr = Some(v);
+        } else if k.eq_ignore_ascii_case(b"LADDR") {
+            f.laddr = Some(v);
+        } else if k.eq_ignore_ascii_case(b"USER") {
+            f.matches_kind &= v == "default";
+        } else if k.eq_ignore_ascii_case(b"TYPE") {
+            f.matches_kind &= v.eq_ignore_ascii_case("normal");
+        } else if k.eq_ignore_ascii_case(b"SKIPME") {
+            skipme = !v.eq_ignore_ascii_case("no");
+        } else {
+            encode::error(&mut out, "ERR syntax error");
+            return Err(out);
+        }
+        i += 2;
+    }
+    if i != argv.len() {
+        encode::error(&mut out, "ERR syntax error");
+        return Err(out);
+    }
+    Ok((f, skipme))
+}
+
+/// The old form answers OK or no such client; the filter form, how many were killed.
+fn kill_reply(first_only: bool, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    match (first_only, n) {
+        (true, 0) => encode::error(&mut out, "ERR No such client"),
+        (true, _) => encode::simple(&mut out, "OK"),
+        (false, n) => encode::integer(&mut out, n as i64),
+    }
+    out
 }
 
 fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> String {

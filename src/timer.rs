@@ -19,6 +19,8 @@ pub enum TimerKind {
     /// Accept again: the listener's backlog may still hold connections (the last accept
     /// stopped at its budget or failed), and an edge-triggered poll will not say so again.
     Accept,
+    /// A CLIENT LIST or KILL has waited long enough for the other workers.
+    Gather { ticket: u64 },
 }
 
 #[derive(Default)]

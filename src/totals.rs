@@ -60,6 +60,9 @@ struct Published {
 
 pub struct Totals {
     connected: AtomicUsize,
+    /// MONITOR clients over every worker: while any is elsewhere, a worker sends its
+    /// commands' lines to the others.
+    monitors: AtomicUsize,
     workers: Box<[Published]>,
     /// The sums at the last CONFIG RESETSTAT.
     baseline: Mutex<Counters>,
@@ -77,6 +80,7 @@ impl Totals {
     pub fn new(workers: usize) -> Totals {
         Totals {
             connected: AtomicUsize::new(0),
+            monitors: AtomicUsize::new(0),
             workers: (0..workers.max(1)).map(|_| Published::default()).collect(),
             baseline: Mutex::new(Counters::default()),
         }
@@ -94,6 +98,19 @@ impl Totals {
 
     pub fn disconnect(&self) {
         self.connected.fetch_sub(1, Relaxed);
+    }
+
+    pub fn monitor_started(&self) {
+        self.monitors.fetch_add(1, Relaxed);
+    }
+
+    pub fn monitor_ended(&self) {
+        self.monitors.fetch_sub(1, Relaxed);
+    }
+
+    /// MONITOR clients in the whole process.
+    pub fn monitors(&self) -> usize {
+        self.monitors.load(Relaxed)
     }
 
     /// A worker's figures as of the end of its poll turn; `blocked` is `None` when it did

@@ -1,7 +1,8 @@
 //! `workers: 2`: two reactors share the port (SO_REUSEPORT) and each serves its own clients,
 //! but the process answers as one server: `max_clients` and INFO's clients and proxy
 //! figures count every worker's clients, CONFIG RESETSTAT clears every worker's counters,
-//! and a stop signal drains both.
+//! CLIENT LIST and CLIENT KILL reach the other worker's clients, a MONITOR sees the other
+//! worker's commands, and a stop signal drains both.
 
 mod common;
 
@@ -23,10 +24,50 @@ fn info_field(c: &mut RawClient, section: &str, field: &str) -> u64 {
 }
 
 /// Worker w numbers its clients w+1, w+1+workers, ...: an id's parity names its worker.
-fn worker_of(c: &mut RawClient) -> usize {
+fn worker(id: u64) -> usize {
+    ((id - 1) % 2) as usize
+}
+
+fn client_id(c: &mut RawClient) -> u64 {
     match c.cmd(&["CLIENT", "ID"]) {
-        Resp::Int(id) => ((id - 1) % 2) as usize,
+        Resp::Int(id) => id as u64,
         other => panic!("CLIENT ID answered {other:?}"),
+    }
+}
+
+/// A new connection that landed on worker `w`: the kernel picks by address hash, so a few
+/// tries find one. One refused at max_clients, while a closed client's place is being
+/// given back, is tried again.
+fn client_on(proxy: &Proxy, w: usize) -> RawClient {
+    for _ in 0..200 {
+        let mut c = proxy.raw_timeout(Duration::from_secs(5));
+        match c.cmd(&["CLIENT", "ID"]) {
+            Resp::Int(id) if worker(id as u64) == w => return c,
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    panic!("no connection landed on worker {w} in 200 tries");
+}
+
+/// The ids of a CLIENT LIST, in its order.
+fn listed_ids(c: &mut RawClient, args: &[&str]) -> Vec<u64> {
+    let text = c
+        .cmd(args)
+        .text()
+        .unwrap_or_else(|| panic!("{args:?} gave no text"));
+    text.lines()
+        .map(|l| {
+            l.strip_prefix("id=")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("a CLIENT LIST line without an id: {l}"))
+        })
+        .collect()
+}
+
+fn expect_closed(proxy: &Proxy, c: &mut RawClient, what: &str) {
+    if let Err(e) = c.wait_eof() {
+        proxy.fail(&format!("{what}: {e}"));
     }
 }
 
@@ -48,7 +89,8 @@ fn two_workers_answer_as_one_server() {
     while clients.len() < MAX {
         clients.push(proxy.raw_timeout(Duration::from_secs(10)));
     }
-    let workers: Vec<usize> = clients.iter_mut().map(worker_of).collect();
+    let ids: Vec<u64> = clients.iter_mut().map(client_id).collect();
+    let workers: Vec<usize> = ids.iter().map(|&id| worker(id)).collect();
     assert!(
         workers.contains(&0) && workers.contains(&1),
         "{MAX} connections all went to one worker ({workers:?}): the kernel spreads them by \
@@ -127,6 +169,83 @@ fn two_workers_answer_as_one_server() {
         gone.is_some(),
         "blocked_clients stayed above 0 after the BLPOP was answered"
     );
+
+    // CLIENT LIST from either worker lists every client of the process, oldest first.
+    let mut all = ids.clone();
+    all.sort_unstable();
+    for i in [w0, w1] {
+        assert_eq!(
+            listed_ids(&mut clients[i], &["CLIENT", "LIST"]),
+            all,
+            "CLIENT LIST on worker {}",
+            workers[i]
+        );
+    }
+    let id1 = ids[w1].to_string();
+    assert_eq!(
+        listed_ids(&mut clients[w0], &["CLIENT", "LIST", "ID", &id1]),
+        vec![ids[w1]]
+    );
+    assert_eq!(
+        listed_ids(&mut clients[w0], &["CLIENT", "LIST", "TYPE", "pubsub"]),
+        Vec::<u64>::new()
+    );
+
+    // CLIENT KILL reaches the other worker's clients, in both forms.
+    assert_eq!(
+        clients[w0].cmd(&["CLIENT", "KILL", "ID", &id1]),
+        Resp::Int(1)
+    );
+    expect_closed(
+        &proxy,
+        &mut clients[w1],
+        "killed by id from the other worker",
+    );
+    let mut victim = client_on(&proxy, 1);
+    let addr = victim.stream.local_addr().unwrap().to_string();
+    assert_eq!(
+        clients[w0].cmd(&["CLIENT", "KILL", &addr]),
+        Resp::Simple("OK".into())
+    );
+    expect_closed(
+        &proxy,
+        &mut victim,
+        "killed by address from the other worker",
+    );
+    assert_eq!(
+        clients[w0].cmd(&["CLIENT", "KILL", "ID", "999999"]),
+        Resp::Int(0)
+    );
+    assert_eq!(
+        clients[w0].cmd(&["CLIENT", "KILL", "127.0.0.1:1"]),
+        Resp::Error("ERR No such client".into())
+    );
+    let settled = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (info_field(&mut clients[w0], "clients", "connected_clients") == MAX as u64 - 1)
+            .then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "connected_clients did not come down after the kills"
+    );
+
+    // A MONITOR on worker 0 sees the commands run on worker 1.
+    assert_eq!(clients[w0].cmd(&["MONITOR"]), Resp::Simple("OK".into()));
+    let mut other = client_on(&proxy, 1);
+    let other_addr = other.stream.local_addr().unwrap().to_string();
+    assert_eq!(
+        other.cmd(&["SET", "workers:monitored", "1"]),
+        Resp::Simple("OK".into())
+    );
+    let wanted = format!("[0 {other_addr}] \"SET\" \"workers:monitored\" \"1\"");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.ends_with(&wanted)) {
+        assert!(seen.len() < 500, "no {wanted} among {seen:?}");
+        match clients[w0].reply() {
+            Resp::Simple(line) => seen.push(line),
+            other => panic!("the monitor got {other:?}"),
+        }
+    }
 
     // A stop signal: both workers drain and the process exits cleanly.
     proxy.signal(libc::SIGTERM);
