@@ -19,11 +19,35 @@ use mio::{Registry, Token, Waker};
 /// The poll token of a worker's waker.
 pub const WAKER: Token = Token(usize::MAX - 1);
 
-/// CLIENT LIST's filter: `TYPE` other than normal lists nothing (every client of the
-/// proxy is a normal one), `ID` lists only those ids.
+/// A client's type as CLIENT LIST and KILL's `TYPE` name it. The proxy's clients are
+/// `normal` or, while subscribed, `pubsub`; `master` and `replica` match none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientType {
+    Normal,
+    PubSub,
+    NoneHere,
+}
+
+impl ClientType {
+    /// Redis's names; `None` for one it does not know.
+    pub fn parse(name: &[u8]) -> Option<ClientType> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("normal") {
+            Some(ClientType::Normal)
+        } else if is("pubsub") {
+            Some(ClientType::PubSub)
+        } else if is("master") || is("replica") || is("slave") {
+            Some(ClientType::NoneHere)
+        } else {
+            None
+        }
+    }
+}
+
+/// CLIENT LIST's filter: `TYPE`, and `ID` for only those ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
-    pub only_other_type: bool,
+    pub kind: Option<ClientType>,
     pub ids: Vec<u64>,
 }
 
@@ -33,8 +57,9 @@ pub struct KillFilter {
     pub id: Option<u64>,
     pub addr: Option<String>,
     pub laddr: Option<String>,
-    /// USER and TYPE: false when they name what no proxy client is.
-    pub matches_kind: bool,
+    pub kind: Option<ClientType>,
+    /// USER: false when it names another user than `default`, the only one.
+    pub user_ok: bool,
     /// The old form, `CLIENT KILL addr:port`: at most one client.
     pub first_only: bool,
 }
@@ -67,6 +92,19 @@ pub enum Msg {
     },
 }
 
+/// Every worker's waker: a stop signal taken by a thread that is not a worker's (the
+/// process's main thread, waiting for them) is passed on through these at once, rather
+/// than seen by each worker on its next idle wakeup.
+pub struct Wakers(Vec<Arc<Waker>>);
+
+impl Wakers {
+    pub fn wake_all(&self) {
+        for w in &self.0 {
+            let _ = w.wake();
+        }
+    }
+}
+
 struct Peer {
     tx: Sender<Msg>,
     waker: Arc<Waker>,
@@ -82,8 +120,8 @@ pub struct Crew {
 
 impl Crew {
     /// One `Crew` per worker, in worker order, each with a waker registered in that
-    /// worker's poll under `WAKER`.
-    pub fn build(registries: &[&Registry]) -> io::Result<Vec<Crew>> {
+    /// worker's poll under `WAKER`; and those wakers, for the thread that waits for them.
+    pub fn build(registries: &[&Registry]) -> io::Result<(Vec<Crew>, Wakers)> {
         let mut wakers = Vec::with_capacity(registries.len());
         let mut txs = Vec::with_capacity(registries.len());
         let mut rxs = Vec::with_capacity(registries.len());
@@ -93,7 +131,7 @@ impl Crew {
             txs.push(tx);
             rxs.push(rx);
         }
-        Ok(rxs
+        let crews = rxs
             .into_iter()
             .enumerate()
             .map(|(me, inbox)| Crew {
@@ -108,7 +146,8 @@ impl Crew {
                     })
                     .collect(),
             })
-            .collect())
+            .collect();
+        Ok((crews, Wakers(wakers)))
     }
 
     /// Sends the question to every peer; returns how many took it (a worker that has
@@ -128,9 +167,15 @@ impl Crew {
             .count()
     }
 
-    /// MONITOR lines for every other worker's monitors.
-    pub fn broadcast_monitor(&self, lines: &bytes::Bytes) {
-        for p in self.peers.iter().flatten() {
+    /// MONITOR lines for the other workers that `has_monitors`.
+    pub fn broadcast_monitor(&self, lines: &bytes::Bytes, has_monitors: impl Fn(usize) -> bool) {
+        for (_, p) in self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| has_monitors(*w))
+            .filter_map(|(w, p)| Some((w, p.as_ref()?)))
+        {
             if p.tx.send(Msg::Monitor(lines.clone())).is_ok() {
                 let _ = p.waker.wake();
             }
@@ -164,7 +209,7 @@ mod tests {
     fn a_question_wakes_the_peer_and_its_answer_wakes_the_asker() {
         let polls: Vec<Poll> = (0..2).map(|_| Poll::new().unwrap()).collect();
         let registries: Vec<&Registry> = polls.iter().map(|p| p.registry()).collect();
-        let crews = Crew::build(&registries).unwrap();
+        let (crews, _) = Crew::build(&registries).unwrap();
         let mut polls = polls;
         let mut events = Events::with_capacity(4);
 
@@ -202,7 +247,7 @@ mod tests {
     fn a_stopped_peer_is_not_waited_for() {
         let polls: Vec<Poll> = (0..2).map(|_| Poll::new().unwrap()).collect();
         let registries: Vec<&Registry> = polls.iter().map(|p| p.registry()).collect();
-        let mut crews = Crew::build(&registries).unwrap();
+        let (mut crews, _) = Crew::build(&registries).unwrap();
         drop(crews.pop());
         let q = Question::Kill(KillFilter::default());
         assert_eq!(crews[0].ask(1, &q), 0);

@@ -286,10 +286,14 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut wakers = None;
     if workers > 1 {
         let registries: Vec<&mio::Registry> = reactors.iter().map(Reactor::registry).collect();
         let crews = match Crew::build(&registries) {
-            Ok(c) => c,
+            Ok((c, w)) => {
+                wakers = Some(w);
+                c
+            }
             Err(e) => {
                 error!("cannot connect the workers to one another: {e}");
                 return ExitCode::from(1);
@@ -333,9 +337,25 @@ fn main() -> ExitCode {
         std::thread::spawn(move || {
             let _ = done_tx.send(first.run());
         });
-        let first = done_rx
-            .recv()
-            .unwrap_or_else(|_| Err(std::io::Error::other("all workers ended")));
+        // The main thread may be the one a stop signal interrupts: it checks every 50 ms and
+        // wakes the workers, which would otherwise see it on their next idle wakeup (1 s).
+        let mut passed_on = false;
+        let first = loop {
+            match done_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => break r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if !passed_on && redis_cluster_proxy::signals::requested().is_some() {
+                        if let Some(w) = &wakers {
+                            w.wake_all();
+                        }
+                        passed_on = true;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(std::io::Error::other("all workers ended"))
+                }
+            }
+        };
         // A stop signal: every worker drains (each sees it within a second, then waits up
         // to two for its replies), so the others get that long to finish theirs.
         if first.is_ok() && redis_cluster_proxy::signals::requested().is_some() {

@@ -29,7 +29,7 @@ use crate::client::{self, Client, ClientState, Lane, Limits, ReplyMode, StreamIt
 use crate::cluster_view;
 use crate::command::{Args, Command};
 use crate::config::{ClusterView, Config, ReadFrom};
-use crate::crew::{Answer, Crew, KillFilter, ListFilter, Msg, Question, WAKER};
+use crate::crew::{Answer, ClientType, Crew, KillFilter, ListFilter, Msg, Question, WAKER};
 use crate::error::ProxyError;
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::local::{self, ServerInfo};
@@ -150,6 +150,8 @@ pub struct Core {
     held_changed: bool,
     /// Kept between publications of the blocked clients, so counting them allocates nothing.
     blocked_scratch: Vec<ClientRef>,
+    /// When the blocked clients were last counted for `totals`.
+    blocked_counted: Instant,
     /// Scripts loaded through the proxy (SCRIPT LOAD), by digest, to load again on a node
     /// that answers NOSCRIPT (a promoted replica, a restarted node).
     scripts: HashMap<String, Bytes>,
@@ -209,6 +211,9 @@ enum Gathered {
     Lines(Vec<(u64, String)>),
     Killed { first_only: bool, n: usize },
 }
+
+/// How stale another worker's view of this one's blocked clients may get.
+const BLOCKED_RECOUNT: Duration = Duration::from_millis(50);
 
 /// How long CLIENT LIST or KILL waits for the other workers (each answers on its next poll
 /// turn, so only a worker stuck or gone takes this long).
@@ -316,6 +321,7 @@ impl Reactor {
             worker,
             held_changed: false,
             blocked_scratch: Vec::new(),
+            blocked_counted: now,
         };
         // A first refresh soon after start: a cluster just created may not have gossiped
         // every replica to the seed yet. Then every refresh_interval.
@@ -382,6 +388,12 @@ impl Reactor {
                 Some(_) => DRAIN_CHECK,
                 None => SIGNAL_CHECK,
             };
+            // A recount of blocked clients put off (`publish`) is not put off past this.
+            let check = if self.crew.is_some() && self.core.held_changed {
+                check.min(BLOCKED_RECOUNT)
+            } else {
+                check
+            };
             let timeout = Some(timeout.map_or(check, |t| t.min(check)));
             if !self.spin(&mut events, timeout) {
                 // The spin used up part of the time to the next timer.
@@ -400,7 +412,7 @@ impl Reactor {
             }
             self.core.now = Instant::now();
             self.core.monitor_elsewhere =
-                self.core.totals.monitors() > self.core.monitors.len() && self.crew.is_some();
+                self.crew.is_some() && self.core.totals.monitors() > self.core.monitors.len();
             for ev in events.iter() {
                 let t = ev.token();
                 if t == LISTENER {
@@ -430,8 +442,16 @@ impl Reactor {
             self.resume();
             self.run_deferred();
             self.feed_monitors();
+            if self.crew.is_some() {
+                // Before the replies go out: whoever reads one and asks another worker
+                // finds its command counted.
+                self.core.publish();
+            }
             self.flush();
-            self.core.publish();
+            if self.crew.is_some() && self.core.held_changed {
+                // Closing clients and failed connections in flush change the blocked ones.
+                self.core.publish();
+            }
             if self.core.shutdown {
                 info!("shutting down (PROXY SHUTDOWN)");
                 return Ok(());
@@ -622,7 +642,9 @@ impl Reactor {
             Err(e) => return Some(e),
         };
         let lines = self.list_lines(&filter, Some((me, my_cmd)));
-        if self.ask_peers(me, seq, Question::List(filter)).is_none() {
+        // master and replica: no worker has one.
+        let nobody = filter.kind == Some(ClientType::NoneHere);
+        if nobody || self.ask_peers(me, seq, Question::List(filter)).is_none() {
             return Some(lines_reply(lines, proto));
         }
         if let Some(Gathered::Lines(all)) = self.gathers.last_mut().map(|g| &mut g.kind) {
@@ -638,11 +660,9 @@ impl Reactor {
         f: &ListFilter,
         me: Option<(ClientRef, &'static str)>,
     ) -> Vec<(u64, String)> {
-        if f.only_other_type {
-            return Vec::new();
-        }
         self.clients
             .iter()
+            .filter(|(_, c)| f.kind.is_none_or(|k| k == client_type(c)))
             .filter(|(_, c)| f.ids.is_empty() || f.ids.contains(&c.id))
             .map(|(idx, c)| {
                 let cmd = match me {
@@ -663,8 +683,10 @@ impl Reactor {
             Err(e) => return Some(e),
         };
         let n = self.kill_matching(&filter, Some((me, skipme)));
-        if filter.first_only && n > 0 {
-            return Some(kill_reply(true, n));
+        // An address or an id names one client of the process: found here, it is nowhere
+        // else.
+        if n > 0 && (filter.first_only || filter.id.is_some()) {
+            return Some(kill_reply(filter.first_only, n));
         }
         if self
             .ask_peers(me, seq, Question::Kill(filter.clone()))
@@ -682,7 +704,7 @@ impl Reactor {
     /// Marks this worker's clients that match for closing; `me` is the asking client and
     /// whether SKIPME spares it.
     fn kill_matching(&mut self, f: &KillFilter, me: Option<(ClientRef, bool)>) -> usize {
-        if !f.matches_kind {
+        if !f.user_ok || f.kind == Some(ClientType::NoneHere) {
             return 0;
         }
         let mut victims: Vec<usize> = self
@@ -691,6 +713,7 @@ impl Reactor {
             .filter(|(idx, c)| {
                 let is_me = me.is_some_and(|(r, _)| r.idx == *idx && r.gen == c.gen);
                 !(is_me && me.is_some_and(|(_, skip)| skip))
+                    && f.kind.is_none_or(|k| k == client_type(c))
                     && f.id.is_none_or(|id| c.id == id)
                     && f.addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
                     && f.laddr
@@ -703,7 +726,9 @@ impl Reactor {
             victims.truncate(1);
         }
         for &v in &victims {
-            let is_me = me.is_some_and(|(r, _)| r.idx == v);
+            let is_me = me.is_some_and(|(r, _)| {
+                r.idx == v && self.clients.get(v).is_some_and(|c| c.gen == r.gen)
+            });
             self.kill_later(v, is_me);
         }
         victims.len()
@@ -780,7 +805,7 @@ impl Reactor {
         let feed = self.core.monitor_feed.split().freeze();
         if self.core.monitor_elsewhere {
             if let Some(crew) = &self.crew {
-                crew.broadcast_monitor(&feed);
+                crew.broadcast_monitor(&feed, |w| self.core.totals.has_monitors(w));
             }
         }
         self.feed_local_monitors(&feed);
@@ -793,6 +818,8 @@ impl Reactor {
         let mut monitors = std::mem::take(&mut self.core.monitors);
         monitors.retain(|m| {
             let Some(c) = self.clients.get_mut(m.idx).filter(|c| c.gen == m.gen) else {
+                // close_client takes monitors out; should one be missed, the count follows.
+                self.core.totals.monitor_ended(self.core.worker);
                 return false;
             };
             c.reply_now(feed);
@@ -1246,7 +1273,7 @@ impl Reactor {
         let me = ClientRef { idx, gen: c.gen };
         if let Some(i) = self.core.monitors.iter().position(|m| *m == me) {
             self.core.monitors.swap_remove(i);
-            self.core.totals.monitor_ended();
+            self.core.totals.monitor_ended(self.core.worker);
         }
         self.core.client_gone(ClientRef { idx, gen: c.gen });
         debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
@@ -1539,8 +1566,11 @@ impl Core {
                 .iter()
                 .any(|(r, b)| r.idx == idx && r.gen == c.gen && self.is_blocking(*b))
         };
+        let me = ClientRef { idx, gen: c.gen };
         let flags = if c.pubsub.is_some() {
             "P"
+        } else if self.monitors.contains(&me) {
+            "O"
         } else if c.tx.as_ref().is_some_and(|t| t.multi) {
             "x"
         } else if blocked() {
@@ -1888,7 +1918,7 @@ impl Core {
                 c.reply_now(b"+OK\r\n");
                 if !self.monitors.contains(&cref) {
                     self.monitors.push(cref);
-                    self.totals.monitor_started();
+                    self.totals.monitor_started(self.worker);
                 }
             }
             Route::Local(l) => {
@@ -2202,8 +2232,7 @@ impl Core {
         )
     }
 
-    /// INFO's `clients` section, over every worker (CLIENT LIST shows the answering
-    /// worker's). Fields the proxy cannot know truly (input and output buffer peaks) are
+    /// INFO's `clients` section, over every worker. Fields the proxy cannot know truly (input and output buffer peaks) are
     /// left out; none of its clients track keys (CLIENT TRACKING is refused).
     fn clients_section(&mut self) -> String {
         let sums = self.sums();
@@ -2272,11 +2301,14 @@ impl Core {
         n
     }
 
-    /// End of a turn: this worker's figures where the others' INFO reads them. Counting the
-    /// blocked clients only after a turn that could change it keeps a busy turn's cost at a
-    /// few stores.
+    /// End of a turn: this worker's figures where the others' INFO reads them. Blocked
+    /// clients are recounted (a sort of the held connections) only after a change, and at
+    /// most every `BLOCKED_RECOUNT`, so a turn of a busy queue consumer costs a few stores.
     fn publish(&mut self) {
-        let blocked = if std::mem::take(&mut self.held_changed) {
+        let due = self.now.duration_since(self.blocked_counted) >= BLOCKED_RECOUNT;
+        let blocked = if self.held_changed && due {
+            self.held_changed = false;
+            self.blocked_counted = self.now;
             Some(self.blocked_clients())
         } else {
             None
@@ -3211,7 +3243,7 @@ fn list_filter(argv: &[Vec<u8>]) -> Result<ListFilter, Vec<u8>> {
     let mut i = 2;
     while i + 1 < argv.len() {
         if argv[i].eq_ignore_ascii_case(b"TYPE") {
-            f.only_other_type = !argv[i + 1].eq_ignore_ascii_case(b"normal");
+            f.kind = Some(client_type_arg(&argv[i + 1])?);
             i += 2;
         } else if argv[i].eq_ignore_ascii_case(b"ID") {
             for a in &argv[i + 1..] {
@@ -3229,6 +3261,27 @@ fn list_filter(argv: &[Vec<u8>]) -> Result<ListFilter, Vec<u8>> {
     Ok(f)
 }
 
+/// A TYPE argument, or Redis's error for one it does not know.
+fn client_type_arg(name: &[u8]) -> Result<ClientType, Vec<u8>> {
+    ClientType::parse(name).ok_or_else(|| {
+        let mut out = Vec::new();
+        let msg = format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(name)
+        );
+        encode::error(&mut out, &msg);
+        out
+    })
+}
+
+fn client_type(c: &Client) -> ClientType {
+    if c.pubsub.is_some() {
+        ClientType::PubSub
+    } else {
+        ClientType::Normal
+    }
+}
+
 /// The whole CLIENT LIST, oldest client first as Redis lists them.
 fn lines_reply(mut lines: Vec<(u64, String)>, proto: Proto) -> Vec<u8> {
     lines.sort_unstable_by_key(|(id, _)| *id);
@@ -3243,7 +3296,7 @@ fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8>> {
     let mut out = Vec::new();
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     let mut f = KillFilter {
-        matches_kind: true,
+        user_ok: true,
         ..KillFilter::default()
     };
     if argv.len() == 3 {
@@ -3269,11 +3322,13 @@ fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8>> {
         } else if k.eq_ignore_ascii_case(b"LADDR") {
             f.laddr = Some(v);
         } else if k.eq_ignore_ascii_case(b"USER") {
-            f.matches_kind &= v == "default";
+            f.user_ok &= v == "default";
         } else if k.eq_ignore_ascii_case(b"TYPE") {
-            f.matches_kind &= v.eq_ignore_ascii_case("normal");
-        } else if k.eq_ignore_ascii_case(b"SKIPME") {
-            skipme = !v.eq_ignore_ascii_case("no");
+            f.kind = Some(client_type_arg(&argv[i + 1])?);
+        } else if k.eq_ignore_ascii_case(b"SKIPME") && v.eq_ignore_ascii_case("yes") {
+            skipme = true;
+        } else if k.eq_ignore_ascii_case(b"SKIPME") && v.eq_ignore_ascii_case("no") {
+            skipme = false;
         } else {
             encode::error(&mut out, "ERR syntax error");
             return Err(out);

@@ -1,5 +1,6 @@
 //! SIGTERM and SIGINT: the handler only records the signal; each reactor sees it on its next
-//! turn (a turn lasts at most `reactor::SIGNAL_CHECK` when idle) and drains before exiting.
+//! turn (a turn lasts at most `reactor::SIGNAL_CHECK` when idle; with several workers the
+//! main thread wakes them at once) and drains before exiting.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 

@@ -3,7 +3,10 @@
 //! publishes its counters into a slot of its own once per poll turn, never per request, so
 //! the hot path shares nothing.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Mutex;
 
 /// A worker's counters for INFO's proxy section; they only grow (CONFIG RESETSTAT moves a
@@ -56,6 +59,7 @@ impl Counters {
 struct Published {
     counters: [AtomicU64; FIELDS],
     blocked: AtomicU64,
+    monitors: AtomicUsize,
 }
 
 pub struct Totals {
@@ -89,23 +93,34 @@ impl Totals {
     /// Takes a place for a new client unless the process already has `max`; the check and
     /// the count are one step, so workers accepting at once never pass the limit together.
     pub fn try_connect(&self, max: usize) -> bool {
-        if self.connected.fetch_add(1, Relaxed) < max {
-            return true;
-        }
-        self.connected.fetch_sub(1, Relaxed);
-        false
+        self.connected
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
     }
 
     pub fn disconnect(&self) {
         self.connected.fetch_sub(1, Relaxed);
     }
 
-    pub fn monitor_started(&self) {
+    pub fn monitor_started(&self, worker: usize) {
         self.monitors.fetch_add(1, Relaxed);
+        if let Some(p) = self.workers.get(worker) {
+            p.monitors.fetch_add(1, Relaxed);
+        }
     }
 
-    pub fn monitor_ended(&self) {
+    pub fn monitor_ended(&self, worker: usize) {
         self.monitors.fetch_sub(1, Relaxed);
+        if let Some(p) = self.workers.get(worker) {
+            p.monitors.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Whether this worker has MONITOR clients, for the others' lines.
+    pub fn has_monitors(&self, worker: usize) -> bool {
+        self.workers
+            .get(worker)
+            .is_some_and(|p| p.monitors.load(Relaxed) > 0)
     }
 
     /// MONITOR clients in the whole process.
@@ -113,17 +128,19 @@ impl Totals {
         self.monitors.load(Relaxed)
     }
 
-    /// A worker's figures as of the end of its poll turn; `blocked` is `None` when it did
-    /// not count its blocked clients again (nothing that could change them happened).
+    /// A worker's figures as of the end of its poll turn, stored before the turn's replies
+    /// are written (Release, read with Acquire): a client that has its reply, asking
+    /// another worker, finds its command counted. `blocked` is `None` when the worker did
+    /// not count its blocked clients again.
     pub fn publish(&self, worker: usize, counters: Counters, blocked: Option<u64>) {
         let Some(p) = self.workers.get(worker) else {
             return;
         };
         for (slot, v) in p.counters.iter().zip(counters.to_array()) {
-            slot.store(v, Relaxed);
+            slot.store(v, Release);
         }
         if let Some(b) = blocked {
-            p.blocked.store(b, Relaxed);
+            p.blocked.store(b, Release);
         }
     }
 
@@ -152,8 +169,8 @@ impl Totals {
             let (c, b) = if w == worker {
                 (own, own_blocked)
             } else {
-                let a = std::array::from_fn(|i| p.counters[i].load(Relaxed));
-                (Counters::from_array(a), p.blocked.load(Relaxed))
+                let a = std::array::from_fn(|i| p.counters[i].load(Acquire));
+                (Counters::from_array(a), p.blocked.load(Acquire))
             };
             sum = sum.zip(c, u64::wrapping_add);
             blocked += b;

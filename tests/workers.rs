@@ -190,6 +190,10 @@ fn two_workers_answer_as_one_server() {
         listed_ids(&mut clients[w0], &["CLIENT", "LIST", "TYPE", "pubsub"]),
         Vec::<u64>::new()
     );
+    assert_eq!(
+        clients[w0].cmd(&["CLIENT", "LIST", "TYPE", "nosuch"]),
+        Resp::Error("ERR Unknown client type 'nosuch'".into())
+    );
 
     // CLIENT KILL reaches the other worker's clients, in both forms.
     assert_eq!(
@@ -246,6 +250,14 @@ fn two_workers_answer_as_one_server() {
             other => panic!("the monitor got {other:?}"),
         }
     }
+
+    // The other worker lists the monitor with Redis's O flag.
+    let id0 = ids[w0].to_string();
+    let line = other
+        .cmd(&["CLIENT", "LIST", "ID", &id0])
+        .text()
+        .unwrap_or_default();
+    assert!(line.contains(" flags=O "), "{line}");
 
     // A stop signal: both workers drain and the process exits cleanly.
     proxy.signal(libc::SIGTERM);
