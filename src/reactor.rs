@@ -2150,6 +2150,14 @@ impl Core {
             ("proxy_port".into(), c.proxy_port.to_string()),
             ("bind".into(), c.bind.clone()),
             ("redis_nodes".into(), c.redis_nodes.join(",")),
+            (
+                "address_map".into(),
+                c.address_map
+                    .iter()
+                    .map(|(from, to)| format!("{from}={to}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("auto_redirect".into(), c.auto_redirect.to_string()),
             ("max_redirects".into(), c.max_redirects.to_string()),
             ("refresh_interval".into(), d(c.refresh_interval)),
@@ -2338,9 +2346,13 @@ impl Core {
             c.reply_now(&ProxyError::Other("ERR invalid cursor".into()).to_frame());
             return;
         };
+        if masters.is_empty() {
+            return c.reply_now(&no_master().to_frame());
+        }
         let Some(&node) = masters.get(idx as usize) else {
-            c.reply_now(&ProxyError::Other("ERR invalid cursor".into()).to_frame());
-            return;
+            // A number the proxy did not hand out (or from before masters went away): the
+            // iteration is over, as Redis takes any number for a cursor without an error.
+            return c.reply_now(b"*2\r\n$1\r\n0\r\n*0\r\n");
         };
         let mut out = BytesMut::new();
         encode::array_header(&mut out, args.argc());

@@ -132,7 +132,7 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
         "SHUTDOWN" => {
             return Route::Refuse(ProxyError::Other(
                 "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the \
-                 cluster; use redis-cli against that node, or PROXY SHUTDOWN to stop the proxy"
+                 cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with allow_admin_commands: true) to stop the proxy"
                     .into(),
             ))
         }

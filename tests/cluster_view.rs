@@ -374,6 +374,22 @@ fn passthrough_view_shows_mapped_addresses() {
     };
     let mut p = proxy.raw();
 
+    // The operator can read the map back (PROXY CONFIG GET lists every setting).
+    // In the order of the internal addresses as strings, as the config holds them.
+    let mut pairs: Vec<String> = mapped
+        .iter()
+        .map(|(port, (ip, pp))| format!("127.0.0.1:{port}={ip}:{pp}"))
+        .collect();
+    pairs.sort();
+    let want = pairs.join(",");
+    assert_eq!(
+        p.cmd(&["PROXY", "CONFIG", "GET", "address_map"]),
+        Resp::Array(vec![
+            Resp::Bulk(b"address_map".to_vec()),
+            Resp::Bulk(want.into_bytes())
+        ])
+    );
+
     // CLUSTER NODES: every node, mapped ones at their public address.
     let text = text_of(&p.cmd(&["CLUSTER", "NODES"]));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

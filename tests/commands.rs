@@ -683,6 +683,17 @@ fn scan_visits_every_key_exactly_once() {
 
     let (got, _) = scan_all(&proxy, &mut p, &["MATCH", "nothing:*"]);
     assert!(got.is_empty(), "SCAN MATCH nothing:* returned {got:?}");
+
+    // A cursor the proxy never handed out (its low bits name no master) ends the iteration,
+    // as Redis takes any number; a cursor that is not a number is Redis's error.
+    assert_eq!(
+        p.cmd(&["SCAN", "12345678901234"]),
+        Resp::Array(vec![Resp::Bulk(b"0".to_vec()), Resp::Array(vec![])])
+    );
+    assert_eq!(
+        p.cmd(&["SCAN", "abc"]),
+        Resp::Error("ERR invalid cursor".into())
+    );
 }
 
 #[test]
