@@ -2339,9 +2339,12 @@ impl Core {
     /// master's cursor; the request goes to that master with its own cursor.
     fn scan(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>) {
         let masters = self.topo.masters_sorted();
-        let cursor = std::str::from_utf8(args.arg(1))
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok());
+        // As Redis's strtoul: a negative number wraps around (-1 is the largest cursor).
+        let cursor = std::str::from_utf8(args.arg(1)).ok().and_then(|s| {
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<i64>().ok().map(|n| n as u64))
+        });
         let Some((idx, node_cursor)) = cursor.map(split::decode_scan_cursor) else {
             c.reply_now(&ProxyError::Other("ERR invalid cursor".into()).to_frame());
             return;

@@ -691,6 +691,10 @@ fn scan_visits_every_key_exactly_once() {
         Resp::Array(vec![Resp::Bulk(b"0".to_vec()), Resp::Array(vec![])])
     );
     assert_eq!(
+        p.cmd(&["SCAN", "-1"]),
+        Resp::Array(vec![Resp::Bulk(b"0".to_vec()), Resp::Array(vec![])])
+    );
+    assert_eq!(
         p.cmd(&["SCAN", "abc"]),
         Resp::Error("ERR invalid cursor".into())
     );
