@@ -169,13 +169,10 @@ impl Crew {
 
     /// MONITOR lines for the other workers that `has_monitors`.
     pub fn broadcast_monitor(&self, lines: &bytes::Bytes, has_monitors: impl Fn(usize) -> bool) {
-        for (_, p) in self
-            .peers
-            .iter()
-            .enumerate()
-            .filter(|(w, _)| has_monitors(*w))
-            .filter_map(|(w, p)| Some((w, p.as_ref()?)))
-        {
+        for (w, p) in self.peers.iter().enumerate() {
+            let Some(p) = p.as_ref().filter(|_| has_monitors(w)) else {
+                continue;
+            };
             if p.tx.send(Msg::Monitor(lines.clone())).is_ok() {
                 let _ = p.waker.wake();
             }

@@ -212,6 +212,15 @@ enum Gathered {
     Killed { first_only: bool, n: usize },
 }
 
+impl Gathered {
+    fn reply(self, proto: Proto) -> Vec<u8> {
+        match self {
+            Gathered::Lines(lines) => lines_reply(lines, proto),
+            Gathered::Killed { first_only, n } => kill_reply(first_only, n),
+        }
+    }
+}
+
 /// How stale another worker's view of this one's blocked clients may get.
 const BLOCKED_RECOUNT: Duration = Duration::from_millis(50);
 
@@ -529,40 +538,43 @@ impl Reactor {
         }
     }
 
-    /// Sends a question to the other workers; `None` when there are none to wait for, so
-    /// the caller answers from this worker alone.
-    fn ask_peers(&mut self, cref: ClientRef, seq: u64, question: Question) -> Option<()> {
-        let crew = self.crew.as_ref()?;
+    /// Sends a question to the other workers, with this worker's part of the answer: the
+    /// reply when there are no others to wait for, else `None` (it comes when they have
+    /// answered).
+    fn ask_peers(
+        &mut self,
+        cref: ClientRef,
+        seq: u64,
+        question: &Question,
+        mine: Gathered,
+    ) -> Option<Vec<u8>> {
+        let proto = self.proto_of(cref);
         self.next_ticket += 1;
         let ticket = self.next_ticket;
-        let waiting = crew.ask(ticket, &question);
+        let waiting = self
+            .crew
+            .as_ref()
+            .map_or(0, |crew| crew.ask(ticket, question));
         if waiting == 0 {
-            return None;
+            return Some(mine.reply(proto));
         }
-        let proto = self
-            .clients
-            .get(cref.idx)
-            .map(|c| c.proto)
-            .unwrap_or(Proto::Resp2);
-        let kind = match question {
-            Question::List(_) => Gathered::Lines(Vec::new()),
-            Question::Kill(f) => Gathered::Killed {
-                first_only: f.first_only,
-                n: 0,
-            },
-        };
         self.gathers.push(Gather {
             ticket,
             cref,
             seq,
             waiting,
             proto,
-            kind,
+            kind: mine,
         });
         self.core
             .timers
             .add(self.core.now + GATHER_TIMEOUT, TimerKind::Gather { ticket });
-        Some(())
+        None
+    }
+
+    /// The protocol a client speaks (RESP2 for one that has gone).
+    fn proto_of(&self, cref: ClientRef) -> Proto {
+        self.clients.get(cref.idx).map_or(Proto::Resp2, |c| c.proto)
     }
 
     /// The other workers' questions and answers (the waker's event).
@@ -616,11 +628,7 @@ impl Reactor {
     }
 
     fn finish_gather(&mut self, g: Gather) {
-        let reply = match g.kind {
-            Gathered::Lines(lines) => lines_reply(lines, g.proto),
-            Gathered::Killed { first_only, n } => kill_reply(first_only, n),
-        };
-        self.deliver(g.cref, g.seq, reply);
+        self.deliver(g.cref, g.seq, g.kind.reply(g.proto));
     }
 
     /// CLIENT LIST: this worker's clients, and the other workers' (`None`: the reply
@@ -632,25 +640,16 @@ impl Reactor {
         my_cmd: &'static str,
         argv: &[Vec<u8>],
     ) -> Option<Vec<u8>> {
-        let proto = self
-            .clients
-            .get(me.idx)
-            .map(|c| c.proto)
-            .unwrap_or(Proto::Resp2);
         let filter = match list_filter(argv) {
             Ok(f) => f,
             Err(e) => return Some(e),
         };
-        let lines = self.list_lines(&filter, Some((me, my_cmd)));
+        let mine = Gathered::Lines(self.list_lines(&filter, Some((me, my_cmd))));
         // master and replica: no worker has one.
-        let nobody = filter.kind == Some(ClientType::NoneHere);
-        if nobody || self.ask_peers(me, seq, Question::List(filter)).is_none() {
-            return Some(lines_reply(lines, proto));
+        if filter.kind == Some(ClientType::NoneHere) {
+            return Some(mine.reply(self.proto_of(me)));
         }
-        if let Some(Gathered::Lines(all)) = self.gathers.last_mut().map(|g| &mut g.kind) {
-            all.extend(lines);
-        }
-        None
+        self.ask_peers(me, seq, &Question::List(filter), mine)
     }
 
     /// This worker's CLIENT LIST lines, with ids; `me` is the asking client, whose line shows
@@ -683,22 +682,16 @@ impl Reactor {
             Err(e) => return Some(e),
         };
         let n = self.kill_matching(&filter, Some((me, skipme)));
+        let mine = Gathered::Killed {
+            first_only: filter.first_only,
+            n,
+        };
         // An address or an id names one client of the process: found here, it is nowhere
         // else.
         if n > 0 && (filter.first_only || filter.id.is_some()) {
-            return Some(kill_reply(filter.first_only, n));
+            return Some(mine.reply(self.proto_of(me)));
         }
-        if self
-            .ask_peers(me, seq, Question::Kill(filter.clone()))
-            .is_none()
-        {
-            return Some(kill_reply(filter.first_only, n));
-        }
-        if let Some(Gathered::Killed { n: all, .. }) = self.gathers.last_mut().map(|g| &mut g.kind)
-        {
-            *all += n;
-        }
-        None
+        self.ask_peers(me, seq, &Question::Kill(filter), mine)
     }
 
     /// Marks this worker's clients that match for closing; `me` is the asking client and
@@ -754,11 +747,7 @@ impl Reactor {
             .get(1)
             .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
             .unwrap_or_default();
-        let proto = self
-            .clients
-            .get(cref.idx)
-            .map(|c| c.proto)
-            .unwrap_or(Proto::Resp2);
+        let proto = self.proto_of(cref);
         match (sub.as_str(), argv.len()) {
             ("INFO", 2) => cluster_view::text(&mut out, &self.core.proxy_section(), proto),
             ("CONFIG", 4) if argv[2].eq_ignore_ascii_case(b"GET") => {
@@ -1275,7 +1264,7 @@ impl Reactor {
             self.core.monitors.swap_remove(i);
             self.core.totals.monitor_ended(self.core.worker);
         }
-        self.core.client_gone(ClientRef { idx, gen: c.gen });
+        self.core.client_gone(me);
         debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
     }
 }
