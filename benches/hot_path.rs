@@ -9,9 +9,9 @@ use redis_cluster_proxy::command::{self, Args};
 use redis_cluster_proxy::resp::encode::{self, Proto};
 use redis_cluster_proxy::resp::reply::ReplyParser;
 use redis_cluster_proxy::resp::request::{Frame, RequestParser};
-use redis_cluster_proxy::router;
+use redis_cluster_proxy::route;
+use redis_cluster_proxy::route::split::{self, Merge};
 use redis_cluster_proxy::slot::key_slot;
-use redis_cluster_proxy::split::{self, Merge};
 
 struct Ranges<'a>(&'a [u8], &'a [std::ops::Range<usize>]);
 
@@ -130,8 +130,8 @@ fn slots_and_routing(c: &mut Criterion) {
             for (r, ranges) in &frames {
                 let a = Ranges(&input[r.clone()], ranges);
                 if matches!(
-                    router::route(&a),
-                    router::Route::Slot(_) | router::Route::ReadSlot(_)
+                    route::route(&a),
+                    route::Route::Slot(_) | route::Route::ReadSlot(_)
                 ) {
                     n += 1;
                 }

@@ -5,29 +5,26 @@
 //! The modules are public so tests, benchmarks and fuzz targets reach the parsers.
 
 pub mod alloc;
-pub mod backend;
-pub mod client;
-pub mod cluster_view;
 pub mod command;
 pub mod config;
+pub mod conn;
 pub mod crew;
-pub mod discover;
+pub mod dispatch;
 pub mod error;
 pub mod inflight;
+pub mod input;
 pub mod local;
-pub mod net;
-pub mod outbuf;
-pub mod policy;
-pub mod pool;
+pub mod pubsub;
 pub mod reactor;
+pub mod reply;
 pub mod resp;
-pub mod router;
+pub mod route;
 pub mod sha1;
 pub mod signals;
 pub mod slot;
-pub mod split;
 pub mod timer;
 pub mod topology;
 pub mod totals;
+pub mod tx;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

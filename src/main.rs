@@ -9,8 +9,8 @@ use log::{error, info};
 
 use redis_cluster_proxy::config::{parse_duration, Config};
 use redis_cluster_proxy::crew::Crew;
-use redis_cluster_proxy::discover::discover;
 use redis_cluster_proxy::reactor::Reactor;
+use redis_cluster_proxy::topology::discover::discover;
 use redis_cluster_proxy::topology::Topology;
 use redis_cluster_proxy::totals::Totals;
 use redis_cluster_proxy::VERSION;

@@ -1,15 +1,15 @@
-//! docs/commands.md is rendered from the table of choices in src/policy.rs; this test fails
+//! docs/commands.md is rendered from the table of choices in src/route/policy.rs; this test fails
 //! when the two disagree. `UPDATE_DOCS=1 cargo test --test docs` rewrites the file.
 
 use redis_cluster_proxy::command::{Command, COMMANDS, GENERATED_FROM};
-use redis_cluster_proxy::policy::keyless_policy;
+use redis_cluster_proxy::route::policy::keyless_policy;
 
 const HEADER: &str = "\
 # Commands without keys: where each one goes
 
 Commands with keys are routed by their keys' slot (see the README). This table covers every
 command of Redis GENERATED_FROM that has no key, as the proxy's code decides it: it is rendered
-from `src/policy.rs` and checked by `tests/docs.rs`.
+from `src/route/policy.rs` and checked by `tests/docs.rs`.
 
 Choices:
 - **proxy**: answered by the proxy itself;
@@ -37,7 +37,7 @@ fn render() -> String {
             return;
         }
         let (policy, why) = keyless_policy(c.name)
-            .unwrap_or_else(|| panic!("{} has no entry in src/policy.rs", c.name));
+            .unwrap_or_else(|| panic!("{} has no entry in src/route/policy.rs", c.name));
         rows.push(format!(
             "| {} | {} | {} |\n",
             c.name.replace('|', " "),
@@ -69,7 +69,7 @@ fn commands_doc_matches_the_table() {
     let have = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         have == want,
-        "docs/commands.md disagrees with src/policy.rs; run UPDATE_DOCS=1 cargo test --test docs"
+        "docs/commands.md disagrees with src/route/policy.rs; run UPDATE_DOCS=1 cargo test --test docs"
     );
     // The doc is not vacuous: it has a row for every keyless command, well over a hundred.
     assert!(want.lines().filter(|l| l.starts_with("| ")).count() > 150);

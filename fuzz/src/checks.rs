@@ -23,7 +23,7 @@ use redis_cluster_proxy::error::ProxyError;
 use redis_cluster_proxy::resp::reply::{classify_error, ErrorKind, Redirect, ReplyParser};
 use redis_cluster_proxy::resp::request::{Frame, RequestParser};
 use redis_cluster_proxy::resp::{encode, value, ParseError, MAX_BULK_LEN, MAX_INLINE_LEN};
-use redis_cluster_proxy::router::{self, Route};
+use redis_cluster_proxy::route::{self, Route};
 use redis_cluster_proxy::slot::{key_slot, Slot, SLOTS};
 use redis_cluster_proxy::topology::{self, AddressMap, SlotRange, Topology};
 
@@ -1446,9 +1446,9 @@ fn show_args(args: &[&[u8]]) -> String {
 }
 
 pub fn check_route(args: &[&[u8]]) {
-    let r = router::route(args);
+    let r = route::route(args);
     assert_eq!(
-        router::route(args),
+        route::route(args),
         r,
         "route: not deterministic for {}",
         show_args(args)
@@ -1528,7 +1528,7 @@ pub fn check_route(args: &[&[u8]]) {
         .collect();
     let upper: Vec<&[u8]> = upper.iter().map(Vec::as_slice).collect();
     assert_eq!(
-        router::route(upper.as_slice()),
+        route::route(upper.as_slice()),
         r,
         "route: the name's case changes the route of {}",
         show_args(args)

@@ -84,6 +84,19 @@ pub fn command<B: BufMut>(out: &mut B, args: &[&[u8]]) {
     }
 }
 
+/// A text reply: a bulk string in RESP2, a verbatim string in RESP3, as Redis sends
+/// CLUSTER NODES and CLUSTER INFO.
+pub fn text(out: &mut Vec<u8>, s: &str, proto: Proto) {
+    match proto {
+        Proto::Resp2 => bulk(out, s.as_bytes()),
+        Proto::Resp3 => {
+            out.put_slice(format!("={}\r\ntxt:", s.len() + 4).as_bytes());
+            out.put_slice(s.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

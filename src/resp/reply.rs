@@ -187,6 +187,29 @@ fn parse_redirect(line: &[u8], moved: bool) -> Option<Redirect<'_>> {
     })
 }
 
+/// Elements of an aggregate reply as ranges of the frame (a map's keys and values
+/// alternating), or None when the frame is not an aggregate.
+pub fn elements(frame: &[u8]) -> Option<(u8, Vec<std::ops::Range<usize>>)> {
+    let tag = *frame.first()?;
+    if !matches!(tag, b'*' | b'~' | b'>' | b'%') {
+        return None;
+    }
+    let cr = find_crlf(frame, 1)?;
+    let n = parse_int(&frame[1..cr])?;
+    let n = if tag == b'%' { n.checked_mul(2)? } else { n };
+    let mut pos = cr + 2;
+    let mut out = Vec::new();
+    if n < 0 {
+        return Some((tag, out));
+    }
+    for _ in 0..n {
+        let len = ReplyParser::new().parse(&frame[pos..]).ok()??;
+        out.push(pos..pos + len);
+        pos += len;
+    }
+    Some((tag, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

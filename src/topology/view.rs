@@ -7,8 +7,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::split_host_port;
 use crate::resp::encode::{self, Proto};
+use crate::resp::reply::elements;
 use crate::resp::value::{self, Value};
-use crate::split::elements;
 use crate::topology::AddressMap;
 
 /// The CLUSTER subcommands that describe the cluster.
@@ -79,7 +79,7 @@ pub fn proxy_answer(view: View, announce: &str, proto: Proto) -> Vec<u8> {
         }
         View::Nodes => {
             let line = format!("{id} {host}:{port}@0 myself,master - 0 0 1 connected 0-16383\n");
-            text(&mut out, &line, proto);
+            encode::text(&mut out, &line, proto);
         }
         View::Replicas => encode::array_header(&mut out, 0),
         View::Info => {
@@ -87,24 +87,11 @@ pub fn proxy_answer(view: View, announce: &str, proto: Proto) -> Vec<u8> {
                         cluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\n\
                         cluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n\
                         cluster_current_epoch:1\r\ncluster_my_epoch:1\r\n";
-            text(&mut out, info, proto);
+            encode::text(&mut out, info, proto);
         }
         View::MyId => encode::bulk(&mut out, id.as_bytes()),
     }
     out
-}
-
-/// A text reply: a bulk string in RESP2, a verbatim string in RESP3, as Redis sends
-/// CLUSTER NODES and CLUSTER INFO.
-pub fn text(out: &mut Vec<u8>, s: &str, proto: Proto) {
-    match proto {
-        Proto::Resp2 => encode::bulk(out, s.as_bytes()),
-        Proto::Resp3 => {
-            out.put_slice(format!("={}\r\ntxt:", s.len() + 4).as_bytes());
-            out.put_slice(s.as_bytes());
-            out.put_slice(b"\r\n");
-        }
-    }
 }
 
 /// Rewrites the internal addresses of a node's CLUSTER NODES/SLOTS/SHARDS/REPLICAS reply.

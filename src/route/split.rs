@@ -2,14 +2,14 @@
 //! out to every master, and the merge of their parts' replies into the one reply a single
 //! Redis server would give. Pure functions over bytes, testable without sockets.
 
+use crate::resp::reply::elements;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cluster_view::{self, View};
 use crate::command::Args;
 use crate::resp::encode::{self, Proto};
-use crate::resp::reply::ReplyParser;
-use crate::resp::{find_crlf, parse_int};
+use crate::resp::parse_int;
 use crate::slot::{key_slot, Slot};
+use crate::topology::view::View;
 use crate::topology::AddressMap;
 
 /// How the parts' replies become one.
@@ -141,29 +141,6 @@ pub fn encode_scan_cursor(master: u32, node_cursor: u64) -> Option<u64> {
         return None;
     }
     Some((node_cursor << SCAN_MASTER_BITS) | master as u64)
-}
-
-/// Elements of an aggregate reply as ranges of the frame (a map's keys and values
-/// alternating), or None when the frame is not an aggregate.
-pub fn elements(frame: &[u8]) -> Option<(u8, Vec<std::ops::Range<usize>>)> {
-    let tag = *frame.first()?;
-    if !matches!(tag, b'*' | b'~' | b'>' | b'%') {
-        return None;
-    }
-    let cr = find_crlf(frame, 1)?;
-    let n = parse_int(&frame[1..cr])?;
-    let n = if tag == b'%' { n.checked_mul(2)? } else { n };
-    let mut pos = cr + 2;
-    let mut out = Vec::new();
-    if n < 0 {
-        return Some((tag, out));
-    }
-    for _ in 0..n {
-        let len = ReplyParser::new().parse(&frame[pos..]).ok()??;
-        out.push(pos..pos + len);
-        pos += len;
-    }
-    Some((tag, out))
 }
 
 fn is_error(f: &[u8]) -> bool {
@@ -408,7 +385,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             out.freeze()
         }
         Merge::Rewrite { view, map } => match parts.first() {
-            Some(p) => cluster_view::rewrite(*view, p, map),
+            Some(p) => crate::topology::view::rewrite(*view, p, map),
             None => error_frame("ERR no reply"),
         },
         Merge::Info {
@@ -430,7 +407,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             }
             let text = merge_info(&texts, proxy, server, clients);
             let mut out = Vec::with_capacity(text.len() + 16);
-            cluster_view::text(&mut out, &text, proto);
+            encode::text(&mut out, &text, proto);
             Bytes::from(out)
         }
         Merge::FirstNonNull { start } => {

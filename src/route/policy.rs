@@ -1,7 +1,7 @@
 //! The table of choices for every command without keys: where it goes and why. This is the
 //! single source of `docs/commands.md` (a test renders the table and compares).
 
-use crate::split::Merge;
+use crate::route::split::Merge;
 
 /// Where a keyless command is served.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,9 +23,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::config::SocketOptions;
+use crate::conn::net::{self, ReadOutcome, WriteOutcome};
+use crate::conn::outbuf::OutBuf;
 use crate::inflight::{Attempt, InFlight, Owner};
-use crate::net::{self, ReadOutcome, WriteOutcome};
-use crate::outbuf::OutBuf;
 use crate::resp::encode::Proto;
 use crate::resp::reply::ReplyParser;
 use crate::topology::NodeId;

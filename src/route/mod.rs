@@ -1,12 +1,15 @@
 //! Request -> route: answered by the proxy, one slot's master, any master, or refused with an
 //! error. Borrows the request's bytes; allocates nothing on the path of a routed command.
 
-use crate::cluster_view::View;
+pub mod policy;
+pub mod split;
+
 use crate::command::{self, flag, Args, Command};
 use crate::error::ProxyError;
-use crate::policy::{keyless_policy, Policy};
 use crate::slot::{key_slot, Slot};
-use crate::split::{self, Merge};
+use crate::topology::view::View;
+use policy::{keyless_policy, Policy};
+use split::Merge;
 
 /// Commands the proxy answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,17 @@
 //! The commands the proxy answers itself, as Redis 7 answers them.
 
-use crate::client::{Client, ClientState, ReplyMode};
+pub mod clients;
+pub mod deferred;
+pub mod info;
+pub mod monitor;
+pub mod proxy;
+
 use crate::command::Args;
+use crate::conn::client::{Client, ClientState, ReplyMode};
 use crate::error::ProxyError;
 use crate::resp::encode::{self, Proto};
 use crate::resp::parse_int;
-use crate::router::Local;
+use crate::route::Local;
 use crate::slot::key_slot;
 
 /// What the proxy says it is in HELLO.

@@ -15,11 +15,11 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::Registry;
 
-use crate::net::{self, ReadOutcome, WriteOutcome};
-use crate::outbuf::OutBuf;
+use crate::conn::net::{self, ReadOutcome, WriteOutcome};
+use crate::conn::outbuf::OutBuf;
 use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
-use crate::split::{self, Merge};
+use crate::route::split::{self, Merge};
 
 /// Buffer capacity an active client keeps between requests, so the steady state allocates
 /// nothing; idle clients give it back (see `release_buffers`).
@@ -34,7 +34,7 @@ const HOLD_BELOW: usize = 16 * 1024;
 /// known).
 #[derive(Debug, Default)]
 pub struct Tx {
-    pub conn: Option<(crate::topology::NodeId, crate::pool::BackendRef)>,
+    pub conn: Option<(crate::topology::NodeId, crate::conn::pool::BackendRef)>,
     /// MULTI was given (not only WATCH).
     pub multi: bool,
     pub queued: Vec<Bytes>,
@@ -95,7 +95,7 @@ pub enum StreamItem {
     /// replies tell whether subscribed mode is over, and so how the next command is taken.
     Resume,
     /// QUIT or RESET: run once the replies to everything before it came back.
-    Leave(crate::router::Local),
+    Leave(crate::route::Local),
 }
 
 /// A place in the reply order.
@@ -152,7 +152,7 @@ pub struct Client {
     /// WATCH or MULTI in progress.
     pub tx: Option<Tx>,
     /// Subscribed: the connection to the node its subscriptions live on.
-    pub pubsub: Option<crate::pool::BackendRef>,
+    pub pubsub: Option<crate::conn::pool::BackendRef>,
     /// Subscribed: what waits for its turn in the stream, each released by the echo of a
     /// PING sent behind what the client sent before it (see `Core::stream_frame`).
     pub stream_items: VecDeque<(u64, StreamItem)>,

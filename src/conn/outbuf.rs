@@ -14,7 +14,7 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::net::WriteOutcome;
+use crate::conn::net::WriteOutcome;
 
 /// Below this a copy costs less than an extra `iovec` and keeps the write buffer reusable.
 pub const ZERO_COPY_MIN: usize = 8 * 1024;

@@ -1,6 +1,10 @@
 //! The cluster as the proxy knows it: nodes (stable indices), the slot map, parsing of
 //! CLUSTER SLOTS, and the internal-to-public `address_map`.
 
+pub mod discover;
+pub mod refresh;
+pub mod view;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 

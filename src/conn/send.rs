@@ -1,0 +1,371 @@
+//! The one way onto a node: a client's request goes on its shared connection (the same one
+//! for the same client, so its order holds), or a dedicated one for a blocking command;
+//! opening, lending and closing node connections.
+
+use crate::config::ReadFrom;
+use crate::conn::backend::Backend;
+use crate::conn::client::Client;
+use crate::conn::pool::{proto_index, BackendRef};
+use crate::error::ProxyError;
+use crate::inflight::{Attempt, ClientRef, InFlight, Owner};
+use crate::reactor::{backend_token, Core};
+use crate::resp::encode::Proto;
+use crate::slot::Slot;
+use crate::timer::TimerKind;
+use crate::topology::{NodeId, Role};
+use bytes::Bytes;
+use log::{debug, warn};
+use std::time::Duration;
+
+/// Dedicated connections for blocking commands: at most this many open, and this many kept
+/// idle per node and protocol for reuse.
+pub(crate) const MAX_DEDICATED: usize = 1024;
+
+pub(crate) const MAX_IDLE_DEDICATED: usize = 8;
+
+impl Core {
+    /// Sends a client's new request to `node`, reserving its place in the reply order.
+    pub(crate) fn send_new(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        node: NodeId,
+        frame: Bytes,
+        slot: Option<Slot>,
+    ) {
+        let seq = c.reserve();
+        self.send_part(c, cref, seq, 0, Some(node), frame, slot);
+    }
+
+    /// Sends one part of a split or fanned-out request; a part that cannot be sent is
+    /// answered with its error, which the merge turns into the whole reply's error.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_part(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        seq: u64,
+        part: u32,
+        node: Option<NodeId>,
+        frame: Bytes,
+        slot: Option<Slot>,
+    ) {
+        let Some(node) = node else {
+            let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
+            c.complete(seq, part, Bytes::from(e.to_frame()));
+            self.request_refresh(Duration::ZERO);
+            return;
+        };
+        self.send_client(c, cref, seq, part, node, frame, slot, false);
+    }
+
+    /// Sends a client's request (or part of one) for reply place `seq`; a request that
+    /// cannot be sent is answered with its error. `dedicated`: on a connection of its own
+    /// (a blocking command).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_client(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        seq: u64,
+        part: u32,
+        node: NodeId,
+        frame: Bytes,
+        slot: Option<Slot>,
+        dedicated: bool,
+    ) {
+        let req = InFlight {
+            owner: Owner::Client {
+                client: cref,
+                seq,
+                part,
+            },
+            req: frame,
+            slot,
+            attempt: Attempt::Sent { redirects: 0 },
+            sent_at: self.now,
+            dedicated,
+            pinned: false,
+        };
+        if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
+            let (e, _) = *failed;
+            c.complete(seq, part, Bytes::from(e.to_frame()));
+        }
+    }
+
+    /// Queues a request on the node's shared connection for this client (optionally preceded
+    /// by ASKING). On failure the request comes back with the error.
+    pub(crate) fn send(
+        &mut self,
+        node: NodeId,
+        proto: Proto,
+        client_idx: usize,
+        req: InFlight,
+        prefix: Option<Bytes>,
+    ) -> Result<(), Box<(ProxyError, InFlight)>> {
+        let chosen = if req.dedicated {
+            self.dedicated_backend(node, proto)
+        } else {
+            self.backend_for(node, proto, client_idx)
+        };
+        let idx = match chosen {
+            Ok(idx) => idx,
+            Err(e) => return Err(Box::new((e, req))),
+        };
+        if let (true, Owner::Client { client, .. }) = (req.dedicated, &req.owner) {
+            self.hold((
+                *client,
+                BackendRef {
+                    idx,
+                    gen: self.backends[idx].gen,
+                },
+            ));
+        }
+        let now = self.now;
+        let timeout = self.cfg.backend_timeout;
+        let b = &mut self.backends[idx];
+        if let Some(p) = prefix {
+            b.push(p, Owner::Internal, req.slot, now);
+        }
+        b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
+        if !b.timer_armed && !timeout.is_zero() && !b.dedicated {
+            b.timer_armed = true;
+            let gen = b.gen;
+            self.timers
+                .add(now + timeout, TimerKind::Backend { idx, gen });
+        }
+        self.mark_backend(idx);
+        Ok(())
+    }
+
+    /// The shared connection a client's requests to `node` use: always the same one for the
+    /// same client, so its requests to one node are executed in the order it sent them.
+    pub(crate) fn backend_for(
+        &mut self,
+        node: NodeId,
+        proto: Proto,
+        client_idx: usize,
+    ) -> Result<usize, ProxyError> {
+        let p = proto_index(proto);
+        let places = self.cfg.backend_connections;
+        let set = &mut self.pool.node(node).sets[p];
+        if set.len() != places {
+            set.resize(places, None);
+        }
+        let i = client_idx % places;
+        if let Some(r) = set[i] {
+            return Ok(r.idx);
+        }
+        let idx = self.connect_one(node, proto)?;
+        let gen = self.backends[idx].gen;
+        self.pool.node(node).sets[p][i] = Some(BackendRef { idx, gen });
+        Ok(idx)
+    }
+
+    /// A connection of its own for a blocking command: an idle dedicated one to the node, or
+    /// a new one. Bounded, so clients cannot open connections to the nodes without limit.
+    pub(crate) fn dedicated_backend(
+        &mut self,
+        node: NodeId,
+        proto: Proto,
+    ) -> Result<usize, ProxyError> {
+        let p = proto_index(proto);
+        while let Some(r) = self.pool.node(node).idle_dedicated[p].pop() {
+            if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
+                return Ok(r.idx);
+            }
+        }
+        let open = self.backends.iter().filter(|(_, b)| b.dedicated).count();
+        if open >= MAX_DEDICATED {
+            return Err(ProxyError::Other(format!(
+                "ERR too many blocking commands in progress through the proxy ({MAX_DEDICATED})"
+            )));
+        }
+        let idx = self.connect_one(node, proto)?;
+        self.backends[idx].dedicated = true;
+        Ok(idx)
+    }
+
+    /// After a reply: a dedicated connection with nothing left in flight goes back to the
+    /// node's idle list (or is closed when enough are idle).
+    pub(crate) fn release_dedicated(&mut self, idx: usize) {
+        let Some(b) = self.backends.get(idx) else {
+            return;
+        };
+        // Held by a transaction or a subscriber: never lent while theirs.
+        if !b.dedicated || !b.inflight.is_empty() || b.pinned || b.stream_to.is_some() {
+            return;
+        }
+        let (node, proto, r) = (b.node, b.proto, BackendRef { idx, gen: b.gen });
+        let tainted = b.tainted;
+        self.unhold(|(_, d)| *d != r);
+        if tainted {
+            self.close_backend(idx);
+            return;
+        }
+        let idle = &mut self.pool.node(node).idle_dedicated[proto_index(proto)];
+        if idle.contains(&r) {
+            return;
+        }
+        if idle.len() < MAX_IDLE_DEDICATED {
+            idle.push(r);
+        } else {
+            self.close_backend(idx);
+        }
+    }
+
+    /// Closes a connection that carries nothing anyone waits for.
+    pub(crate) fn close_backend(&mut self, idx: usize) {
+        self.take_backend(idx);
+    }
+
+    /// Takes a connection out of the slab, the poll and the pool; what it carried is the
+    /// caller's to settle.
+    pub(crate) fn take_backend(&mut self, idx: usize) -> Option<Backend> {
+        if !self.backends.contains(idx) {
+            return None;
+        }
+        let mut b = self.backends.remove(idx);
+        b.deregister(&self.registry);
+        self.pool
+            .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
+        Some(b)
+    }
+
+    /// A client left: the blocking commands it was waiting on would hold their connections
+    /// forever (BLPOP 0), so those connections are closed.
+    pub(crate) fn client_gone(&mut self, cref: ClientRef) {
+        if self.busy_dedicated.is_empty() {
+            return;
+        }
+        let mine: Vec<BackendRef> = self
+            .busy_dedicated
+            .iter()
+            .filter(|(c, _)| *c == cref)
+            .map(|(_, b)| *b)
+            .collect();
+        self.unhold(|(c, _)| *c != cref);
+        for r in mine {
+            if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
+                debug!("closing the blocking command of a departed client");
+                self.close_backend(r.idx);
+            }
+        }
+    }
+
+    /// Starts one connection to the node (not yet in any pool list).
+    pub(crate) fn connect_one(&mut self, node: NodeId, proto: Proto) -> Result<usize, ProxyError> {
+        let n = self.topo.node(node);
+        if !self.pool.may_connect(node, self.now) {
+            return Err(ProxyError::NodeUnavailable {
+                node: n.addr.clone(),
+                why: "its last connection failed; retrying shortly".into(),
+            });
+        }
+        let Some(addr) = n.sockaddr else {
+            return Err(ProxyError::NodeUnavailable {
+                node: n.addr.clone(),
+                why: "its address does not resolve".into(),
+            });
+        };
+        let entry = self.backends.vacant_entry();
+        let idx = entry.key();
+        self.next_gen += 1;
+        let gen = self.next_gen;
+        match Backend::connect(
+            &self.registry,
+            backend_token(idx),
+            gen,
+            node,
+            addr,
+            proto,
+            self.cfg.read_from != ReadFrom::Master,
+            &self.cfg.socket,
+            self.now,
+        ) {
+            Ok(mut b) => {
+                b.timer_armed = true;
+                entry.insert(b);
+                self.timers.add(
+                    self.now + self.cfg.connect_timeout,
+                    TimerKind::Backend { idx, gen },
+                );
+                debug!(
+                    "connecting to node {} ({proto:?})",
+                    self.topo.node(node).addr
+                );
+                Ok(idx)
+            }
+            Err(e) => {
+                let addr = self.topo.node(node).addr.clone();
+                warn!("cannot connect to node {addr}: {e}");
+                self.pool.mark_down(node, self.now);
+                self.request_refresh(Duration::ZERO);
+                Err(ProxyError::NodeUnavailable {
+                    node: addr,
+                    why: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The node that serves a read for `master`'s slots under `read_from`: one of its
+    /// replicas (round-robin over those not down), or the master itself.
+    pub(crate) fn read_node(&mut self, master: NodeId) -> Result<NodeId, ProxyError> {
+        if self.cfg.read_from == ReadFrom::Master {
+            return Ok(master);
+        }
+        let reps = &self.topo.node(master).replicas;
+        let n = reps.len();
+        self.any_rr = self.any_rr.wrapping_add(1);
+        let pick = (0..n)
+            .map(|k| reps[(self.any_rr + k) % n])
+            .find(|&r| !self.pool.is_down(r) && self.topo.node(r).role == Role::Replica);
+        match (pick, self.cfg.read_from) {
+            (Some(r), _) => Ok(r),
+            (None, ReadFrom::PreferReplica) => Ok(master),
+            (None, _) => Err(ProxyError::NodeUnavailable {
+                node: self.topo.node(master).addr.clone(),
+                why: "no replica of it is up (read_from: replica)".into(),
+            }),
+        }
+    }
+
+    pub(crate) fn any_master(&mut self) -> Option<NodeId> {
+        let masters: usize = self.topo.masters().count();
+        if masters == 0 {
+            return None;
+        }
+        self.any_rr = self.any_rr.wrapping_add(1);
+        // Prefer a master that is not known to be down.
+        (0..masters)
+            .filter_map(|k| self.topo.masters().nth((self.any_rr + k) % masters))
+            .find(|&m| !self.pool.is_down(m))
+            .or_else(|| self.topo.masters().nth(self.any_rr % masters))
+    }
+
+    /// Whether the client holds a connection of its own (a blocking command's, or its
+    /// subscriptions'), whose reply or stream may never end.
+    pub(crate) fn holds_connection(&self, cref: ClientRef) -> bool {
+        self.busy_dedicated.iter().any(|(c, _)| *c == cref)
+    }
+
+    /// Whether a connection held for one client carries a blocking command (not its
+    /// subscriptions or its transaction).
+    pub(crate) fn is_blocking(&self, r: BackendRef) -> bool {
+        self.backends
+            .get(r.idx)
+            .is_some_and(|b| b.gen == r.gen && !b.pinned && b.stream_to.is_none())
+    }
+
+    pub(crate) fn hold(&mut self, held: (ClientRef, BackendRef)) {
+        self.busy_dedicated.push(held);
+        self.held_changed = true;
+    }
+
+    pub(crate) fn unhold(&mut self, keep: impl FnMut(&(ClientRef, BackendRef)) -> bool) {
+        let before = self.busy_dedicated.len();
+        self.busy_dedicated.retain(keep);
+        self.held_changed |= self.busy_dedicated.len() != before;
+    }
+}

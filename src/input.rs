@@ -1,0 +1,199 @@
+//! The client side of a turn: read a client's socket, parse its requests, route each and
+//! hand it to `dispatch`, with backpressure (a client whose replies pile up is not read).
+
+use crate::command::{Args, Command};
+use crate::conn::client::{self, Client, ClientState, Lane};
+use crate::conn::net::ReadOutcome;
+use crate::error::ProxyError;
+use crate::inflight::ClientRef;
+use crate::reactor::Reactor;
+use crate::resp::request::Frame;
+use crate::route::Route;
+use crate::tx::is_tx_command;
+use bytes::{Buf, Bytes};
+use log::debug;
+use std::ops::Range;
+
+/// A request's arguments as ranges of its frame.
+pub(crate) struct FrameArgs<'a> {
+    pub(crate) frame: &'a [u8],
+    pub(crate) ranges: &'a [Range<usize>],
+}
+
+impl Args for FrameArgs<'_> {
+    fn argc(&self) -> usize {
+        self.ranges.len()
+    }
+    fn arg(&self, i: usize) -> &[u8] {
+        &self.frame[self.ranges[i].clone()]
+    }
+}
+
+impl Reactor {
+    /// `stop_short`: see `net::read_via`; false when the peer may have closed, or when
+    /// resuming a client whose socket may hold more than one read's worth.
+    /// `hung_up`: the poller saw the peer's end of the stream (or an error), which is told
+    /// even while input is left unread.
+    pub(crate) fn client_input(&mut self, idx: usize, stop_short: bool, hung_up: bool) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        if c.state != ClientState::Open {
+            // A closing client is read only to notice a hang-up while a blocking command
+            // holds a node connection for it (that reply may never come).
+            let cref = ClientRef { idx, gen: c.gen };
+            if self.core.holds_connection(cref) {
+                let outcome = c.read(&mut self.core.scratch, false);
+                c.rbuf.clear();
+                if matches!(outcome, ReadOutcome::Closed | ReadOutcome::Failed(_)) {
+                    self.close_client(idx, "closed while blocked");
+                }
+            }
+            return;
+        }
+        if !c.rbuf.is_empty() {
+            // Requests already buffered go first (a client resumed after its limits held it):
+            // reading more while they wait would only grow its buffer.
+            self.process_requests(idx);
+        }
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        // Evaluated in this order so the common case (it takes input) costs one check.
+        let read_it = c.wants_input(&self.core.wake.limits)
+            || (c.rbuf.len() < client::READ_BUDGET
+                && self.core.holds_connection(ClientRef { idx, gen: c.gen }));
+        let mut eof = c.eof;
+        match c.eof {
+            // The peer sent all it will send: only what is buffered is left to answer.
+            true => {}
+            // Backpressure: what it sends meanwhile waits in its socket, not in the proxy's
+            // memory; it is read again when resumed (see `deliver` and `flush`). Except a
+            // client blocked on a node (BLPOP 0): it is read, up to one read budget, so that
+            // its hang-up is noticed and the node connection released.
+            false if !read_it => {
+                if c.state == ClientState::Open {
+                    c.paused = true;
+                }
+            }
+            false => match c.read(&mut self.core.scratch, stop_short) {
+                ReadOutcome::Drained { more } => {
+                    if more {
+                        c.paused = true;
+                    }
+                }
+                ReadOutcome::Closed => {
+                    eof = true;
+                    c.eof = true;
+                }
+                ReadOutcome::Failed(e) => {
+                    debug!("client {}: read failed: {e}", c.addr);
+                    self.close_client(idx, "read error");
+                    return;
+                }
+            },
+        }
+        self.process_requests(idx);
+        if let Some(c) = self.clients.get_mut(idx) {
+            let cref = ClientRef { idx, gen: c.gen };
+            // A blocking command's reply may never come (BLPOP 0): a client that hung up
+            // while waiting for one is closed now, as Redis does, not drained. The poller's
+            // word for the hang-up counts too: past the read-ahead budget its end of stream
+            // is never read.
+            if (eof || hung_up) && self.core.holds_connection(cref) {
+                self.close_client(idx, "closed while blocked");
+                return;
+            }
+            let Some(c) = self.clients.get_mut(idx) else {
+                return;
+            };
+            if eof && c.state == ClientState::Open && !c.paused {
+                // Everything it sent was taken: answer it, then close.
+                c.state = ClientState::Closing;
+            }
+            if c.paused && c.wants_input(&self.core.wake.limits) {
+                c.paused = false;
+                self.core.wake.resume_clients.push(idx);
+            }
+            self.core.mark_client(&mut self.clients, idx);
+        }
+    }
+
+    /// Parses and routes the client's complete requests while it may take more.
+    pub(crate) fn process_requests(&mut self, idx: usize) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let cref = ClientRef { idx, gen: c.gen };
+        // The parser is taken out so its argument ranges can be read while the client is
+        // changed; it goes back at the end (no allocation: the Vec moves).
+        let mut parser = std::mem::take(&mut c.parser);
+        loop {
+            if !c.wants_input(&self.core.wake.limits) {
+                if c.state == ClientState::Open && !c.rbuf.is_empty() {
+                    c.paused = true;
+                }
+                break;
+            }
+            match parser.parse(&c.rbuf) {
+                Ok(None) => break,
+                Ok(Some(Frame::Empty { consumed })) => c.rbuf.advance(consumed),
+                Ok(Some(Frame::Multibulk { len })) => {
+                    let routed = crate::route::route_cmd(&FrameArgs {
+                        frame: &c.rbuf[..len],
+                        ranges: parser.args(),
+                    });
+                    if self.core.stream_order(c, routed.1) || c.must_wait(lane(c, &routed)) {
+                        // The frame stays in the buffer and is parsed again on resuming.
+                        c.paused = true;
+                        break;
+                    }
+                    let frame = c.rbuf.split_to(len).freeze();
+                    self.core.dispatch(c, cref, frame, parser.args(), routed);
+                }
+                Ok(Some(Frame::Inline { consumed, encoded })) => {
+                    let routed = crate::route::route_cmd(&FrameArgs {
+                        frame: &encoded,
+                        ranges: parser.args(),
+                    });
+                    if self.core.stream_order(c, routed.1) || c.must_wait(lane(c, &routed)) {
+                        c.paused = true;
+                        break;
+                    }
+                    c.rbuf.advance(consumed);
+                    self.core
+                        .dispatch(c, cref, Bytes::from(encoded), parser.args(), routed);
+                }
+                Err(e) => {
+                    debug!("client {}: protocol error: {e}", c.addr);
+                    c.reply_now(&ProxyError::Protocol(e).to_frame());
+                    c.state = ClientState::Closing;
+                    c.rbuf.clear();
+                    break;
+                }
+            }
+        }
+        c.shrink();
+        c.parser = parser;
+    }
+}
+
+/// The connection a request leaves on, for `Client::must_wait`; None for requests that
+/// no node connection carries in order with others (answered by the proxy, refused, or a
+/// subscriber's, whose replies stream).
+pub(crate) fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<Lane> {
+    let name = cmd.map_or("", |c| c.name);
+    if c.tx.is_some() || is_tx_command(name) {
+        let opens = c.tx.is_none() && matches!(name, "MULTI" | "WATCH");
+        return Some(if opens { Lane::NewPinned } else { Lane::Pinned });
+    }
+    if c.pubsub.is_some() {
+        return None;
+    }
+    match route {
+        Route::Local(_) | Route::Refuse(_) => None,
+        Route::Blocking(_) => Some(Lane::Dedicated),
+        _ if matches!(name, "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE") => None,
+        _ => Some(Lane::Shared),
+    }
+}

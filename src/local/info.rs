@@ -1,0 +1,181 @@
+//! INFO: the proxy's own sections (server, clients, proxy) and the merge of the masters'
+//! answers; the process-wide figures published for the other workers.
+
+use crate::command::Args;
+use crate::conn::client::Client;
+use crate::dispatch::no_master;
+use crate::inflight::ClientRef;
+use crate::input::FrameArgs;
+use crate::reactor::Core;
+use crate::resp::encode::{self};
+use crate::route::split::Merge;
+use crate::topology::Role;
+use crate::totals::Sums;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// How stale another worker's view of this one's blocked clients may get.
+pub(crate) const BLOCKED_RECOUNT: Duration = Duration::from_millis(50);
+
+impl Core {
+    /// INFO: `INFO proxy` alone is the proxy's; anything else goes to every master and is
+    /// merged (see `Merge::Info`), with the proxy's `server` section in place of a node's and
+    /// its own section added when asked for (no argument, default, all, everything, proxy).
+    pub(crate) fn info(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        args: &FrameArgs<'_>,
+        frame: Bytes,
+    ) {
+        let sections: Vec<String> = (1..args.argc())
+            .map(|i| String::from_utf8_lossy(args.arg(i)).to_ascii_lowercase())
+            .collect();
+        let all = sections.is_empty()
+            || sections
+                .iter()
+                .any(|s| matches!(s.as_str(), "default" | "all" | "everything"));
+        let wants = |name: &str| all || sections.iter().any(|s| s == name);
+        if !all && sections.iter().all(|s| s == "proxy") {
+            let mut out = Vec::new();
+            encode::text(&mut out, &self.proxy_section(), c.proto);
+            c.reply_now(&out);
+            return;
+        }
+        let masters = self.topo.masters_sorted();
+        if masters.is_empty() {
+            c.reply_now(&no_master().to_frame());
+            return;
+        }
+        let proxy = if wants("proxy") {
+            self.proxy_section()
+        } else {
+            String::new()
+        };
+        let server = if wants("server") {
+            self.server_section()
+        } else {
+            String::new()
+        };
+        let clients = if wants("clients") {
+            self.clients_section()
+        } else {
+            String::new()
+        };
+        let seq = c.reserve_parts(
+            masters.len(),
+            Merge::Info {
+                proxy,
+                server,
+                clients,
+            },
+        );
+        for (k, m) in masters.into_iter().enumerate() {
+            self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
+        }
+    }
+
+    /// INFO's `server` section, from the proxy: it is the server the client talks to; the
+    /// cluster's Redis version stands beside the proxy's own.
+    pub(crate) fn server_section(&self) -> String {
+        let up = self.now.duration_since(self.started).as_secs();
+        format!(
+            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nproxy:redis-cluster-proxy\r\n\
+             proxy_version:{}\r\nos:{} {}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
+             uptime_in_seconds:{up}\r\nuptime_in_days:{}\r\n",
+            self.server_version,
+            crate::VERSION,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            crate::config::split_host_port(&self.announce)
+                .map(|(_, p)| p)
+                .unwrap_or(self.cfg.proxy_port),
+            up / 86400,
+        )
+    }
+
+    /// INFO's `clients` section, over every worker. Fields the proxy cannot know truly (input and output buffer peaks) are
+    /// left out; none of its clients track keys (CLIENT TRACKING is refused).
+    pub(crate) fn clients_section(&mut self) -> String {
+        let sums = self.sums();
+        format!(
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\
+             tracking_clients:0\r\n",
+            sums.connected, self.cfg.max_clients, sums.blocked,
+        )
+    }
+
+    pub(crate) fn proxy_section(&mut self) -> String {
+        let sums = self.sums();
+        let s = sums.counters;
+        format!(
+            "# Proxy\r\nproxy_version:{}\r\nuptime_in_seconds:{}\r\nconnected_clients:{}\r\n\
+             total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+             redirects_moved:{}\r\nredirects_ask:{}\r\nretries_tryagain_clusterdown:{}\r\n\
+             node_connection_failures:{}\r\ncluster_masters:{}\r\ncluster_nodes:{}\r\n\
+             workers:{}\r\nauto_redirect:{}\r\n",
+            crate::VERSION,
+            self.now.duration_since(self.started).as_secs(),
+            sums.connected,
+            s.connections_received,
+            s.commands,
+            s.moved,
+            s.ask,
+            s.retries,
+            s.node_failures,
+            self.topo.masters().count(),
+            self.topo
+                .nodes()
+                .iter()
+                .filter(|n| n.role != Role::Gone)
+                .count(),
+            self.cfg.workers.max(1),
+            if self.cfg.auto_redirect { "yes" } else { "no" },
+        ) + &crate::alloc::allocations()
+            .map(|n| format!("allocations:{n}\r\n"))
+            .unwrap_or_default()
+    }
+
+    /// The process's figures, with this worker's as they are now.
+    pub(crate) fn sums(&mut self) -> Sums {
+        let blocked = self.blocked_clients();
+        self.totals.sums(self.worker, self.stats, blocked)
+    }
+
+    /// Clients blocked on a blocking command (BLPOP...), not a subscriber's or a
+    /// transaction's held connection; a client counts once.
+    pub(crate) fn blocked_clients(&mut self) -> u64 {
+        if self.busy_dedicated.is_empty() {
+            return 0;
+        }
+        let mut blocked = std::mem::take(&mut self.blocked_scratch);
+        blocked.clear();
+        blocked.extend(
+            self.busy_dedicated
+                .iter()
+                .filter(|(_, b)| self.is_blocking(*b))
+                .map(|(c, _)| *c),
+        );
+        blocked.sort_unstable_by_key(|c| (c.idx, c.gen));
+        blocked.dedup();
+        let n = blocked.len() as u64;
+        self.blocked_scratch = blocked;
+        n
+    }
+
+    /// End of a turn: this worker's figures where the others' INFO reads them. Blocked
+    /// clients are recounted (a sort of the held connections) only after a change, and at
+    /// most every `BLOCKED_RECOUNT`, so a turn of a busy queue consumer costs a few stores.
+    pub(crate) fn publish(&mut self) {
+        let due = self.now.duration_since(self.blocked_counted) >= BLOCKED_RECOUNT;
+        let blocked = if self.held_changed && due {
+            self.held_changed = false;
+            self.blocked_counted = self.now;
+            Some(self.blocked_clients())
+        } else {
+            None
+        };
+        self.totals.publish(self.worker, self.stats, blocked);
+    }
+}

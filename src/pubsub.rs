@@ -1,0 +1,363 @@
+//! Subscribed mode: a subscriber's own connection to one node whose frames stream to the
+//! client, with the proxy's own replies ordered among them by PING echoes.
+
+use crate::command::{Args, Command};
+use crate::conn::client::{Client, StreamItem};
+use crate::conn::pool::BackendRef;
+use crate::dispatch::no_master;
+use crate::error::ProxyError;
+use crate::inflight::ClientRef;
+use crate::input::FrameArgs;
+use crate::reactor::{Core, Kill};
+use crate::resp::encode::{self, Proto};
+use crate::route::{Local, Route};
+use crate::slot::key_slot;
+use crate::topology::NodeId;
+use bytes::Bytes;
+use slab::Slab;
+
+/// The PING argument that orders a subscriber's stream (`stream_push`).
+pub(crate) const STREAM_MARK: &str = "__rcp_order__:";
+
+impl Core {
+    /// Pub/sub: a subscriber gets a connection of its own to one node and every frame on it
+    /// (subscription replies, messages) streams to the client. Classic channels live on one
+    /// fixed master (the cluster forwards every PUBLISH to every node, and PUBSUB CHANNELS /
+    /// NUMSUB are asked there too); shard channels on their slot's master.
+    pub(crate) fn pubsub(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        name: &str,
+        args: &FrameArgs<'_>,
+        route: Route,
+    ) {
+        if let Some(r) = c.pubsub {
+            if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
+                c.pubsub = None;
+                return c
+                    .reply_now(b"-ERR the subscription connection was lost; subscribe again\r\n");
+            }
+            let node = self.backends[r.idx].node;
+            match name {
+                // Not before the replies of what came before it, still on their way.
+                "QUIT" | "RESET" => {
+                    let local = if name == "QUIT" {
+                        Local::Quit
+                    } else {
+                        Local::Reset
+                    };
+                    self.stream_push(c, r, StreamItem::Leave(local));
+                    c.stream_wait = true;
+                }
+                // The node would answer MOVED for a channel of another shard; one connection
+                // per node is not there yet.
+                "SSUBSCRIBE" => match self.shard_channels_node(args) {
+                    Err(e) => self.stream_push(c, r, StreamItem::Reply(e)),
+                    Ok(owner) if owner != node => {
+                        self.stream_push(c, r, StreamItem::Reply(other_shard(name)))
+                    }
+                    Ok(_) => {
+                        self.backends[r.idx].push_raw(&frame);
+                        self.mark_backend(r.idx);
+                        c.stream_busy = true;
+                    }
+                },
+                "SUNSUBSCRIBE"
+                    if (1..args.argc())
+                        .any(|i| self.topo.owner(key_slot(args.arg(i))) != Some(node)) =>
+                {
+                    self.stream_push(c, r, StreamItem::Reply(other_shard(name)))
+                }
+                _ if name.contains("SUBSCRIBE") || name == "PING" => {
+                    // Replies come back on the stream, after whatever this client still waits
+                    // for: in order, as from one server.
+                    self.backends[r.idx].push_raw(&frame);
+                    self.mark_backend(r.idx);
+                    c.stream_busy = true;
+                    if name.contains("UNSUBSCRIBE") {
+                        self.stream_push(c, r, StreamItem::Resume);
+                        c.stream_wait = true;
+                    }
+                }
+                // The subscription connection speaks RESP3 and would go on pushing messages
+                // in it: refused rather than mixing the two.
+                "HELLO" if c.proto == Proto::Resp3 && args.argc() > 1 && args.arg(1) != b"3" => {
+                    let mut out = Vec::new();
+                    encode::error(
+                        &mut out,
+                        "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
+                    );
+                    self.stream_push(c, r, StreamItem::Reply(out));
+                }
+                // RESP3 lets a subscriber run any command: routed as usual, once what it sent
+                // on the stream before came back (`stream_order`).
+                _ if c.proto == Proto::Resp3 => self.execute(c, cref, frame.clone(), args, route),
+                _ => {
+                    let shown = String::from_utf8_lossy(args.arg(0)).to_ascii_lowercase();
+                    let mut out = Vec::new();
+                    encode::error(
+                        &mut out,
+                        &format!(
+                            "ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                        ),
+                    );
+                    self.stream_push(c, r, StreamItem::Reply(out));
+                }
+            }
+            return;
+        }
+        if name.contains("UNSUBSCRIBE") {
+            // Not subscribed: what Redis answers, one reply per channel (or one without).
+            let kind = name.to_ascii_lowercase();
+            let mut out = Vec::new();
+            let mut one = |ch: Option<&[u8]>| {
+                match c.proto {
+                    Proto::Resp3 => out.extend_from_slice(b">3\r\n"),
+                    Proto::Resp2 => out.extend_from_slice(b"*3\r\n"),
+                }
+                encode::bulk(&mut out, kind.as_bytes());
+                match ch {
+                    Some(ch) => encode::bulk(&mut out, ch),
+                    None => encode::null(&mut out, c.proto),
+                }
+                encode::integer(&mut out, 0);
+            };
+            if args.argc() == 1 {
+                one(None);
+            } else {
+                for i in 1..args.argc() {
+                    one(Some(args.arg(i)));
+                }
+            }
+            return c.reply_now(&out);
+        }
+        let node = if name == "SSUBSCRIBE" {
+            self.shard_channels_node(args)
+        } else {
+            self.pubsub_home().ok_or_else(|| no_master().to_frame())
+        };
+        let node = match node {
+            Ok(node) => node,
+            Err(e) => return c.reply_now(&e),
+        };
+        let idx = match self.connect_one(node, c.proto) {
+            Ok(idx) => idx,
+            Err(e) => return c.reply_now(&e.to_frame()),
+        };
+        let b = &mut self.backends[idx];
+        b.dedicated = true;
+        b.pinned = true;
+        b.stream_to = Some(cref);
+        let bref = BackendRef { idx, gen: b.gen };
+        b.push_raw(&frame);
+        self.hold((cref, bref));
+        self.mark_backend(idx);
+        c.pubsub = Some(bref);
+        c.stream_busy = true;
+    }
+
+    /// Something of the proxy's in its place among the frames streaming from the node: it
+    /// is released by the echo of a PING queued behind the client's earlier commands on the
+    /// subscription connection (see `stream_frame`).
+    pub(crate) fn stream_push(&mut self, c: &mut Client, r: BackendRef, item: StreamItem) {
+        c.stream_marks += 1;
+        let mark = format!("{STREAM_MARK}{}", c.stream_marks);
+        c.stream_items.push_back((c.stream_marks, item));
+        let mut ping = Vec::new();
+        encode::array_header(&mut ping, 2);
+        encode::bulk(&mut ping, b"PING");
+        encode::bulk(&mut ping, mark.as_bytes());
+        self.backends[r.idx].push_raw(&ping);
+        self.mark_backend(r.idx);
+    }
+
+    /// A RESP3 subscriber's command answered elsewhere than on the stream waits until what
+    /// it sent on the stream before came back, so that their replies keep their order.
+    /// Returns whether it waits.
+    pub(crate) fn stream_order(&mut self, c: &mut Client, cmd: Option<&'static Command>) -> bool {
+        let Some(r) = c
+            .pubsub
+            .filter(|_| c.stream_busy && c.proto == Proto::Resp3)
+        else {
+            return false;
+        };
+        let name = cmd.map_or("", |c| c.name);
+        if name.contains("SUBSCRIBE") || matches!(name, "PING" | "QUIT" | "RESET") {
+            return false;
+        }
+        if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
+            return false;
+        }
+        c.stream_busy = false;
+        self.stream_push(c, r, StreamItem::Resume);
+        c.stream_wait = true;
+        true
+    }
+
+    /// The master of SSUBSCRIBE's channels (all in one slot, as a cluster requires), or the
+    /// error frame to answer.
+    pub(crate) fn shard_channels_node(&self, args: &FrameArgs<'_>) -> Result<NodeId, Vec<u8>> {
+        let slot = key_slot(args.arg(1));
+        if (2..args.argc()).any(|i| key_slot(args.arg(i)) != slot) {
+            return Err(ProxyError::CrossSlot.to_frame());
+        }
+        self.topo.owner(slot).ok_or_else(|| no_master().to_frame())
+    }
+
+    /// The master classic subscriptions go to: the first in address order, so PUBSUB
+    /// CHANNELS / NUMSUB asked through the proxy see them.
+    pub(crate) fn pubsub_home(&self) -> Option<NodeId> {
+        self.topo.masters_sorted().into_iter().next()
+    }
+
+    /// A frame on a subscriber's connection, to its client. The unsubscription that leaves
+    /// no subscription ends subscribed mode, as on Redis, and the connection is closed.
+    pub(crate) fn stream_frame(&mut self, clients: &mut Slab<Client>, to: ClientRef, frame: Bytes) {
+        // Frames read in one go behind the end of subscribed mode are not the client's.
+        let Some(c) = clients
+            .get_mut(to.idx)
+            .filter(|c| c.gen == to.gen && c.pubsub.is_some())
+        else {
+            return;
+        };
+        // An echo is the proxy's, never the client's: it releases the reply it orders, or is
+        // dropped when that went out already (subscribed mode ended before it came back).
+        let released = match stream_mark(&frame) {
+            Some(n) if c.stream_items.front().is_some_and(|(m, _)| *m == n) => {
+                c.stream_items.pop_front().map(|(_, item)| item)
+            }
+            Some(_) => return,
+            None => None,
+        };
+        match released {
+            Some(item) => self.release(c, to.idx, item),
+            None => c.reply_now(&frame),
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.wake.dirty_clients.push(to.idx);
+        }
+        if c.output_len() > self.wake.limits.hard_output {
+            self.wake.kill.push((to, Kill::OutputLimit));
+        }
+        if let Some(els) = crate::resp::reply::elements(&frame).map(|(_, e)| e) {
+            let kind = els.first().map(|r| frame[r.clone()].to_ascii_lowercase());
+            if let (Some(k), [_, _, n]) = (kind.as_deref(), &els[..]) {
+                count_subscriptions(c, k, &frame[n.clone()]);
+            }
+            let unsub = kind
+                .as_deref()
+                .is_some_and(|k| k.ends_with(b"unsubscribe\r\n") && k.starts_with(b"$"));
+            if unsub && els.len() == 3 && &frame[els[2].clone()] == b":0\r\n" {
+                // Subscribed mode is over and the connection closes: replies still waiting
+                // for their echo were sent after this unsubscription, so they follow it now.
+                // The next command (waiting since the unsubscription) runs as on any connection.
+                self.leave_stream(c, to.idx);
+            }
+        }
+    }
+
+    pub(crate) fn release(&mut self, c: &mut Client, idx: usize, item: StreamItem) {
+        match item {
+            StreamItem::Reply(reply) => c.reply_now(&reply),
+            StreamItem::Resume => self.end_stream_wait(c, idx),
+            StreamItem::Leave(local) => {
+                self.leave_stream(c, idx);
+                self.answer_quit_or_reset(c, local);
+            }
+        }
+    }
+
+    /// Subscribed mode is over: what still waits for its turn follows at once (it was sent
+    /// after what ended it), and the subscription connection closes.
+    pub(crate) fn leave_stream(&mut self, c: &mut Client, idx: usize) {
+        if let Some(r) = c.pubsub.take() {
+            self.unhold(|(_, b)| *b != r);
+            self.close_backend(r.idx);
+        }
+        while let Some((_, item)) = c.stream_items.pop_front() {
+            self.release(c, idx, item);
+        }
+        c.subscriptions = [0; 3];
+        c.stream_busy = false;
+        self.end_stream_wait(c, idx);
+    }
+
+    pub(crate) fn end_stream_wait(&mut self, c: &mut Client, idx: usize) {
+        c.stream_wait = false;
+        if c.paused && c.wants_input(&self.wake.limits) {
+            c.paused = false;
+            self.wake.resume_clients.push(idx);
+        }
+    }
+}
+
+/// One CLIENT LIST line, in Redis's field order.
+/// Keeps a subscriber's counts from a node's (un)subscription reply: `kind` is its first
+/// element (`$9\r\nsubscribe\r\n`, lower-cased), `count` its last (`:2\r\n`). A channel or
+/// pattern reply counts both together, a shard channel reply those alone.
+pub(crate) fn count_subscriptions(c: &mut Client, kind: &[u8], count: &[u8]) {
+    let Some(n) = count
+        .strip_prefix(b":")
+        .and_then(|n| n.strip_suffix(b"\r\n"))
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let name = kind.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
+    let [sub, psub, ssub] = &mut c.subscriptions;
+    match name {
+        b"subscribe\r\n" | b"unsubscribe\r\n" => *sub = n.saturating_sub(*psub),
+        b"psubscribe\r\n" | b"punsubscribe\r\n" => *psub = n.saturating_sub(*sub),
+        b"ssubscribe\r\n" | b"sunsubscribe\r\n" => *ssub = n,
+        _ => {}
+    }
+}
+
+/// The mark of a frame from a subscription connection that echoes a `stream_push` PING:
+/// RESP2 subscribed mode answers `["pong", arg]`, RESP3 (and a connection no longer
+/// subscribed) the argument itself.
+pub(crate) fn stream_mark(frame: &[u8]) -> Option<u64> {
+    // Never a message or a push, whatever its payload.
+    let echo_form = frame.starts_with(b"*2\r\n$4\r\npong\r\n") || frame.first() == Some(&b'$');
+    if frame.len() >= 80 || !echo_form {
+        return None;
+    }
+    let body = frame.strip_suffix(b"\r\n")?;
+    let at = body
+        .windows(STREAM_MARK.len())
+        .rposition(|w| w == STREAM_MARK.as_bytes())?;
+    crate::resp::parse_int(&body[at + STREAM_MARK.len()..]).and_then(|n| u64::try_from(n).ok())
+}
+
+/// The refusal of a shard channel on another node than the subscription connection's.
+pub(crate) fn other_shard(cmd: &str) -> Vec<u8> {
+    format!(
+        "-ERR {cmd} of a channel on another shard than this connection's subscriptions is not \
+         supported through the proxy yet; use another connection for it\r\n"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_mark;
+
+    #[test]
+    fn stream_marks_are_the_proxys_echoes_only() {
+        let resp2 = b"*2\r\n$4\r\npong\r\n$15\r\n__rcp_order__:7\r\n";
+        assert_eq!(stream_mark(resp2), Some(7));
+        assert_eq!(stream_mark(b"$16\r\n__rcp_order__:12\r\n"), Some(12));
+        // A message or push that carries the same text is the client's.
+        let message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$15\r\n__rcp_order__:7\r\n";
+        assert_eq!(stream_mark(message), None);
+        assert_eq!(
+            stream_mark(b">2\r\n$4\r\npong\r\n$15\r\n__rcp_order__:7\r\n"),
+            None
+        );
+        assert_eq!(stream_mark(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"), None);
+        assert_eq!(stream_mark(b""), None);
+    }
+}

@@ -1,0 +1,428 @@
+//! The node side of a turn: replies split off a node connection go to their client, or
+//! through the redirect state machine (`inflight::on_error`): MOVED, ASK, TRYAGAIN,
+//! NOSCRIPT; broken and timed-out connections fail what they carried.
+
+use crate::conn::backend::{self, BackendState};
+use crate::conn::client::Client;
+use crate::error::ProxyError;
+use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
+use crate::reactor::{Core, Kill, Reactor, Wake};
+use crate::resp::encode::{self, Proto};
+use crate::resp::reply::{classify_error, ErrorKind, Redirect};
+use crate::resp::request::Frame;
+use crate::slot::Slot;
+use crate::timer::TimerKind;
+use crate::topology::refresh::RefreshState;
+use crate::topology::{NodeId, Role};
+use bytes::{Bytes, BytesMut};
+use log::{debug, error, info, warn};
+use slab::Slab;
+use std::time::Duration;
+
+/// How soon a refresh follows a MOVED: soon, but one refresh serves a burst of them.
+pub(crate) const MOVED_REFRESH_DELAY: Duration = Duration::from_millis(50);
+
+pub(crate) const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+impl Reactor {
+    pub(crate) fn backend_event(
+        &mut self,
+        idx: usize,
+        readable: bool,
+        writable: bool,
+        stop_short: bool,
+    ) {
+        let Some(b) = self.core.backends.get_mut(idx) else {
+            return;
+        };
+        if writable {
+            let was_connecting = matches!(b.state, BackendState::Connecting { .. });
+            if let backend::Verdict::Broken(why) = b.on_writable() {
+                self.core.backend_failed(&mut self.clients, idx, &why);
+                return;
+            }
+            if was_connecting && b.state == BackendState::Ready {
+                let node = b.node;
+                let addr = &self.core.topo.node(node).addr;
+                if self.core.pool.mark_up(node) {
+                    info!("node {addr} reachable again");
+                } else {
+                    debug!("connected to node {addr}");
+                }
+            }
+        }
+        if readable {
+            self.backend_input(idx, stop_short);
+        }
+    }
+
+    pub(crate) fn backend_input(&mut self, idx: usize, stop_short: bool) {
+        let Some(b) = self.core.backends.get_mut(idx) else {
+            return;
+        };
+        let mut replies = std::mem::take(&mut self.core.replies);
+        let (verdict, more) = b.on_readable(&mut self.core.scratch, stop_short, &mut replies);
+        let (node, proto) = (b.node, b.proto);
+        for (req, frame) in replies.drain(..) {
+            self.core
+                .on_reply(&mut self.clients, node, proto, req, frame);
+        }
+        self.core.replies = replies;
+        if let backend::Verdict::Broken(why) = verdict {
+            self.core.backend_failed(&mut self.clients, idx, &why);
+        } else if more {
+            self.core.resume_backends.push(idx);
+        } else {
+            self.core.release_dedicated(idx);
+        }
+    }
+}
+
+impl Core {
+    /// A reply from `from` for `req`: redirect it, or deliver it.
+    pub(crate) fn on_reply(
+        &mut self,
+        clients: &mut Slab<Client>,
+        from: NodeId,
+        proto: Proto,
+        mut req: InFlight,
+        frame: Bytes,
+    ) {
+        let (client, seq, part) = match req.owner {
+            Owner::Client { client, seq, part } => (client, seq, part),
+            Owner::Internal => {
+                if frame.first() == Some(&b'-') {
+                    debug!(
+                        "node {} refused ASKING/READONLY: {}",
+                        self.topo.node(from).addr,
+                        String::from_utf8_lossy(&frame).trim_end()
+                    );
+                }
+                return;
+            }
+            Owner::Hello => {
+                if frame.first() == Some(&b'-') {
+                    error!(
+                        "node {} refused HELLO 3 (RESP3 clients will get RESP2 replies): {}",
+                        self.topo.node(from).addr,
+                        String::from_utf8_lossy(&frame).trim_end()
+                    );
+                }
+                return;
+            }
+            Owner::Refresh => {
+                self.refresh_done(from, &frame);
+                return;
+            }
+            Owner::Stream(to) => {
+                self.stream_frame(clients, to, frame);
+                return;
+            }
+        };
+        if frame.first() != Some(&b'-') || req.pinned {
+            deliver(clients, &mut self.wake, client, seq, part, frame);
+            return;
+        }
+        let kind = classify_error(&frame);
+        let next = inflight::on_error(
+            req.attempt,
+            kind.clone(),
+            self.cfg.auto_redirect,
+            self.cfg.max_redirects,
+            self.now,
+        );
+        let from_addr = self.topo.node(from).addr.clone();
+        match next {
+            Next::Deliver => {
+                let redirect = matches!(kind, ErrorKind::Redirect(_));
+                // Passed on to the client; the proxy still learns from a MOVED.
+                if let ErrorKind::Redirect(Redirect::Moved { slot, addr }) = kind {
+                    let addr = full_addr(addr, &from_addr);
+                    self.topo.set_owner(Slot(slot), &addr);
+                    self.request_refresh(MOVED_REFRESH_DELAY);
+                }
+                let out = match self.addr_map.rewrite_redirect(&frame) {
+                    Some(rewritten) if redirect => Bytes::from(rewritten),
+                    _ => frame,
+                };
+                deliver(clients, &mut self.wake, client, seq, part, out);
+            }
+            Next::Moved {
+                slot,
+                addr,
+                attempt,
+            } => {
+                let addr = full_addr(addr, &from_addr);
+                info!("MOVED slot {slot}: {from_addr} -> {addr}");
+                self.stats.moved += 1;
+                req.attempt = attempt;
+                match self.topo.set_owner(Slot(slot), &addr) {
+                    Some(node) => {
+                        self.request_refresh(MOVED_REFRESH_DELAY);
+                        self.resend(clients, node, proto, req, None);
+                    }
+                    None => fail(
+                        clients,
+                        &mut self.wake,
+                        req,
+                        ProxyError::Other("ERR node table full".into()),
+                    ),
+                }
+            }
+            Next::Ask { addr, attempt } => {
+                let addr = full_addr(addr, &from_addr);
+                debug!("ASK slot {:?}: {from_addr} -> {addr}", req.slot);
+                self.stats.ask += 1;
+                req.attempt = attempt;
+                match self.topo.intern(&addr, Role::Master) {
+                    Some(node) => {
+                        self.resend(clients, node, proto, req, Some(Bytes::from_static(ASKING)))
+                    }
+                    None => fail(
+                        clients,
+                        &mut self.wake,
+                        req,
+                        ProxyError::Other("ERR node table full".into()),
+                    ),
+                }
+            }
+            Next::Retry { attempt } => {
+                debug!(
+                    "{} from {from_addr}; retrying after a backoff",
+                    String::from_utf8_lossy(&frame).trim_end()
+                );
+                self.stats.retries += 1;
+                if let Attempt::Backoff { until, .. } = attempt {
+                    self.timers.add(until, TimerKind::Parked);
+                }
+                req.attempt = attempt;
+                if matches!(kind, ErrorKind::ClusterDown) {
+                    self.request_refresh(Duration::ZERO);
+                }
+                self.parked.push((req, proto));
+            }
+            Next::LoadScript { attempt } => {
+                let body = script_sha(&req.req).and_then(|sha| self.scripts.get(&sha).cloned());
+                match body {
+                    Some(body) => {
+                        debug!("NOSCRIPT from {from_addr}: loading the script there and retrying");
+                        req.attempt = attempt;
+                        let mut load = BytesMut::new();
+                        encode::command(&mut load, &[b"SCRIPT", b"LOAD", &body]);
+                        self.resend(clients, from, proto, req, Some(load.freeze()));
+                    }
+                    None => deliver(clients, &mut self.wake, client, seq, part, frame),
+                }
+            }
+            Next::GiveUp { max } => {
+                let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
+                warn!("giving up after {max} redirections: {last}");
+                deliver(
+                    clients,
+                    &mut self.wake,
+                    client,
+                    seq,
+                    part,
+                    Bytes::from(ProxyError::TooManyRedirects { max, last }.to_frame()),
+                );
+            }
+        }
+    }
+
+    pub(crate) fn resend(
+        &mut self,
+        clients: &mut Slab<Client>,
+        node: NodeId,
+        proto: Proto,
+        req: InFlight,
+        prefix: Option<Bytes>,
+    ) {
+        let client_idx = match req.owner {
+            Owner::Client { client, .. } => {
+                // Its client left: a re-send would only run a command nobody waits for (a
+                // BLPOP taking an element no one receives).
+                if clients.get(client.idx).is_none_or(|c| c.gen != client.gen) {
+                    return;
+                }
+                client.idx
+            }
+            _ => 0,
+        };
+        if let Err(failed) = self.send(node, proto, client_idx, req, prefix) {
+            let (e, req) = *failed;
+            fail(clients, &mut self.wake, req, e);
+        }
+    }
+
+    pub(crate) fn resend_parked(&mut self, clients: &mut Slab<Client>) {
+        let now = self.now;
+        let parked = std::mem::take(&mut self.parked);
+        for (mut req, proto) in parked {
+            let Attempt::Backoff { redirects, until } = req.attempt else {
+                continue;
+            };
+            if until > now {
+                self.parked.push((req, proto));
+                continue;
+            }
+            req.attempt = Attempt::Sent { redirects };
+            let node = match req.slot {
+                Some(s) => self.topo.owner(s),
+                None => self.any_master(),
+            };
+            match node {
+                Some(node) => self.resend(clients, node, proto, req, None),
+                None => {
+                    let e = ProxyError::SlotUnserved(req.slot.map(|s| s.0).unwrap_or(0));
+                    fail(clients, &mut self.wake, req, e);
+                }
+            }
+        }
+    }
+
+    /// Drops a broken connection: its requests fail with an error naming the node, the node
+    /// is marked down (new connections wait out a backoff), and the topology is refreshed.
+    pub(crate) fn backend_failed(&mut self, clients: &mut Slab<Client>, idx: usize, why: &str) {
+        let Some(mut b) = self.take_backend(idx) else {
+            return;
+        };
+        let addr = self.topo.node(b.node).addr.clone();
+        // A node closing an idle connection (its own `timeout`) is not a node failure.
+        let failure = matches!(b.state, BackendState::Connecting { .. }) || !b.inflight.is_empty();
+        let wait = if failure {
+            self.stats.node_failures += 1;
+            self.pool.mark_down(b.node, self.now)
+        } else {
+            Duration::ZERO
+        };
+        self.unhold(|(_, d)| d.idx != idx || d.gen != b.gen);
+        match b.state {
+            BackendState::Connecting { .. } => {
+                warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
+            }
+            BackendState::Ready => warn!(
+                "connection to node {addr} lost: {why} ({} requests in flight failed)",
+                b.inflight.len()
+            ),
+        }
+        if let Some(to) = b.stream_to {
+            // The subscriber's connection is gone, and its subscriptions with it: closing the
+            // client lets it reconnect and subscribe again, as after a server restart.
+            self.wake.kill.push((to, Kill::SubscriptionLost));
+        }
+        for req in b.inflight.drain(..) {
+            match req.owner {
+                Owner::Client { .. } => {
+                    let e = ProxyError::NodeUnavailable {
+                        node: addr.clone(),
+                        why: why.to_string(),
+                    };
+                    fail(clients, &mut self.wake, req, e);
+                }
+                Owner::Refresh => {
+                    warn!("topology refresh from {addr} failed: {why}");
+                    self.refresh = RefreshState::Idle;
+                    self.request_refresh(Duration::ZERO);
+                }
+                Owner::Internal | Owner::Hello => {}
+                Owner::Stream(to) => self.wake.kill.push((to, Kill::SubscriptionLost)),
+            }
+        }
+        if failure {
+            self.request_refresh(Duration::ZERO);
+        }
+    }
+
+    /// A backend's timer: connect timeout while connecting, reply timeout once ready.
+    pub(crate) fn check_backend(&mut self, clients: &mut Slab<Client>, idx: usize, gen: u64) {
+        let now = self.now;
+        let (connect_to, reply_to) = (self.cfg.connect_timeout, self.cfg.backend_timeout);
+        let Some(b) = self.backends.get_mut(idx).filter(|b| b.gen == gen) else {
+            return;
+        };
+        b.timer_armed = false;
+        let deadline = match b.state {
+            BackendState::Connecting { since } => Some((since + connect_to, "connect timeout")),
+            BackendState::Ready if !reply_to.is_zero() && !b.dedicated => b
+                .inflight
+                .front()
+                .map(|r| (r.sent_at + reply_to, "no reply within backend_timeout")),
+            BackendState::Ready => None,
+        };
+        match deadline {
+            Some((at, why)) if at <= now => self.backend_failed(clients, idx, why),
+            Some((at, _)) => {
+                b.timer_armed = true;
+                self.timers.add(at, TimerKind::Backend { idx, gen });
+            }
+            None => {}
+        }
+    }
+}
+
+/// The digest an EVALSHA/EVALSHA_RO request names, lower-cased.
+pub(crate) fn script_sha(req: &[u8]) -> Option<String> {
+    let mut p = crate::resp::request::RequestParser::new();
+    match p.parse(req).ok()?? {
+        Frame::Multibulk { .. } => {}
+        _ => return None,
+    }
+    let args = p.args();
+    let name = req.get(args.first()?.clone())?;
+    if !name.eq_ignore_ascii_case(b"EVALSHA") && !name.eq_ignore_ascii_case(b"EVALSHA_RO") {
+        return None;
+    }
+    let sha = req.get(args.get(1)?.clone())?;
+    Some(String::from_utf8_lossy(sha).to_ascii_lowercase())
+}
+
+/// A redirect's address, completed with the replying node's host when the cluster left it
+/// out (`:7001`, from a node that does not know its own IP).
+pub(crate) fn full_addr(addr: &str, from: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => {
+            let host = crate::config::split_host_port(from)
+                .map(|(h, _)| h)
+                .unwrap_or("127.0.0.1");
+            format!("{host}:{port}")
+        }
+        None => addr.to_string(),
+    }
+}
+
+/// Puts a reply in its client's queue, if the client is still the one that asked.
+pub(crate) fn deliver(
+    clients: &mut Slab<Client>,
+    wake: &mut Wake,
+    cref: ClientRef,
+    seq: u64,
+    part: u32,
+    frame: Bytes,
+) {
+    let Some(c) = clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) else {
+        return;
+    };
+    if !c.complete(seq, part, frame) {
+        error!(
+            "client {}: reply for an unknown request {seq} dropped",
+            c.id
+        );
+        return;
+    }
+    if !c.dirty {
+        c.dirty = true;
+        wake.dirty_clients.push(cref.idx);
+    }
+    if c.output_len() > wake.limits.hard_output {
+        wake.kill.push((cref, Kill::OutputLimit));
+    } else if c.paused && c.wants_input(&wake.limits) {
+        c.paused = false;
+        wake.resume_clients.push(cref.idx);
+    }
+}
+
+pub(crate) fn fail(clients: &mut Slab<Client>, wake: &mut Wake, req: InFlight, e: ProxyError) {
+    if let Owner::Client { client, seq, part } = req.owner {
+        deliver(clients, wake, client, seq, part, Bytes::from(e.to_frame()));
+    }
+}
