@@ -1,7 +1,8 @@
 //! One routed request to what serves it: a slot's master (or replica), a split over slots,
-//! a fan-out to every master, SCAN, INFO, a cluster view, or the proxy itself.
+//! a fan-out to every master, SCAN, INFO, a cluster view, or the proxy itself. Transactions
+//! and subscriptions are handed to `tx` and `pubsub` by the router's `Kind`.
 
-use crate::command::{Args, Command};
+use crate::command::Args;
 use crate::config::ClusterView;
 use crate::conn::client::{Client, ReplyMode};
 use crate::error::ProxyError;
@@ -10,10 +11,11 @@ use crate::input::FrameArgs;
 use crate::local::monitor::monitor_line;
 use crate::local::{self, ServerInfo};
 use crate::reactor::Core;
-use crate::resp::encode::{self};
+use crate::resp::encode;
 use crate::route::split::{self, Merge};
-use crate::route::{Local, Route};
-use crate::tx::is_tx_command;
+use crate::route::{Kind, Local, Route, Routed};
+use crate::slot::Slot;
+use crate::topology::view::View;
 use bytes::{Bytes, BytesMut};
 use log::{trace, warn};
 use std::ops::Range;
@@ -33,7 +35,7 @@ impl Core {
         cref: ClientRef,
         frame: Bytes,
         ranges: &[Range<usize>],
-        (route, cmd): (Route, Option<&'static Command>),
+        routed: Routed,
     ) {
         let args = FrameArgs {
             frame: &frame,
@@ -41,7 +43,7 @@ impl Core {
         };
         self.stats.commands += 1;
         c.last_request = self.now;
-        c.last_cmd = cmd.map(|c| c.name).unwrap_or("unknown");
+        c.last_cmd = routed.name();
         if !self.monitors.is_empty() || self.monitor_elsewhere {
             monitor_line(&mut self.monitor_feed, c.addr, &args);
         }
@@ -49,9 +51,8 @@ impl Core {
             "client {} {:?}: {:?}",
             c.id,
             String::from_utf8_lossy(args.arg(0)),
-            route
+            routed.route
         );
-        let name = cmd.map(|c| c.name).unwrap_or("");
         // CLIENT REPLY: this command's reply is dropped under OFF, or once after SKIP.
         c.silent = match c.reply_mode {
             ReplyMode::On => false,
@@ -61,47 +62,31 @@ impl Core {
                 true
             }
         };
-        self.route_request(c, cref, frame.clone(), &args, route, name);
+        self.take(c, cref, frame.clone(), &args, routed);
         c.silent = false;
     }
 
-    pub(crate) fn route_request(
+    /// The feature that takes the request: a transaction, subscribed mode, or the route.
+    fn take(
         &mut self,
         c: &mut Client,
         cref: ClientRef,
         frame: Bytes,
         args: &FrameArgs<'_>,
-        route: Route,
-        name: &str,
+        routed: Routed,
     ) {
-        if c.tx.is_some() || is_tx_command(name) {
-            self.transaction(c, cref, frame.clone(), name, route);
-            return;
+        if c.tx.is_some() || routed.kind.is_tx() {
+            return self.transaction(c, cref, frame, routed);
         }
-        if c.pubsub.is_some()
-            || matches!(
-                name,
-                "SUBSCRIBE"
-                    | "PSUBSCRIBE"
-                    | "SSUBSCRIBE"
-                    | "UNSUBSCRIBE"
-                    | "PUNSUBSCRIBE"
-                    | "SUNSUBSCRIBE"
-            )
-        {
-            self.pubsub(c, cref, frame.clone(), name, args, route);
-            return;
+        if c.pubsub.is_some() || matches!(routed.kind, Kind::Sub(_)) {
+            return self.pubsub(c, cref, frame, args, routed);
         }
-        if matches!(
-            name,
-            "PUBLISH" | "PUBSUB|CHANNELS" | "PUBSUB|NUMSUB" | "PUBSUB|NUMPAT"
-        ) {
+        if routed.kind == Kind::Publish {
             if let Some(home) = self.pubsub_home() {
-                self.send_new(c, cref, home, frame.clone(), None);
-                return;
+                return self.send_new(c, cref, home, frame, None);
             }
         }
-        self.execute(c, cref, frame.clone(), args, route);
+        self.execute(c, cref, frame, args, routed.route, routed.kind);
     }
 
     pub(crate) fn execute(
@@ -111,179 +96,198 @@ impl Core {
         frame: Bytes,
         args: &FrameArgs<'_>,
         route: Route,
+        kind: Kind,
     ) {
         match route {
-            Route::Local(
-                l @ (Local::ClientInfo | Local::ClientList | Local::ClientKill | Local::Proxy),
-            ) => {
-                // Needs every client, or may stop the proxy: answered after this client's
-                // requests are parsed, in order, through its reply queue.
-                let seq = c.reserve();
-                let argv = (0..args.argc()).map(|i| args.arg(i).to_vec()).collect();
-                self.deferred.push((cref, seq, l, argv, c.last_cmd));
-            }
-            Route::Local(Local::Monitor) => {
-                c.reply_now(b"+OK\r\n");
-                if !self.monitors.contains(&cref) {
-                    self.monitors.push(cref);
-                    self.totals.monitor_started(self.worker);
-                }
-            }
-            Route::Local(l) => {
-                let info = ServerInfo {
-                    version: &self.server_version,
-                };
-                local::answer(l, args, c, &info);
-            }
-            Route::Slot(slot) => match self.topo.owner(slot) {
-                Some(node) => self.send_new(c, cref, node, frame, Some(slot)),
-                None => {
-                    c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
-                    self.request_refresh(Duration::ZERO);
-                }
-            },
-            Route::ReadSlot(slot) => match self.topo.owner(slot) {
-                Some(master) => match self.read_node(master) {
-                    Ok(node) => self.send_new(c, cref, node, frame, Some(slot)),
-                    Err(e) => c.reply_now(&e.to_frame()),
-                },
-                None => {
-                    c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
-                    self.request_refresh(Duration::ZERO);
-                }
-            },
+            Route::Local(l) => self.local(c, cref, args, l),
+            Route::Slot(slot) => self.slot_owner(c, cref, frame, slot, false),
+            Route::ReadSlot(slot) => self.slot_owner(c, cref, frame, slot, true),
             Route::AnyMaster => match self.any_master() {
                 Some(node) => self.send_new(c, cref, node, frame, None),
-                None => c.reply_now(&no_master().to_frame()),
+                None => c.reply_now(&ProxyError::NoMaster.to_frame()),
             },
             Route::Blocking(slot) => match self.topo.owner(slot) {
                 Some(node) => {
                     let seq = c.reserve();
                     self.send_client(c, cref, seq, 0, node, frame, Some(slot), true);
                 }
-                None => {
-                    c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
-                    self.request_refresh(Duration::ZERO);
-                }
+                None => self.unserved(c, slot),
             },
-            Route::Split { per_key, merge } => {
-                // MGET and EXISTS read: their parts follow read_from like any read.
-                let read = matches!(merge, Merge::Mget { .. })
-                    || args.arg(0).eq_ignore_ascii_case(b"EXISTS");
-                let (parts, merge) = split::split(args, per_key, merge);
-                let seq = c.reserve_parts(parts.len(), merge);
-                for (k, part) in parts.into_iter().enumerate() {
-                    let mut node = self.topo.owner(part.slot);
-                    if let (true, Some(master)) = (read, node) {
-                        match self.read_node(master) {
-                            Ok(n) => node = Some(n),
-                            Err(e) => {
-                                c.complete(seq, k as u32, Bytes::from(e.to_frame()));
-                                continue;
-                            }
-                        }
-                    }
-                    self.send_part(c, cref, seq, k as u32, node, part.frame, Some(part.slot));
-                }
+            Route::Split { per_key, merge } => self.split(c, cref, args, per_key, merge, kind),
+            Route::FanOut(merge) => {
+                self.effects(kind, args);
+                self.fan_out(c, cref, frame, merge);
             }
-            Route::FanOut(mut merge) => {
-                if args.argc() == 3
-                    && args.arg(0).eq_ignore_ascii_case(b"SCRIPT")
-                    && args.arg(1).eq_ignore_ascii_case(b"LOAD")
-                {
-                    self.remember_script(args.arg(2));
-                }
-                let masters = self.topo.masters_sorted();
-                if masters.is_empty() {
-                    c.reply_now(&no_master().to_frame());
-                    return;
-                }
-                if let Merge::FirstNonNull { start } = &mut merge {
-                    self.any_rr = self.any_rr.wrapping_add(1);
-                    *start = (self.any_rr % masters.len()) as u32;
-                }
-                let seq = c.reserve_parts(masters.len(), merge);
-                for (k, m) in masters.into_iter().enumerate() {
-                    self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
-                }
-            }
-            Route::FanOutAll(mut merge) => {
-                if args.argc() == 2
-                    && args.arg(0).eq_ignore_ascii_case(b"CONFIG")
-                    && args.arg(1).eq_ignore_ascii_case(b"RESETSTAT")
-                {
-                    self.totals.reset(self.worker, self.stats);
-                }
-                if args.argc() >= 2 && args.arg(0).eq_ignore_ascii_case(b"SCRIPT") {
-                    if args.arg(1).eq_ignore_ascii_case(b"LOAD") && args.argc() == 3 {
-                        self.remember_script(args.arg(2));
-                    } else if args.arg(1).eq_ignore_ascii_case(b"FLUSH") {
-                        // A client that flushes scripts must see NOSCRIPT afterwards, as from
-                        // Redis: nothing is loaded again behind its back.
-                        self.scripts.clear();
-                        self.scripts_bytes = 0;
-                    }
-                }
-                let nodes = self.topo.nodes_sorted();
-                if nodes.is_empty() {
-                    c.reply_now(&no_master().to_frame());
-                    return;
-                }
-                let names: Vec<String> = nodes
-                    .iter()
-                    .map(|&n| self.addr_map.public(&self.topo.node(n).addr).to_string())
-                    .collect();
-                match &mut merge {
-                    Merge::AllOkNamed { nodes } | Merge::Slowlog { nodes, .. } => *nodes = names,
-                    _ => {}
-                }
-                let seq = c.reserve_parts(nodes.len(), merge);
-                for (k, n) in nodes.into_iter().enumerate() {
-                    self.send_part(c, cref, seq, k as u32, Some(n), frame.clone(), None);
-                }
+            Route::FanOutAll(merge) => {
+                self.effects(kind, args);
+                self.fan_out_all(c, cref, frame, merge);
             }
             Route::Scan => self.scan(c, cref, args),
-            Route::Info => self.info(c, cref, args, frame.clone()),
-            Route::Cluster(view) => {
-                if self.cfg.cluster_view == ClusterView::Proxy {
-                    c.reply_now(&crate::topology::view::proxy_answer(
-                        view,
-                        &self.announce,
-                        c.proto,
-                    ));
-                    return;
-                }
-                let Some(node) = self.any_master() else {
-                    c.reply_now(&no_master().to_frame());
-                    return;
-                };
-                if self.addr_map.is_empty() {
-                    self.send_new(c, cref, node, frame, None);
-                } else {
-                    let map = self.addr_map.clone();
-                    let seq = c.reserve_parts(1, Merge::Rewrite { view, map });
-                    self.send_part(c, cref, seq, 0, Some(node), frame, None);
-                }
+            Route::Info => self.info(c, cref, args, frame),
+            Route::Cluster(view) => self.cluster_view(c, cref, frame, view),
+            Route::Admin(inner) if self.cfg.allow_admin_commands => {
+                self.execute(c, cref, frame, args, *inner, kind)
             }
-            Route::Admin(inner) => {
-                if self.cfg.allow_admin_commands {
-                    self.execute(c, cref, frame, args, *inner);
-                } else {
-                    let mut name = String::from_utf8_lossy(args.arg(0)).to_uppercase();
-                    let has_subs = crate::route::has_subcommands(&name);
-                    if has_subs && args.argc() > 1 {
-                        name.push(' ');
-                        name.push_str(&String::from_utf8_lossy(args.arg(1)).to_uppercase());
-                    }
-                    c.reply_now(
-                        &ProxyError::Other(format!(
-                            "ERR {name} is not allowed through the proxy (allow_admin_commands)"
-                        ))
-                        .to_frame(),
-                    );
-                }
+            Route::Admin(_) => {
+                let name = crate::route::shown_name(args);
+                c.reply_now(&ProxyError::AdminRefused(name).to_frame())
             }
             Route::Refuse(e) => c.reply_now(&e.to_frame()),
+        }
+    }
+
+    /// What the proxy answers itself.
+    fn local(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>, l: Local) {
+        match l {
+            Local::ClientInfo | Local::ClientList | Local::ClientKill | Local::Proxy => {
+                // Needs every client, or may stop the proxy: answered after this client's
+                // requests are parsed, in order, through its reply queue.
+                let seq = c.reserve();
+                let argv = (0..args.argc()).map(|i| args.arg(i).to_vec()).collect();
+                self.deferred.push((cref, seq, l, argv, c.last_cmd));
+            }
+            Local::Monitor => {
+                c.reply_now(b"+OK\r\n");
+                if !self.monitors.contains(&cref) {
+                    self.monitors.push(cref);
+                    self.totals.monitor_started(self.worker);
+                }
+            }
+            l => {
+                let info = ServerInfo {
+                    version: &self.server_version,
+                };
+                local::answer(l, args, c, &info);
+            }
+        }
+    }
+
+    /// To the slot's master, or for a read to the node `read_from` picks.
+    fn slot_owner(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        slot: Slot,
+        read: bool,
+    ) {
+        let Some(master) = self.topo.owner(slot) else {
+            return self.unserved(c, slot);
+        };
+        let node = if read {
+            match self.read_node(master) {
+                Ok(node) => node,
+                Err(e) => return c.reply_now(&e.to_frame()),
+            }
+        } else {
+            master
+        };
+        self.send_new(c, cref, node, frame, Some(slot));
+    }
+
+    /// No node serves the slot: the client hears so, and the map is refreshed at once.
+    fn unserved(&mut self, c: &mut Client, slot: Slot) {
+        c.reply_now(&ProxyError::SlotUnserved(slot.0).to_frame());
+        self.request_refresh(Duration::ZERO);
+    }
+
+    /// One request per slot, merged. MGET and EXISTS read: their parts follow `read_from`
+    /// like any read.
+    fn split(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        args: &FrameArgs<'_>,
+        per_key: usize,
+        merge: Merge,
+        kind: Kind,
+    ) {
+        let read = matches!(merge, Merge::Mget { .. }) || kind == Kind::ReadSplit;
+        let (parts, merge) = split::split(args, per_key, merge);
+        let seq = c.reserve_parts(parts.len(), merge);
+        for (k, part) in parts.into_iter().enumerate() {
+            let mut node = self.topo.owner(part.slot);
+            if let (true, Some(master)) = (read, node) {
+                match self.read_node(master) {
+                    Ok(n) => node = Some(n),
+                    Err(e) => {
+                        c.complete(seq, k as u32, Bytes::from(e.to_frame()));
+                        continue;
+                    }
+                }
+            }
+            self.send_part(c, cref, seq, k as u32, node, part.frame, Some(part.slot));
+        }
+    }
+
+    /// The proxy's own state that goes with a fanned-out command: counters reset, scripts
+    /// remembered or forgotten.
+    fn effects(&mut self, kind: Kind, args: &FrameArgs<'_>) {
+        match kind {
+            Kind::ResetStat => self.totals.reset(self.worker, self.stats),
+            Kind::ScriptLoad => self.remember_script(args.arg(2)),
+            Kind::ScriptFlush => {
+                // A client that flushes scripts must see NOSCRIPT afterwards, as from
+                // Redis: nothing is loaded again behind its back.
+                self.scripts.clear();
+                self.scripts_bytes = 0;
+            }
+            _ => {}
+        }
+    }
+
+    /// To every master, the replies merged.
+    fn fan_out(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, mut merge: Merge) {
+        let masters = self.topo.masters_sorted();
+        if masters.is_empty() {
+            return c.reply_now(&ProxyError::NoMaster.to_frame());
+        }
+        if let Merge::FirstNonNull { start } = &mut merge {
+            self.any_rr = self.any_rr.wrapping_add(1);
+            *start = (self.any_rr % masters.len()) as u32;
+        }
+        let seq = c.reserve_parts(masters.len(), merge);
+        for (k, m) in masters.into_iter().enumerate() {
+            self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
+        }
+    }
+
+    /// To every node, masters and replicas, the replies merged (named, where the merge says
+    /// which node failed).
+    fn fan_out_all(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, mut merge: Merge) {
+        let nodes = self.topo.nodes_sorted();
+        if nodes.is_empty() {
+            return c.reply_now(&ProxyError::NoMaster.to_frame());
+        }
+        let names: Vec<String> = nodes
+            .iter()
+            .map(|&n| self.addr_map.public(&self.topo.node(n).addr).to_string())
+            .collect();
+        match &mut merge {
+            Merge::AllOkNamed { nodes } | Merge::Slowlog { nodes, .. } => *nodes = names,
+            _ => {}
+        }
+        let seq = c.reserve_parts(nodes.len(), merge);
+        for (k, n) in nodes.into_iter().enumerate() {
+            self.send_part(c, cref, seq, k as u32, Some(n), frame.clone(), None);
+        }
+    }
+
+    /// CLUSTER NODES/SLOTS/...: the proxy's own view, or a master's with addresses mapped.
+    fn cluster_view(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, view: View) {
+        if self.cfg.cluster_view == ClusterView::Proxy {
+            let answer = crate::topology::view::proxy_answer(view, &self.announce, c.proto);
+            return c.reply_now(&answer);
+        }
+        let Some(node) = self.any_master() else {
+            return c.reply_now(&ProxyError::NoMaster.to_frame());
+        };
+        if self.addr_map.is_empty() {
+            self.send_new(c, cref, node, frame, None);
+        } else {
+            let map = self.addr_map.clone();
+            let seq = c.reserve_parts(1, Merge::Rewrite { view, map });
+            self.send_part(c, cref, seq, 0, Some(node), frame, None);
         }
     }
 
@@ -311,11 +315,11 @@ impl Core {
                 .or_else(|| s.parse::<i64>().ok().map(|n| n as u64))
         });
         let Some((idx, node_cursor)) = cursor.map(split::decode_scan_cursor) else {
-            c.reply_now(&ProxyError::Other("ERR invalid cursor".into()).to_frame());
+            c.reply_now(&ProxyError::InvalidCursor.to_frame());
             return;
         };
         if masters.is_empty() {
-            return c.reply_now(&no_master().to_frame());
+            return c.reply_now(&ProxyError::NoMaster.to_frame());
         }
         let Some(&node) = masters.get(idx as usize) else {
             // A number the proxy did not hand out (or from before masters went away): the
@@ -348,8 +352,4 @@ impl Core {
         }];
         local::answer(local, name.as_slice(), c, &info);
     }
-}
-
-pub(crate) fn no_master() -> ProxyError {
-    ProxyError::Other("CLUSTERDOWN no master is known to the proxy".into())
 }

@@ -13,9 +13,13 @@ pub enum ProxyError {
         name: String,
         args: Vec<String>,
     },
+    /// Redis's arity error; the name in lower case, full (`client|setname`).
+    WrongArity(String),
     CrossSlot,
     /// No node owns the slot (the cluster does not cover it, or the map is being refreshed).
     SlotUnserved(u16),
+    /// No master is known at all.
+    NoMaster,
     /// The node is down or its connection broke.
     NodeUnavailable {
         node: String,
@@ -25,10 +29,83 @@ pub enum ProxyError {
         max: u32,
         last: String,
     },
-    /// A command the proxy does not (yet) carry, with the reason.
-    Unsupported(String),
-    /// Anything else, already worded as Redis would (`ERR ...`).
-    Other(String),
+    /// A redirect named a node past the node table's bound.
+    NodeTableFull,
+    /// Blocking commands in progress reached the bound on dedicated connections.
+    TooManyBlocking(usize),
+    /// A command the proxy does not (yet) carry: its name (upper case, `CLIENT TRACKING`),
+    /// the feature and the reason.
+    Unsupported {
+        name: String,
+        what: &'static str,
+        why: String,
+    },
+    /// A keyed pub/sub command other than SPUBLISH outside subscribed mode.
+    PubSubNeedsConnection(String),
+    /// A node or cluster command refused without `allow_admin_commands`.
+    AdminRefused(String),
+    /// MOVE: a cluster has one database.
+    MoveRefused,
+    /// SHUTDOWN would stop one node.
+    ShutdownRefused,
+    /// PROXY SHUTDOWN without `allow_admin_commands`.
+    ProxyShutdownRefused,
+    UnknownProxySubcommand,
+    SyntaxError,
+    /// SELECT n for n != 0.
+    DbIndexOutOfRange,
+    NotAnInteger,
+    InvalidCursor,
+    /// SLOWLOG GET with a count below -1.
+    SlowlogCount,
+    /// CLUSTER COUNTKEYSINSLOT / GETKEYSINSLOT with a bad slot.
+    InvalidSlot,
+    InvalidClientName,
+    /// CLIENT SETINFO with an attribute other than LIB-NAME/LIB-VER.
+    UnrecognizedOption(String),
+    UnknownClientType(String),
+    InvalidClientId,
+    NoSuchClient,
+    MaxClients,
+    /// HELLO with a protocol version other than 2 or 3.
+    NoProto,
+    HelloProtoNotInteger,
+    HelloAuthUnsupported,
+    HelloSyntax(String),
+    /// HELLO 2 from a RESP3 subscriber.
+    HelloWhileSubscribed,
+    /// A RESP2 subscriber's command other than (un)subscriptions, PING, QUIT, RESET.
+    SubscribedContext(String),
+    /// SSUBSCRIBE/SUNSUBSCRIBE of a channel on another shard than the subscriptions'.
+    OtherShard(&'static str),
+    SubscriptionLost,
+    /// Inside MULTI, a command the proxy cannot queue on the pinned node.
+    NotInTransaction(String),
+    CannotRunInTransaction(String),
+    NestedMulti,
+    ExecWithoutMulti,
+    DiscardWithoutMulti,
+    WatchInsideMulti,
+    ExecAbort,
+    TransactionConnectionLost,
+    TransactionSlotUnserved,
+    TransactionCrossSlot,
+    /// A route the reactor takes before `local::answer` reached it.
+    InternalRouting,
+    /// A merge whose parts were not of the shape expected.
+    InternalMerge,
+    /// A merge with no part at all.
+    NoReply,
+    /// A node's part of a merge was not of the shape expected.
+    UnexpectedReply(&'static str),
+    /// A node's SCAN cursor does not fit beside the master's index in the proxy's cursor.
+    ScanCursorTooLarge,
+    /// A command sent to every node failed on one after others applied it.
+    PartlyApplied {
+        node: String,
+        err: String,
+        applied: String,
+    },
 }
 
 impl fmt::Display for ProxyError {
@@ -45,6 +122,9 @@ impl fmt::Display for ProxyError {
                 }
                 Ok(())
             }
+            ProxyError::WrongArity(name) => {
+                write!(f, "ERR wrong number of arguments for '{name}' command")
+            }
             ProxyError::CrossSlot => {
                 f.write_str("CROSSSLOT Keys in request don't hash to the same slot")
             }
@@ -52,6 +132,7 @@ impl fmt::Display for ProxyError {
                 f,
                 "CLUSTERDOWN Hash slot {s} is not served by any node the proxy knows"
             ),
+            ProxyError::NoMaster => f.write_str("CLUSTERDOWN no master is known to the proxy"),
             ProxyError::NodeUnavailable { node, why } => {
                 write!(f, "ERR cluster node {node} unavailable: {why}")
             }
@@ -59,7 +140,111 @@ impl fmt::Display for ProxyError {
                 f,
                 "ERR too many cluster redirections (max_redirects {max}), last: {last}"
             ),
-            ProxyError::Unsupported(m) | ProxyError::Other(m) => f.write_str(m),
+            ProxyError::NodeTableFull => f.write_str("ERR node table full"),
+            ProxyError::TooManyBlocking(max) => write!(
+                f,
+                "ERR too many blocking commands in progress through the proxy ({max})"
+            ),
+            ProxyError::Unsupported { name, what, why } => write!(
+                f,
+                "ERR {name} is not supported through this proxy yet ({what}: {why})"
+            ),
+            ProxyError::PubSubNeedsConnection(name) => write!(
+                f,
+                "ERR {name} is not supported through this proxy yet (pub/sub need a dedicated connection)"
+            ),
+            ProxyError::AdminRefused(name) => write!(
+                f,
+                "ERR {name} is not allowed through the proxy (allow_admin_commands)"
+            ),
+            ProxyError::MoveRefused => f.write_str(
+                "ERR MOVE is not allowed through the proxy: a cluster has only database 0",
+            ),
+            ProxyError::ShutdownRefused => f.write_str(
+                "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the \
+                 cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with \
+                 allow_admin_commands: true) to stop the proxy",
+            ),
+            ProxyError::ProxyShutdownRefused => f.write_str(
+                "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)",
+            ),
+            ProxyError::UnknownProxySubcommand => f.write_str(
+                "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN",
+            ),
+            ProxyError::SyntaxError => f.write_str("ERR syntax error"),
+            ProxyError::DbIndexOutOfRange => f.write_str("ERR DB index is out of range"),
+            ProxyError::NotAnInteger => f.write_str("ERR value is not an integer or out of range"),
+            ProxyError::InvalidCursor => f.write_str("ERR invalid cursor"),
+            ProxyError::SlowlogCount => {
+                f.write_str("ERR count should be greater than or equal to -1")
+            }
+            ProxyError::InvalidSlot => f.write_str("ERR Invalid or out of range slot"),
+            ProxyError::InvalidClientName => f.write_str(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            ),
+            ProxyError::UnrecognizedOption(o) => write!(f, "ERR Unrecognized option '{o}'"),
+            ProxyError::UnknownClientType(t) => write!(f, "ERR Unknown client type '{t}'"),
+            ProxyError::InvalidClientId => f.write_str("ERR client-id should be greater than 0"),
+            ProxyError::NoSuchClient => f.write_str("ERR No such client"),
+            ProxyError::MaxClients => f.write_str("ERR max number of clients reached"),
+            ProxyError::NoProto => f.write_str("NOPROTO unsupported protocol version"),
+            ProxyError::HelloProtoNotInteger => {
+                f.write_str("ERR Protocol version is not an integer or out of range")
+            }
+            ProxyError::HelloAuthUnsupported => f.write_str(
+                "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)",
+            ),
+            ProxyError::HelloSyntax(o) => write!(f, "ERR Syntax error in HELLO option '{o}'"),
+            ProxyError::HelloWhileSubscribed => f.write_str(
+                "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
+            ),
+            ProxyError::SubscribedContext(cmd) => write!(
+                f,
+                "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            ),
+            ProxyError::OtherShard(cmd) => write!(
+                f,
+                "ERR {cmd} of a channel on another shard than this connection's subscriptions is \
+                 not supported through the proxy yet; use another connection for it"
+            ),
+            ProxyError::SubscriptionLost => {
+                f.write_str("ERR the subscription connection was lost; subscribe again")
+            }
+            ProxyError::NotInTransaction(name) => write!(
+                f,
+                "ERR {name} is not allowed in a transaction through the proxy"
+            ),
+            ProxyError::CannotRunInTransaction(name) => write!(
+                f,
+                "ERR {name} cannot run inside a transaction through the proxy"
+            ),
+            ProxyError::NestedMulti => f.write_str("ERR MULTI calls can not be nested"),
+            ProxyError::ExecWithoutMulti => f.write_str("ERR EXEC without MULTI"),
+            ProxyError::DiscardWithoutMulti => f.write_str("ERR DISCARD without MULTI"),
+            ProxyError::WatchInsideMulti => f.write_str("ERR WATCH inside MULTI is not allowed"),
+            ProxyError::ExecAbort => {
+                f.write_str("EXECABORT Transaction discarded because of previous errors.")
+            }
+            ProxyError::TransactionConnectionLost => f.write_str(
+                "ERR the transaction's connection to its node was lost; start it again",
+            ),
+            ProxyError::TransactionSlotUnserved => {
+                f.write_str("CLUSTERDOWN the transaction's slot is not served")
+            }
+            ProxyError::TransactionCrossSlot => f.write_str(
+                "CROSSSLOT Keys in request don't hash to the same slot as the transaction's",
+            ),
+            ProxyError::InternalRouting => f.write_str("ERR internal routing error"),
+            ProxyError::InternalMerge => f.write_str("ERR internal merge error"),
+            ProxyError::NoReply => f.write_str("ERR no reply"),
+            ProxyError::ScanCursorTooLarge => {
+                f.write_str("ERR SCAN cursor of a node too large for the proxy's cursor")
+            }
+            ProxyError::UnexpectedReply(what) => write!(f, "ERR unexpected {what}"),
+            ProxyError::PartlyApplied { node, err, applied } => write!(
+                f,
+                "ERR failed on node {node}: {err} (already applied on: {applied})"
+            ),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The client side of a turn: read a client's socket, parse its requests, route each and
 //! hand it to `dispatch`, with backpressure (a client whose replies pile up is not read).
 
-use crate::command::{Args, Command};
+use crate::command::Args;
 use crate::conn::client::{self, Client, ClientState, Lane};
 use crate::conn::net::ReadOutcome;
 use crate::error::ProxyError;
@@ -9,7 +9,7 @@ use crate::inflight::ClientRef;
 use crate::reactor::Reactor;
 use crate::resp::request::Frame;
 use crate::route::Route;
-use crate::tx::is_tx_command;
+use crate::route::{Kind, Routed, SubOp, TxOp};
 use bytes::{Buf, Bytes};
 use log::debug;
 use std::ops::Range;
@@ -139,11 +139,11 @@ impl Reactor {
                 Ok(None) => break,
                 Ok(Some(Frame::Empty { consumed })) => c.rbuf.advance(consumed),
                 Ok(Some(Frame::Multibulk { len })) => {
-                    let routed = crate::route::route_cmd(&FrameArgs {
+                    let routed = crate::route::routed(&FrameArgs {
                         frame: &c.rbuf[..len],
                         ranges: parser.args(),
                     });
-                    if self.core.stream_order(c, routed.1) || c.must_wait(lane(c, &routed)) {
+                    if self.core.stream_order(c, routed.kind) || c.must_wait(lane(c, &routed)) {
                         // The frame stays in the buffer and is parsed again on resuming.
                         c.paused = true;
                         break;
@@ -152,11 +152,11 @@ impl Reactor {
                     self.core.dispatch(c, cref, frame, parser.args(), routed);
                 }
                 Ok(Some(Frame::Inline { consumed, encoded })) => {
-                    let routed = crate::route::route_cmd(&FrameArgs {
+                    let routed = crate::route::routed(&FrameArgs {
                         frame: &encoded,
                         ranges: parser.args(),
                     });
-                    if self.core.stream_order(c, routed.1) || c.must_wait(lane(c, &routed)) {
+                    if self.core.stream_order(c, routed.kind) || c.must_wait(lane(c, &routed)) {
                         c.paused = true;
                         break;
                     }
@@ -181,19 +181,18 @@ impl Reactor {
 /// The connection a request leaves on, for `Client::must_wait`; None for requests that
 /// no node connection carries in order with others (answered by the proxy, refused, or a
 /// subscriber's, whose replies stream).
-pub(crate) fn lane(c: &Client, (route, cmd): &(Route, Option<&'static Command>)) -> Option<Lane> {
-    let name = cmd.map_or("", |c| c.name);
-    if c.tx.is_some() || is_tx_command(name) {
-        let opens = c.tx.is_none() && matches!(name, "MULTI" | "WATCH");
+pub(crate) fn lane(c: &Client, routed: &Routed) -> Option<Lane> {
+    if c.tx.is_some() || routed.kind.is_tx() {
+        let opens = c.tx.is_none() && matches!(routed.kind, Kind::Tx(TxOp::Multi | TxOp::Watch));
         return Some(if opens { Lane::NewPinned } else { Lane::Pinned });
     }
     if c.pubsub.is_some() {
         return None;
     }
-    match route {
+    match routed.route {
         Route::Local(_) | Route::Refuse(_) => None,
         Route::Blocking(_) => Some(Lane::Dedicated),
-        _ if matches!(name, "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE") => None,
+        _ if matches!(routed.kind, Kind::Sub(SubOp::Subscribe(_))) => None,
         _ => Some(Lane::Shared),
     }
 }

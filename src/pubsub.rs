@@ -1,16 +1,15 @@
 //! Subscribed mode: a subscriber's own connection to one node whose frames stream to the
 //! client, with the proxy's own replies ordered among them by PING echoes.
 
-use crate::command::{Args, Command};
+use crate::command::Args;
 use crate::conn::client::{Client, StreamItem};
 use crate::conn::pool::BackendRef;
-use crate::dispatch::no_master;
 use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::input::FrameArgs;
 use crate::reactor::{Core, Kill};
 use crate::resp::encode::{self, Proto};
-use crate::route::{Local, Route};
+use crate::route::{Channels, Kind, Local, Routed, SubOp};
 use crate::slot::key_slot;
 use crate::topology::NodeId;
 use bytes::Bytes;
@@ -29,114 +28,114 @@ impl Core {
         c: &mut Client,
         cref: ClientRef,
         frame: Bytes,
-        name: &str,
         args: &FrameArgs<'_>,
-        route: Route,
+        routed: Routed,
     ) {
         if let Some(r) = c.pubsub {
             if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
                 c.pubsub = None;
-                return c
-                    .reply_now(b"-ERR the subscription connection was lost; subscribe again\r\n");
+                return c.reply_now(&ProxyError::SubscriptionLost.to_frame());
             }
-            let node = self.backends[r.idx].node;
-            match name {
-                // Not before the replies of what came before it, still on their way.
-                "QUIT" | "RESET" => {
-                    let local = if name == "QUIT" {
-                        Local::Quit
-                    } else {
-                        Local::Reset
-                    };
-                    self.stream_push(c, r, StreamItem::Leave(local));
+            return self.subscribed(c, cref, r, frame, args, routed);
+        }
+        match routed.kind {
+            Kind::Sub(op @ SubOp::Unsubscribe(_)) => {
+                c.reply_now(&not_subscribed(op, args, c.proto))
+            }
+            Kind::Sub(op) => self.subscribe(c, cref, frame, args, op),
+            _ => {}
+        }
+    }
+
+    /// A command of a client in subscribed mode.
+    fn subscribed(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        r: BackendRef,
+        frame: Bytes,
+        args: &FrameArgs<'_>,
+        routed: Routed,
+    ) {
+        let node = self.backends[r.idx].node;
+        match routed.kind {
+            // Not before the replies of what came before it, still on their way.
+            Kind::Quit | Kind::Reset => {
+                let local = if routed.kind == Kind::Quit {
+                    Local::Quit
+                } else {
+                    Local::Reset
+                };
+                self.stream_push(c, r, StreamItem::Leave(local));
+                c.stream_wait = true;
+            }
+            // The node would answer MOVED for a channel of another shard; one connection
+            // per node is not there yet.
+            Kind::Sub(SubOp::Subscribe(Channels::Shard)) => match self.shard_channels_node(args) {
+                Err(e) => self.stream_push(c, r, StreamItem::Reply(e)),
+                Ok(owner) if owner != node => {
+                    let e = ProxyError::OtherShard("SSUBSCRIBE").to_frame();
+                    self.stream_push(c, r, StreamItem::Reply(e))
+                }
+                Ok(_) => self.on_stream(c, r, &frame),
+            },
+            Kind::Sub(SubOp::Unsubscribe(Channels::Shard))
+                if (1..args.argc())
+                    .any(|i| self.topo.owner(key_slot(args.arg(i))) != Some(node)) =>
+            {
+                let e = ProxyError::OtherShard("SUNSUBSCRIBE").to_frame();
+                self.stream_push(c, r, StreamItem::Reply(e))
+            }
+            Kind::Sub(op) => {
+                // Replies come back on the stream, after whatever this client still waits
+                // for: in order, as from one server.
+                self.on_stream(c, r, &frame);
+                if matches!(op, SubOp::Unsubscribe(_)) {
+                    self.stream_push(c, r, StreamItem::Resume);
                     c.stream_wait = true;
                 }
-                // The node would answer MOVED for a channel of another shard; one connection
-                // per node is not there yet.
-                "SSUBSCRIBE" => match self.shard_channels_node(args) {
-                    Err(e) => self.stream_push(c, r, StreamItem::Reply(e)),
-                    Ok(owner) if owner != node => {
-                        self.stream_push(c, r, StreamItem::Reply(other_shard(name)))
-                    }
-                    Ok(_) => {
-                        self.backends[r.idx].push_raw(&frame);
-                        self.mark_backend(r.idx);
-                        c.stream_busy = true;
-                    }
-                },
-                "SUNSUBSCRIBE"
-                    if (1..args.argc())
-                        .any(|i| self.topo.owner(key_slot(args.arg(i))) != Some(node)) =>
-                {
-                    self.stream_push(c, r, StreamItem::Reply(other_shard(name)))
-                }
-                _ if name.contains("SUBSCRIBE") || name == "PING" => {
-                    // Replies come back on the stream, after whatever this client still waits
-                    // for: in order, as from one server.
-                    self.backends[r.idx].push_raw(&frame);
-                    self.mark_backend(r.idx);
-                    c.stream_busy = true;
-                    if name.contains("UNSUBSCRIBE") {
-                        self.stream_push(c, r, StreamItem::Resume);
-                        c.stream_wait = true;
-                    }
-                }
-                // The subscription connection speaks RESP3 and would go on pushing messages
-                // in it: refused rather than mixing the two.
-                "HELLO" if c.proto == Proto::Resp3 && args.argc() > 1 && args.arg(1) != b"3" => {
-                    let mut out = Vec::new();
-                    encode::error(
-                        &mut out,
-                        "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
-                    );
-                    self.stream_push(c, r, StreamItem::Reply(out));
-                }
-                // RESP3 lets a subscriber run any command: routed as usual, once what it sent
-                // on the stream before came back (`stream_order`).
-                _ if c.proto == Proto::Resp3 => self.execute(c, cref, frame.clone(), args, route),
-                _ => {
-                    let shown = String::from_utf8_lossy(args.arg(0)).to_ascii_lowercase();
-                    let mut out = Vec::new();
-                    encode::error(
-                        &mut out,
-                        &format!(
-                            "ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
-                        ),
-                    );
-                    self.stream_push(c, r, StreamItem::Reply(out));
-                }
             }
-            return;
-        }
-        if name.contains("UNSUBSCRIBE") {
-            // Not subscribed: what Redis answers, one reply per channel (or one without).
-            let kind = name.to_ascii_lowercase();
-            let mut out = Vec::new();
-            let mut one = |ch: Option<&[u8]>| {
-                match c.proto {
-                    Proto::Resp3 => out.extend_from_slice(b">3\r\n"),
-                    Proto::Resp2 => out.extend_from_slice(b"*3\r\n"),
-                }
-                encode::bulk(&mut out, kind.as_bytes());
-                match ch {
-                    Some(ch) => encode::bulk(&mut out, ch),
-                    None => encode::null(&mut out, c.proto),
-                }
-                encode::integer(&mut out, 0);
-            };
-            if args.argc() == 1 {
-                one(None);
-            } else {
-                for i in 1..args.argc() {
-                    one(Some(args.arg(i)));
-                }
+            Kind::Ping => self.on_stream(c, r, &frame),
+            // The subscription connection speaks RESP3 and would go on pushing messages
+            // in it: refused rather than mixing the two.
+            Kind::Hello if c.proto == Proto::Resp3 && args.argc() > 1 && args.arg(1) != b"3" => {
+                let e = ProxyError::HelloWhileSubscribed.to_frame();
+                self.stream_push(c, r, StreamItem::Reply(e));
             }
-            return c.reply_now(&out);
+            // RESP3 lets a subscriber run any command: routed as usual, once what it sent
+            // on the stream before came back (`stream_order`).
+            _ if c.proto == Proto::Resp3 => {
+                self.execute(c, cref, frame, args, routed.route, routed.kind)
+            }
+            _ => {
+                let shown = String::from_utf8_lossy(args.arg(0)).to_ascii_lowercase();
+                let e = ProxyError::SubscribedContext(shown).to_frame();
+                self.stream_push(c, r, StreamItem::Reply(e));
+            }
         }
-        let node = if name == "SSUBSCRIBE" {
+    }
+
+    /// A request whose reply comes back on the subscriber's stream.
+    fn on_stream(&mut self, c: &mut Client, r: BackendRef, frame: &[u8]) {
+        self.backends[r.idx].push_raw(frame);
+        self.mark_backend(r.idx);
+        c.stream_busy = true;
+    }
+
+    /// The first subscription: a connection of the client's own to the channels' node.
+    fn subscribe(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        args: &FrameArgs<'_>,
+        op: SubOp,
+    ) {
+        let node = if op == SubOp::Subscribe(Channels::Shard) {
             self.shard_channels_node(args)
         } else {
-            self.pubsub_home().ok_or_else(|| no_master().to_frame())
+            self.pubsub_home()
+                .ok_or_else(|| ProxyError::NoMaster.to_frame())
         };
         let node = match node {
             Ok(node) => node,
@@ -176,15 +175,14 @@ impl Core {
     /// A RESP3 subscriber's command answered elsewhere than on the stream waits until what
     /// it sent on the stream before came back, so that their replies keep their order.
     /// Returns whether it waits.
-    pub(crate) fn stream_order(&mut self, c: &mut Client, cmd: Option<&'static Command>) -> bool {
+    pub(crate) fn stream_order(&mut self, c: &mut Client, kind: Kind) -> bool {
         let Some(r) = c
             .pubsub
             .filter(|_| c.stream_busy && c.proto == Proto::Resp3)
         else {
             return false;
         };
-        let name = cmd.map_or("", |c| c.name);
-        if name.contains("SUBSCRIBE") || matches!(name, "PING" | "QUIT" | "RESET") {
+        if matches!(kind, Kind::Sub(_) | Kind::Ping | Kind::Quit | Kind::Reset) {
             return false;
         }
         if self.backends.get(r.idx).is_none_or(|b| b.gen != r.gen) {
@@ -203,7 +201,9 @@ impl Core {
         if (2..args.argc()).any(|i| key_slot(args.arg(i)) != slot) {
             return Err(ProxyError::CrossSlot.to_frame());
         }
-        self.topo.owner(slot).ok_or_else(|| no_master().to_frame())
+        self.topo
+            .owner(slot)
+            .ok_or_else(|| ProxyError::NoMaster.to_frame())
     }
 
     /// The master classic subscriptions go to: the first in address order, so PUBSUB
@@ -332,13 +332,30 @@ pub(crate) fn stream_mark(frame: &[u8]) -> Option<u64> {
     crate::resp::parse_int(&body[at + STREAM_MARK.len()..]).and_then(|n| u64::try_from(n).ok())
 }
 
-/// The refusal of a shard channel on another node than the subscription connection's.
-pub(crate) fn other_shard(cmd: &str) -> Vec<u8> {
-    format!(
-        "-ERR {cmd} of a channel on another shard than this connection's subscriptions is not \
-         supported through the proxy yet; use another connection for it\r\n"
-    )
-    .into_bytes()
+/// UNSUBSCRIBE and kin outside subscribed mode: what Redis answers, one reply per channel
+/// (or one without).
+fn not_subscribed(op: SubOp, args: &FrameArgs<'_>, proto: Proto) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut one = |ch: Option<&[u8]>| {
+        match proto {
+            Proto::Resp3 => out.extend_from_slice(b">3\r\n"),
+            Proto::Resp2 => out.extend_from_slice(b"*3\r\n"),
+        }
+        encode::bulk(&mut out, op.reply_kind().as_bytes());
+        match ch {
+            Some(ch) => encode::bulk(&mut out, ch),
+            None => encode::null(&mut out, proto),
+        }
+        encode::integer(&mut out, 0);
+    };
+    if args.argc() == 1 {
+        one(None);
+    } else {
+        for i in 1..args.argc() {
+            one(Some(args.arg(i)));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use crate::conn::client::{self, Client, Limits};
 use crate::conn::net::{self};
 use crate::conn::pool::{BackendRef, Pool};
 use crate::crew::{Crew, WAKER};
+use crate::error::ProxyError;
 use crate::inflight::{ClientRef, InFlight};
 use crate::local::clients::Gather;
 use crate::local::info::BLOCKED_RECOUNT;
@@ -457,7 +458,7 @@ impl Reactor {
                     if !self.core.totals.try_connect(self.core.cfg.max_clients) {
                         use std::io::Write;
                         // Best effort, as Redis: the socket is new, its buffer empty.
-                        let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                        let _ = stream.write(&ProxyError::MaxClients.to_frame());
                         warn!(
                             "client {addr} refused: max_clients ({}) reached",
                             self.core.cfg.max_clients

@@ -161,12 +161,7 @@ impl Core {
                         self.request_refresh(MOVED_REFRESH_DELAY);
                         self.resend(clients, node, proto, req, None);
                     }
-                    None => fail(
-                        clients,
-                        &mut self.wake,
-                        req,
-                        ProxyError::Other("ERR node table full".into()),
-                    ),
+                    None => fail(clients, &mut self.wake, req, ProxyError::NodeTableFull),
                 }
             }
             Next::Ask { addr, attempt } => {
@@ -178,12 +173,7 @@ impl Core {
                     Some(node) => {
                         self.resend(clients, node, proto, req, Some(Bytes::from_static(ASKING)))
                     }
-                    None => fail(
-                        clients,
-                        &mut self.wake,
-                        req,
-                        ProxyError::Other("ERR node table full".into()),
-                    ),
+                    None => fail(clients, &mut self.wake, req, ProxyError::NodeTableFull),
                 }
             }
             Next::Retry { attempt } => {

@@ -177,9 +177,7 @@ impl Core {
         }
         let open = self.backends.iter().filter(|(_, b)| b.dedicated).count();
         if open >= MAX_DEDICATED {
-            return Err(ProxyError::Other(format!(
-                "ERR too many blocking commands in progress through the proxy ({MAX_DEDICATED})"
-            )));
+            return Err(ProxyError::TooManyBlocking(MAX_DEDICATED));
         }
         let idx = self.connect_one(node, proto)?;
         self.backends[idx].dedicated = true;

@@ -3,6 +3,7 @@
 
 use crate::conn::client::{Client, ClientState};
 use crate::crew::{Answer, ClientType, Crew, KillFilter, ListFilter, Msg, Question};
+use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::reactor::{Core, Reactor};
 use crate::resp::encode::{self, Proto};
@@ -300,9 +301,7 @@ pub(crate) fn list_filter(argv: &[Vec<u8>]) -> Result<ListFilter, Vec<u8>> {
             }
             break;
         } else {
-            let mut out = Vec::new();
-            encode::error(&mut out, "ERR syntax error");
-            return Err(out);
+            return Err(ProxyError::SyntaxError.to_frame());
         }
     }
     Ok(f)
@@ -311,13 +310,7 @@ pub(crate) fn list_filter(argv: &[Vec<u8>]) -> Result<ListFilter, Vec<u8>> {
 /// A TYPE argument, or Redis's error for one it does not know.
 pub(crate) fn client_type_arg(name: &[u8]) -> Result<ClientType, Vec<u8>> {
     ClientType::parse(name).ok_or_else(|| {
-        let mut out = Vec::new();
-        let msg = format!(
-            "ERR Unknown client type '{}'",
-            String::from_utf8_lossy(name)
-        );
-        encode::error(&mut out, &msg);
-        out
+        ProxyError::UnknownClientType(String::from_utf8_lossy(name).into_owned()).to_frame()
     })
 }
 
@@ -340,7 +333,6 @@ pub(crate) fn lines_reply(mut lines: Vec<(u64, String)>, proto: Proto) -> Vec<u8
 
 /// CLIENT KILL's filters and SKIPME, or the error to answer.
 pub(crate) fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8>> {
-    let mut out = Vec::new();
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     let mut f = KillFilter {
         user_ok: true,
@@ -360,8 +352,7 @@ pub(crate) fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8
             match v.parse::<u64>() {
                 Ok(n) => f.id = Some(n),
                 Err(_) => {
-                    encode::error(&mut out, "ERR client-id should be greater than 0");
-                    return Err(out);
+                    return Err(ProxyError::InvalidClientId.to_frame());
                 }
             }
         } else if k.eq_ignore_ascii_case(b"ADDR") {
@@ -377,14 +368,12 @@ pub(crate) fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8
         } else if k.eq_ignore_ascii_case(b"SKIPME") && v.eq_ignore_ascii_case("no") {
             skipme = false;
         } else {
-            encode::error(&mut out, "ERR syntax error");
-            return Err(out);
+            return Err(ProxyError::SyntaxError.to_frame());
         }
         i += 2;
     }
     if i != argv.len() {
-        encode::error(&mut out, "ERR syntax error");
-        return Err(out);
+        return Err(ProxyError::SyntaxError.to_frame());
     }
     Ok((f, skipme))
 }
@@ -393,7 +382,7 @@ pub(crate) fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8
 pub(crate) fn kill_reply(first_only: bool, n: usize) -> Vec<u8> {
     let mut out = Vec::new();
     match (first_only, n) {
-        (true, 0) => encode::error(&mut out, "ERR No such client"),
+        (true, 0) => out = ProxyError::NoSuchClient.to_frame(),
         (true, _) => encode::simple(&mut out, "OK"),
         (false, n) => encode::integer(&mut out, n as i64),
     }

@@ -3,7 +3,7 @@
 
 use crate::command::Args;
 use crate::conn::client::Client;
-use crate::dispatch::no_master;
+use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::input::FrameArgs;
 use crate::reactor::Core;
@@ -44,7 +44,7 @@ impl Core {
         }
         let masters = self.topo.masters_sorted();
         if masters.is_empty() {
-            c.reply_now(&no_master().to_frame());
+            c.reply_now(&ProxyError::NoMaster.to_frame());
             return;
         }
         let proxy = if wants("proxy") {

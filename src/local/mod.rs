@@ -34,8 +34,8 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         }
         Local::Select => match parse_int(args.arg(1)) {
             Some(0) => encode::simple(&mut out, "OK"),
-            Some(_) => encode::error(&mut out, "ERR DB index is out of range"),
-            None => encode::error(&mut out, "ERR value is not an integer or out of range"),
+            Some(_) => error(&mut out, ProxyError::DbIndexOutOfRange),
+            None => error(&mut out, ProxyError::NotAnInteger),
         },
         Local::Hello => hello(args, c, info, &mut out),
         Local::Reset => {
@@ -48,7 +48,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
                 set_name(c, args.arg(2));
                 encode::simple(&mut out, "OK");
             }
-            Err(e) => encode::error(&mut out, &e.to_string()),
+            Err(e) => error(&mut out, e),
         },
         Local::ClientGetName => match &c.name {
             Some(n) => encode::bulk(&mut out, n),
@@ -64,12 +64,9 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
                 c.lib_ver = Some(value);
                 encode::simple(&mut out, "OK");
             } else {
-                encode::error(
+                error(
                     &mut out,
-                    &format!(
-                        "ERR Unrecognized option '{}'",
-                        String::from_utf8_lossy(attr)
-                    ),
+                    ProxyError::UnrecognizedOption(String::from_utf8_lossy(attr).into_owned()),
                 );
             }
         }
@@ -91,7 +88,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
                 c.reply_mode = ReplyMode::SkipNext;
                 c.silent = true;
             } else {
-                encode::error(&mut out, "ERR syntax error");
+                error(&mut out, ProxyError::SyntaxError);
             }
         }
         Local::Role => {
@@ -105,7 +102,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         | Local::ClientList
         | Local::ClientKill
         | Local::Monitor
-        | Local::Proxy => encode::error(&mut out, "ERR internal routing error"),
+        | Local::Proxy => error(&mut out, ProxyError::InternalRouting),
     }
     c.reply_now(&out);
 }
@@ -120,9 +117,7 @@ fn set_name(c: &mut Client, name: &[u8]) {
 
 fn valid_name(name: &[u8]) -> Result<(), ProxyError> {
     if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-        return Err(ProxyError::Other(
-            "ERR Client names cannot contain spaces, newlines or special characters.".into(),
-        ));
+        return Err(ProxyError::InvalidClientName);
     }
     Ok(())
 }
@@ -137,14 +132,11 @@ fn hello<A: Args + ?Sized>(args: &A, c: &mut Client, info: &ServerInfo<'_>, out:
             Some(2) => Proto::Resp2,
             Some(3) => Proto::Resp3,
             Some(_) => {
-                encode::error(out, "NOPROTO unsupported protocol version");
+                error(out, ProxyError::NoProto);
                 return;
             }
             None => {
-                encode::error(
-                    out,
-                    "ERR Protocol version is not an integer or out of range",
-                );
+                error(out, ProxyError::HelloProtoNotInteger);
                 return;
             }
         };
@@ -153,25 +145,19 @@ fn hello<A: Args + ?Sized>(args: &A, c: &mut Client, info: &ServerInfo<'_>, out:
             let opt = args.arg(i);
             let more = args.argc() - i - 1;
             if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-                encode::error(
-                    out,
-                    "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)",
-                );
+                error(out, ProxyError::HelloAuthUnsupported);
                 return;
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
                 if let Err(e) = valid_name(args.arg(i + 1)) {
-                    encode::error(out, &e.to_string());
+                    error(out, e);
                     return;
                 }
                 name = Some(args.arg(i + 1));
                 i += 2;
             } else {
-                encode::error(
+                error(
                     out,
-                    &format!(
-                        "ERR Syntax error in HELLO option '{}'",
-                        String::from_utf8_lossy(opt)
-                    ),
+                    ProxyError::HelloSyntax(String::from_utf8_lossy(opt).into_owned()),
                 );
                 return;
             }
@@ -196,4 +182,9 @@ fn hello<A: Args + ?Sized>(args: &A, c: &mut Client, info: &ServerInfo<'_>, out:
     encode::bulk(out, b"master");
     encode::bulk(out, b"modules");
     encode::array_header(out, 0);
+}
+
+/// A refusal, rendered by `error.rs`.
+fn error(out: &mut Vec<u8>, e: ProxyError) {
+    encode::error(out, &e.to_string());
 }

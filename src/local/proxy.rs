@@ -1,5 +1,6 @@
 //! The PROXY command: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
 
+use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::reactor::{Core, Reactor};
 use crate::resp::encode::{self};
@@ -38,16 +39,10 @@ impl Reactor {
                     self.core.shutdown = true;
                     encode::simple(&mut out, "OK");
                 } else {
-                    encode::error(
-                        &mut out,
-                        "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)",
-                    );
+                    out = ProxyError::ProxyShutdownRefused.to_frame();
                 }
             }
-            _ => encode::error(
-                &mut out,
-                "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN",
-            ),
+            _ => out = ProxyError::UnknownProxySubcommand.to_frame(),
         }
         out
     }

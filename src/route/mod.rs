@@ -78,14 +78,150 @@ pub enum Route {
     Refuse(ProxyError),
 }
 
+/// What a command is to the modules after the router, decided here once so that none of
+/// them compares command names: the feature that takes it, or an effect on the proxy's
+/// own state that goes with routing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plain,
+    /// Opens, runs or closes a transaction: taken by `tx`.
+    Tx(TxOp),
+    /// A subscription or unsubscription: taken by `pubsub`.
+    Sub(SubOp),
+    /// PUBLISH, PUBSUB CHANNELS|NUMSUB|NUMPAT: to the master classic subscriptions live on,
+    /// so they see the proxy's subscribers.
+    Publish,
+    /// PING: a subscriber's goes on its stream.
+    Ping,
+    /// HELLO: a RESP3 subscriber may not switch protocols.
+    Hello,
+    /// QUIT and RESET: a subscriber's leave once its stream has caught up.
+    Quit,
+    Reset,
+    /// MONITOR: not in a transaction.
+    Monitor,
+    /// EXISTS: a split that reads, so its parts follow `read_from` (MGET is known by its
+    /// merge).
+    ReadSplit,
+    /// SCRIPT LOAD <body>: remembered for NOSCRIPT recovery.
+    ScriptLoad,
+    /// SCRIPT FLUSH: what was remembered is forgotten.
+    ScriptFlush,
+    /// CONFIG RESETSTAT: the proxy's counters too.
+    ResetStat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOp {
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+}
+
+/// Which of the three pub/sub namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    Classic,
+    Pattern,
+    Shard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubOp {
+    Subscribe(Channels),
+    Unsubscribe(Channels),
+}
+
+impl SubOp {
+    /// The name of its replies' kind, as Redis writes it (`psubscribe`, `sunsubscribe`...).
+    pub fn reply_kind(self) -> &'static str {
+        match self {
+            SubOp::Subscribe(Channels::Classic) => "subscribe",
+            SubOp::Subscribe(Channels::Pattern) => "psubscribe",
+            SubOp::Subscribe(Channels::Shard) => "ssubscribe",
+            SubOp::Unsubscribe(Channels::Classic) => "unsubscribe",
+            SubOp::Unsubscribe(Channels::Pattern) => "punsubscribe",
+            SubOp::Unsubscribe(Channels::Shard) => "sunsubscribe",
+        }
+    }
+}
+
+impl Kind {
+    pub fn of(cmd: Option<&Command>, args: &(impl Args + ?Sized)) -> Kind {
+        let Some(cmd) = cmd else {
+            return Kind::Plain;
+        };
+        match cmd.name {
+            "MULTI" => Kind::Tx(TxOp::Multi),
+            "EXEC" => Kind::Tx(TxOp::Exec),
+            "DISCARD" => Kind::Tx(TxOp::Discard),
+            "WATCH" => Kind::Tx(TxOp::Watch),
+            "UNWATCH" => Kind::Tx(TxOp::Unwatch),
+            "SUBSCRIBE" => Kind::Sub(SubOp::Subscribe(Channels::Classic)),
+            "PSUBSCRIBE" => Kind::Sub(SubOp::Subscribe(Channels::Pattern)),
+            "SSUBSCRIBE" => Kind::Sub(SubOp::Subscribe(Channels::Shard)),
+            "UNSUBSCRIBE" => Kind::Sub(SubOp::Unsubscribe(Channels::Classic)),
+            "PUNSUBSCRIBE" => Kind::Sub(SubOp::Unsubscribe(Channels::Pattern)),
+            "SUNSUBSCRIBE" => Kind::Sub(SubOp::Unsubscribe(Channels::Shard)),
+            "PUBLISH" | "PUBSUB|CHANNELS" | "PUBSUB|NUMSUB" | "PUBSUB|NUMPAT" => Kind::Publish,
+            "PING" => Kind::Ping,
+            "HELLO" => Kind::Hello,
+            "QUIT" => Kind::Quit,
+            "RESET" => Kind::Reset,
+            "MONITOR" => Kind::Monitor,
+            "EXISTS" => Kind::ReadSplit,
+            "SCRIPT|LOAD" if args.argc() == 3 => Kind::ScriptLoad,
+            "SCRIPT|FLUSH" => Kind::ScriptFlush,
+            "CONFIG|RESETSTAT" if args.argc() == 2 => Kind::ResetStat,
+            _ => Kind::Plain,
+        }
+    }
+
+    pub fn is_tx(self) -> bool {
+        matches!(self, Kind::Tx(_))
+    }
+}
+
+/// A request's route, the command it was found to be, and what it is to the features.
+#[derive(Debug)]
+pub struct Routed {
+    pub route: Route,
+    pub cmd: Option<&'static Command>,
+    pub kind: Kind,
+}
+
+impl Routed {
+    /// The command's name for CLIENT LIST's `cmd=` and the like.
+    pub fn name(&self) -> &'static str {
+        self.cmd.map_or("unknown", |c| c.name)
+    }
+}
+
 /// Decides where a request goes. `args` are the request's arguments (name first).
 pub fn route<A: Args + ?Sized>(args: &A) -> Route {
     route_cmd(args).0
 }
 
-/// Whether a command name (upper case) has subcommands, for naming them in errors.
-pub fn has_subcommands(name: &str) -> bool {
-    command::lookup([name.as_bytes()].as_slice()).is_some_and(|c| !c.subcommands.is_empty())
+/// The route and what the command is, for the reactor.
+pub fn routed<A: Args + ?Sized>(args: &A) -> Routed {
+    let (route, cmd) = route_cmd(args);
+    let kind = Kind::of(cmd, args);
+    Routed { route, cmd, kind }
+}
+
+/// A command's name as errors show it, upper case, with its subcommand where it has
+/// subcommands (`CLUSTER SETSLOT`).
+pub fn shown_name<A: Args + ?Sized>(args: &A) -> String {
+    let mut name = String::from_utf8_lossy(args.arg(0)).to_uppercase();
+    let has_subs =
+        command::lookup([name.as_bytes()].as_slice()).is_some_and(|c| !c.subcommands.is_empty());
+    if has_subs && args.argc() > 1 {
+        name.push(' ');
+        name.push_str(&String::from_utf8_lossy(args.arg(1)).to_uppercase());
+    }
+    name
 }
 
 /// The route, and the command it was found to be.
@@ -115,9 +251,7 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
     // clients (redis-py among them) send it on connect.
     if cmd.name == "CLIENT" && args.argc() >= 2 && args.arg(1).eq_ignore_ascii_case(b"SETINFO") {
         if args.argc() != 4 {
-            return Route::Refuse(ProxyError::Other(
-                "ERR wrong number of arguments for 'client|setinfo' command".into(),
-            ));
+            return Route::Refuse(ProxyError::WrongArity("client|setinfo".into()));
         }
         return Route::Local(Local::ClientSetInfo);
     }
@@ -126,26 +260,18 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
         "DEBUG" if args.argc() == 3 && args.arg(1).eq_ignore_ascii_case(b"OBJECT") => {
             return Route::ReadSlot(key_slot(args.arg(2)))
         }
-        "MOVE" => {
-            return Route::Refuse(ProxyError::Other(
-                "ERR MOVE is not allowed through the proxy: a cluster has only database 0".into(),
-            ))
-        }
+        "MOVE" => return Route::Refuse(ProxyError::MoveRefused),
         "MIGRATE" => return Route::Admin(Box::new(Route::AnyMaster)),
-        "SHUTDOWN" => {
-            return Route::Refuse(ProxyError::Other(
-                "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the \
-                 cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with allow_admin_commands: true) to stop the proxy"
-                    .into(),
-            ))
-        }
+        "SHUTDOWN" => return Route::Refuse(ProxyError::ShutdownRefused),
         _ => {}
     }
     if cmd.keys.is_empty() {
         return keyless(cmd, args);
     }
     if cmd.has(flag::PUBSUB) && cmd.name != "SPUBLISH" {
-        return unsupported(cmd, "pub/sub", "a dedicated connection");
+        return Route::Refuse(ProxyError::PubSubNeedsConnection(
+            cmd.name.replace('|', " "),
+        ));
     }
     let blocking = match cmd.name {
         "XREAD" | "XREADGROUP" => has_block_option(args),
@@ -195,13 +321,6 @@ fn keyed<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
     }
 }
 
-fn unsupported(cmd: &Command, what: &str, needs: &str) -> Route {
-    let shown = cmd.name.replace('|', " ");
-    Route::Refuse(ProxyError::Unsupported(format!(
-        "ERR {shown} is not supported through this proxy yet ({what} need {needs})"
-    )))
-}
-
 /// A command without keys, by the table of choices in `policy`.
 fn keyless<A: Args + ?Sized>(cmd: &Command, args: &A) -> Route {
     let Some((policy, why)) = keyless_policy(cmd.name) else {
@@ -226,11 +345,7 @@ fn policy_route<A: Args + ?Sized>(cmd: &Command, args: &A, policy: Policy, why: 
                 2 => 10,
                 _ => match crate::resp::parse_int(args.arg(2)) {
                     Some(n) if n >= -1 => n,
-                    _ => {
-                        return Route::Refuse(ProxyError::Other(
-                            "ERR count should be greater than or equal to -1".into(),
-                        ))
-                    }
+                    _ => return Route::Refuse(ProxyError::SlowlogCount),
                 },
             };
             Route::FanOutAll(Merge::Slowlog {
@@ -253,25 +368,21 @@ fn policy_route<A: Args + ?Sized>(cmd: &Command, args: &A, policy: Policy, why: 
                 .and_then(|s| s.parse::<u16>().ok())
             {
                 Some(s) if (s as usize) < crate::slot::SLOTS => Route::Slot(Slot(s)),
-                _ => Route::Refuse(ProxyError::Other("ERR Invalid or out of range slot".into())),
+                _ => Route::Refuse(ProxyError::InvalidSlot),
             }
         }
         Policy::Admin(inner) => Route::Admin(Box::new(policy_route(cmd, args, *inner, why))),
-        Policy::Unsupported(what) => {
-            let shown = cmd.name.replace('|', " ");
-            Route::Refuse(ProxyError::Unsupported(format!(
-                "ERR {shown} is not supported through this proxy yet ({what}: {why})"
-            )))
-        }
+        Policy::Unsupported(what) => Route::Refuse(ProxyError::Unsupported {
+            name: cmd.name.replace('|', " "),
+            what,
+            why: why.to_string(),
+        }),
     }
 }
 
 /// Redis's arity error, worded with the lower-case full name (`client|setname`).
 pub fn wrong_arity(cmd: &Command) -> ProxyError {
-    ProxyError::Other(format!(
-        "ERR wrong number of arguments for '{}' command",
-        cmd.name.to_ascii_lowercase()
-    ))
+    ProxyError::WrongArity(cmd.name.to_ascii_lowercase())
 }
 
 fn local(cmd: &Command) -> Option<Local> {
@@ -318,9 +429,7 @@ mod tests {
     use super::*;
 
     fn wrong_arity_for(name: &str) -> ProxyError {
-        ProxyError::Other(format!(
-            "ERR wrong number of arguments for '{name}' command"
-        ))
+        ProxyError::WrongArity(name.into())
     }
 
     fn r(line: &str) -> Route {

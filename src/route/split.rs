@@ -2,6 +2,7 @@
 //! out to every master, and the merge of their parts' replies into the one reply a single
 //! Redis server would give. Pure functions over bytes, testable without sockets.
 
+use crate::error::ProxyError;
 use crate::resp::reply::elements;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -160,7 +161,7 @@ fn is_null(f: &[u8]) -> bool {
 
 /// Merges whose every case returned above; kept as a value, not a panic.
 fn unreachable_merge() -> Bytes {
-    error_frame("ERR internal merge error")
+    error_frame(ProxyError::InternalMerge)
 }
 
 fn merge_named(parts: &[Bytes], nodes: &[String]) -> Bytes {
@@ -169,7 +170,7 @@ fn merge_named(parts: &[Bytes], nodes: &[String]) -> Bytes {
         return parts
             .first()
             .cloned()
-            .unwrap_or_else(|| error_frame("ERR no reply"));
+            .unwrap_or_else(|| error_frame(ProxyError::NoReply));
     };
     if failed.len() == parts.len() && parts.iter().all(|p| p == &parts[first]) {
         return parts[first].clone();
@@ -182,15 +183,15 @@ fn merge_named(parts: &[Bytes], nodes: &[String]) -> Bytes {
         .filter(|i| !failed.contains(i))
         .map(name)
         .collect();
-    error_frame(&format!(
-        "ERR failed on node {}: {err} (already applied on: {})",
-        name(first),
-        if ok.is_empty() {
+    error_frame(ProxyError::PartlyApplied {
+        node: name(first).to_string(),
+        err,
+        applied: if ok.is_empty() {
             "none".to_string()
         } else {
             ok.join(", ")
-        }
-    ))
+        },
+    })
 }
 
 fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> Bytes {
@@ -198,7 +199,7 @@ fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> Bytes {
     let mut entries = Vec::new();
     for (pi, p) in parts.iter().enumerate() {
         let Some((_, els)) = elements(p) else {
-            return error_frame("ERR unexpected SLOWLOG reply from a node");
+            return error_frame(ProxyError::UnexpectedReply("SLOWLOG reply from a node"));
         };
         for r in els {
             let entry = &p[r.clone()];
@@ -241,10 +242,8 @@ fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> Bytes {
     out.freeze()
 }
 
-fn error_frame(msg: &str) -> Bytes {
-    let mut out = Vec::new();
-    encode::error(&mut out, msg);
-    Bytes::from(out)
+fn error_frame(e: ProxyError) -> Bytes {
+    Bytes::from(e.to_frame())
 }
 
 /// Merges the parts' replies (in part order). Any part's error is the whole reply: a
@@ -257,7 +256,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                 .find(|p| !is_error(p))
                 .or_else(|| parts.first())
                 .cloned()
-                .unwrap_or_else(|| error_frame("ERR no reply"))
+                .unwrap_or_else(|| error_frame(ProxyError::NoReply))
         }
         Merge::AllOkNamed { nodes } => return merge_named(parts, nodes),
         _ => {}
@@ -273,7 +272,11 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             for p in parts {
                 match int_of(p) {
                     Some(n) => total = total.saturating_add(n),
-                    None => return error_frame("ERR unexpected reply from a node while merging"),
+                    None => {
+                        return error_frame(ProxyError::UnexpectedReply(
+                            "reply from a node while merging",
+                        ))
+                    }
                 }
             }
             let mut out = Vec::new();
@@ -283,13 +286,17 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
         Merge::AllSame => parts
             .first()
             .cloned()
-            .unwrap_or_else(|| error_frame("ERR no reply")),
+            .unwrap_or_else(|| error_frame(ProxyError::NoReply)),
         Merge::Mget { order } => {
             let mut split = Vec::with_capacity(parts.len());
             for p in parts {
                 match elements(p) {
                     Some((_, els)) => split.push(els),
-                    None => return error_frame("ERR unexpected reply from a node while merging"),
+                    None => {
+                        return error_frame(ProxyError::UnexpectedReply(
+                            "reply from a node while merging",
+                        ))
+                    }
                 }
             }
             let mut out = BytesMut::new();
@@ -317,7 +324,11 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                             bodies.push(&p[first.start..last.end]);
                         }
                     }
-                    None => return error_frame("ERR unexpected reply from a node while merging"),
+                    None => {
+                        return error_frame(ProxyError::UnexpectedReply(
+                            "reply from a node while merging",
+                        ))
+                    }
                 }
             }
             let mut out = BytesMut::new();
@@ -331,7 +342,9 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             let mut acc: Vec<i64> = Vec::new();
             for (k, p) in parts.iter().enumerate() {
                 let Some((_, els)) = elements(p) else {
-                    return error_frame("ERR unexpected reply from a node while merging");
+                    return error_frame(ProxyError::UnexpectedReply(
+                        "reply from a node while merging",
+                    ));
                 };
                 let vals: Vec<i64> = els
                     .iter()
@@ -354,17 +367,17 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
         }
         Merge::Scan { master, masters } => {
             let Some(p) = parts.first() else {
-                return error_frame("ERR no reply");
+                return error_frame(ProxyError::NoReply);
             };
             let Some((_, els)) = elements(p).filter(|(_, e)| e.len() == 2) else {
-                return error_frame("ERR unexpected SCAN reply from a node");
+                return error_frame(ProxyError::UnexpectedReply("SCAN reply from a node"));
             };
             let cursor_frame = &p[els[0].clone()];
             let cursor = crate::resp::value::decode(cursor_frame)
                 .ok()
                 .and_then(|v| v.as_str().and_then(|s| s.parse::<u64>().ok()));
             let Some(cursor) = cursor else {
-                return error_frame("ERR unexpected SCAN cursor from a node");
+                return error_frame(ProxyError::UnexpectedReply("SCAN cursor from a node"));
             };
             let next = if cursor == 0 {
                 if master + 1 < *masters {
@@ -376,7 +389,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                 encode_scan_cursor(*master, cursor)
             };
             let Some(next) = next else {
-                return error_frame("ERR SCAN cursor of a node too large for the proxy's cursor");
+                return error_frame(ProxyError::ScanCursorTooLarge);
             };
             let mut out = BytesMut::new();
             encode::array_header(&mut out, 2);
@@ -386,7 +399,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
         }
         Merge::Rewrite { view, map } => match parts.first() {
             Some(p) => crate::topology::view::rewrite(*view, p, map),
-            None => error_frame("ERR no reply"),
+            None => error_frame(ProxyError::NoReply),
         },
         Merge::Info {
             proxy,
@@ -402,7 +415,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                         let t = t.strip_prefix("txt:").map(str::to_string).unwrap_or(t);
                         texts.push(t);
                     }
-                    _ => return error_frame("ERR unexpected INFO reply from a node"),
+                    _ => return error_frame(ProxyError::UnexpectedReply("INFO reply from a node")),
                 }
             }
             let text = merge_info(&texts, proxy, server, clients);
