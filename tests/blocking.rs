@@ -7,20 +7,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn blocked_on_masters(cluster: &Cluster) -> u64 {
-    cluster
-        .masters()
-        .iter()
-        .map(|&m| {
-            let info: String = cluster.query(m, &["INFO", "clients"]);
-            parse_info(&info)
-                .get("blocked_clients")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 #[test]
 fn blocking_commands_wait_without_holding_shared_connections() {
     let cluster = Cluster::start();
@@ -40,7 +26,9 @@ fn blocking_commands_wait_without_holding_shared_connections() {
             (got, t.elapsed())
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // Until the BLPOP is blocked on its master; the proxy has sent it by then.
+    cluster.wait_blocked_on_masters(1, Duration::from_secs(10), "BLPOP bl:list");
+    let blocked_at = Instant::now();
     // INFO clients through the proxy counts it, as one Redis would.
     let mut con = proxy.conn();
     let info: String = redis::cmd("INFO").arg("clients").query(&mut con).unwrap();
@@ -63,6 +51,10 @@ fn blocking_commands_wait_without_holding_shared_connections() {
         "shared traffic slowed by a blocked client: {:?}",
         t.elapsed()
     );
+    // The one wait left here is for a negative, which cannot be polled: the BLPOP does not
+    // answer before the push. The push comes at least 500 ms after the BLPOP was seen
+    // blocked, so that `waited` below (>= 400 ms) shows it waited for the push.
+    std::thread::sleep(Duration::from_millis(500).saturating_sub(blocked_at.elapsed()));
     let _: i64 = redis::cmd("RPUSH")
         .arg("bl:list")
         .arg("hello")
@@ -131,7 +123,7 @@ fn blocking_commands_wait_without_holding_shared_connections() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while blocked_on_masters(&cluster) < 20 {
+    while cluster.blocked_on_masters() < 20 {
         assert!(
             Instant::now() < deadline,
             "20 clients never blocked on the masters"
@@ -175,13 +167,13 @@ fn blocking_commands_wait_without_holding_shared_connections() {
             let mut raw = proxy.raw();
             raw.send(&bytes);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while blocked_on_masters(&cluster) < 1 {
+            while cluster.blocked_on_masters() < 1 {
                 assert!(Instant::now() < deadline, "{what}: never reached a master");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while blocked_on_masters(&cluster) > 0 {
+        while cluster.blocked_on_masters() > 0 {
             assert!(
                 Instant::now() < deadline,
                 "a departed client's {what} still blocks a master"

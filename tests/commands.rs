@@ -610,7 +610,11 @@ fn assert_each_once(got: &[String], want: &BTreeSet<String>, what: &str) {
 
 #[test]
 fn scan_visits_every_key_exactly_once() {
-    let cluster = Cluster::start();
+    // DEBUG HTSTATS on the nodes tells when their incremental rehashing is over.
+    let cluster = Cluster::start_with(ClusterOptions {
+        enable_debug_command: true,
+        ..Default::default()
+    });
     let proxy = Proxy::start(&cluster, "");
     let mut con = proxy.conn_timeout(Duration::from_secs(30));
     const N: usize = 10_000;
@@ -635,8 +639,25 @@ fn scan_visits_every_key_exactly_once() {
         .collect();
     assert_eq!(sizes.iter().sum::<u64>(), (N + 200) as u64, "{sizes:?}");
     assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
-    // Let incremental rehashing settle so the servers themselves return each key once.
-    std::thread::sleep(Duration::from_millis(500));
+    // Until no master is still rehashing its keyspace (growing it left two hash tables for a
+    // while), so that the servers themselves return each key once.
+    let mut rehashing = Vec::new();
+    let settled = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        rehashing = masters
+            .iter()
+            .copied()
+            .filter(|&m| {
+                cluster
+                    .query::<String>(m, &["DEBUG", "HTSTATS", "0"])
+                    .contains("rehashing target")
+            })
+            .collect();
+        rehashing.is_empty().then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "masters {rehashing:?} still rehashing their keyspace"
+    );
 
     let all: BTreeSet<String> = strings.union(&hashes).cloned().collect();
     let mut p = proxy.raw_timeout(Duration::from_secs(20));

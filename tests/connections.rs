@@ -30,7 +30,11 @@ fn held_connections_are_not_lent_and_half_closed_pipelines_complete() {
             redis::cmd("BLPOP").arg(&k).arg(1).query(&mut con).unwrap();
         (r, t.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the BLPOP is blocked on its master (INFO blocked_clients counts no subscriber).
+    let seen = poll_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        (cluster.blocked_clients(home) >= 1).then_some(())
+    });
+    assert!(seen.is_some(), "the BLPOP never blocked on node {home}");
     let mut con = proxy.conn();
     let n: i64 = redis::cmd("PUBLISH")
         .arg("held")
@@ -155,7 +159,14 @@ fn a_failed_shared_connection_does_not_move_other_clients() {
 
     let killed = cluster.cli(node, &["CLIENT", "KILL", "ID", &before[0]]);
     assert_eq!(killed.trim(), "1", "CLIENT KILL: {killed}");
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the proxy has seen that connection close (it logs it) and dropped it.
+    let lost = format!("connection to node {} lost", Cluster::addr(node));
+    let seen = poll_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        (proxy.log_count(&lost) >= 1).then_some(())
+    });
+    if seen.is_none() {
+        proxy.fail(&format!("no \"{lost}\" in the proxy's log"));
+    }
 
     for (i, cmd) in [(1, "TTL"), (2, "TYPE")] {
         let r = clients[i].cmd(&[cmd, &key]);

@@ -1098,7 +1098,9 @@ fn client_list_flags_show_blocked_transaction_and_subscribed_clients() {
     for _ in 0..3 {
         let _ = sub.reply();
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The transaction and the subscriptions are answered; the BLPOP is not: until it is
+    // blocked on its master (the proxy has sent it by then).
+    cluster.wait_blocked_on_masters(1, Duration::from_secs(10), "BLPOP flags:list");
 
     let mut me = proxy.raw();
     let my_id = int(&me.cmd(&["CLIENT", "ID"]), "CLIENT ID");
