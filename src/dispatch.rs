@@ -5,6 +5,7 @@
 use crate::command::Args;
 use crate::config::ClusterView;
 use crate::conn::client::{Client, ReplyMode};
+use crate::conn::role::BackendRole;
 use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::input::FrameArgs;
@@ -109,7 +110,16 @@ impl Core {
             Route::Blocking(slot) => match self.topo.owner(slot) {
                 Some(node) => {
                     let seq = c.reserve();
-                    self.send_client(c, cref, seq, 0, node, frame, Some(slot), true);
+                    self.send_client(
+                        c,
+                        cref,
+                        seq,
+                        0,
+                        node,
+                        frame,
+                        Some(slot),
+                        BackendRole::Dedicated,
+                    );
                 }
                 None => self.unserved(c, slot),
             },

@@ -299,4 +299,148 @@ mod tests {
             b"-ERR Protocol error: invalid bulk length\r\n".to_vec()
         );
     }
+
+    /// Every refusal the proxy writes, rendered. `true`: the text is Redis 7's own for the
+    /// same condition (from its source: server.c, networking.c, multi.c, cluster.c,
+    /// db.c, t_string.c, util.c), so a client library that matches on it keeps working;
+    /// `false`: the proxy's own, worded in Redis's style (`ERR ...`, a Redis error code).
+    #[test]
+    fn every_refusal_and_whose_wording_it_is() {
+        let s = |x: &str| x.to_string();
+        let all: Vec<(ProxyError, bool, &str)> = vec![
+            (ProxyError::Protocol(ParseError::InvalidBulkLength), true, "ERR Protocol error: invalid bulk length"),
+            (ProxyError::UnknownCommand { name: s("FOO"), args: vec![s("a")] }, true, "ERR unknown command 'FOO', with args beginning with: 'a' "),
+            (ProxyError::WrongArity(s("get")), true, "ERR wrong number of arguments for 'get' command"),
+            (ProxyError::CrossSlot, true, "CROSSSLOT Keys in request don't hash to the same slot"),
+            (ProxyError::SyntaxError, true, "ERR syntax error"),
+            (ProxyError::DbIndexOutOfRange, true, "ERR DB index is out of range"),
+            (ProxyError::NotAnInteger, true, "ERR value is not an integer or out of range"),
+            (ProxyError::InvalidCursor, true, "ERR invalid cursor"),
+            (ProxyError::SlowlogCount, true, "ERR count should be greater than or equal to -1"),
+            (ProxyError::InvalidSlot, true, "ERR Invalid or out of range slot"),
+            (ProxyError::InvalidClientName, true, "ERR Client names cannot contain spaces, newlines or special characters."),
+            (ProxyError::UnrecognizedOption(s("x")), true, "ERR Unrecognized option 'x'"),
+            (ProxyError::UnknownClientType(s("x")), true, "ERR Unknown client type 'x'"),
+            (ProxyError::InvalidClientId, true, "ERR client-id should be greater than 0"),
+            (ProxyError::NoSuchClient, true, "ERR No such client"),
+            (ProxyError::MaxClients, true, "ERR max number of clients reached"),
+            (ProxyError::NoProto, true, "NOPROTO unsupported protocol version"),
+            (ProxyError::HelloProtoNotInteger, true, "ERR Protocol version is not an integer or out of range"),
+            (ProxyError::HelloSyntax(s("x")), true, "ERR Syntax error in HELLO option 'x'"),
+            (ProxyError::SubscribedContext(s("get")), true, "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"),
+            (ProxyError::NestedMulti, true, "ERR MULTI calls can not be nested"),
+            (ProxyError::ExecWithoutMulti, true, "ERR EXEC without MULTI"),
+            (ProxyError::DiscardWithoutMulti, true, "ERR DISCARD without MULTI"),
+            (ProxyError::WatchInsideMulti, true, "ERR WATCH inside MULTI is not allowed"),
+            (ProxyError::ExecAbort, true, "EXECABORT Transaction discarded because of previous errors."),
+            (ProxyError::SlotUnserved(7), false, "CLUSTERDOWN Hash slot 7 is not served by any node the proxy knows"),
+            (ProxyError::NoMaster, false, "CLUSTERDOWN no master is known to the proxy"),
+            (ProxyError::NodeUnavailable { node: s("a:1"), why: s("refused") }, false, "ERR cluster node a:1 unavailable: refused"),
+            (ProxyError::TooManyRedirects { max: 5, last: s("MOVED 1 a:1") }, false, "ERR too many cluster redirections (max_redirects 5), last: MOVED 1 a:1"),
+            (ProxyError::NodeTableFull, false, "ERR node table full"),
+            (ProxyError::TooManyBlocking(1024), false, "ERR too many blocking commands in progress through the proxy (1024)"),
+            (ProxyError::Unsupported { name: s("WAIT"), what: "WAIT", why: s("x") }, false, "ERR WAIT is not supported through this proxy yet (WAIT: x)"),
+            (ProxyError::PubSubNeedsConnection(s("SSUBSCRIBE")), false, "ERR SSUBSCRIBE is not supported through this proxy yet (pub/sub need a dedicated connection)"),
+            (ProxyError::AdminRefused(s("CLUSTER SETSLOT")), false, "ERR CLUSTER SETSLOT is not allowed through the proxy (allow_admin_commands)"),
+            (ProxyError::MoveRefused, false, "ERR MOVE is not allowed through the proxy: a cluster has only database 0"),
+            (ProxyError::ShutdownRefused, false, "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with allow_admin_commands: true) to stop the proxy"),
+            (ProxyError::ProxyShutdownRefused, false, "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)"),
+            (ProxyError::UnknownProxySubcommand, false, "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN"),
+            (ProxyError::HelloAuthUnsupported, false, "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)"),
+            (ProxyError::HelloWhileSubscribed, false, "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first"),
+            (ProxyError::OtherShard("SSUBSCRIBE"), false, "ERR SSUBSCRIBE of a channel on another shard than this connection's subscriptions is not supported through the proxy yet; use another connection for it"),
+            (ProxyError::SubscriptionLost, false, "ERR the subscription connection was lost; subscribe again"),
+            (ProxyError::NotInTransaction(s("SUBSCRIBE")), false, "ERR SUBSCRIBE is not allowed in a transaction through the proxy"),
+            (ProxyError::CannotRunInTransaction(s("KEYS")), false, "ERR KEYS cannot run inside a transaction through the proxy"),
+            (ProxyError::TransactionConnectionLost, false, "ERR the transaction's connection to its node was lost; start it again"),
+            (ProxyError::TransactionSlotUnserved, false, "CLUSTERDOWN the transaction's slot is not served"),
+            (ProxyError::TransactionCrossSlot, false, "CROSSSLOT Keys in request don't hash to the same slot as the transaction's"),
+            (ProxyError::InternalRouting, false, "ERR internal routing error"),
+            (ProxyError::InternalMerge, false, "ERR internal merge error"),
+            (ProxyError::NoReply, false, "ERR no reply"),
+            (ProxyError::UnexpectedReply("INFO reply from a node"), false, "ERR unexpected INFO reply from a node"),
+            (ProxyError::ScanCursorTooLarge, false, "ERR SCAN cursor of a node too large for the proxy's cursor"),
+            (ProxyError::PartlyApplied { node: s("b:2"), err: s("ERR no"), applied: s("a:1") }, false, "ERR failed on node b:2: ERR no (already applied on: a:1)"),
+        ];
+        for (e, _redis, want) in &all {
+            assert_eq!(e.to_string(), *want);
+            // One line, with a Redis error code first: what a client library can parse.
+            let frame = e.to_frame();
+            assert!(
+                frame.starts_with(b"-") && frame.ends_with(b"\r\n"),
+                "{want}"
+            );
+            assert_eq!(frame.iter().filter(|&&b| b == b'\n').count(), 1, "{want}");
+            let code = want.split(' ').next().unwrap_or("");
+            assert!(
+                code.chars().all(|c| c.is_ascii_uppercase()),
+                "{want}: no error code"
+            );
+        }
+        // Every variant is listed: a new one without a row here fails to compile below.
+        for (e, _, _) in &all {
+            match e {
+                ProxyError::Protocol(_)
+                | ProxyError::UnknownCommand { .. }
+                | ProxyError::WrongArity(_)
+                | ProxyError::CrossSlot
+                | ProxyError::SlotUnserved(_)
+                | ProxyError::NoMaster
+                | ProxyError::NodeUnavailable { .. }
+                | ProxyError::TooManyRedirects { .. }
+                | ProxyError::NodeTableFull
+                | ProxyError::TooManyBlocking(_)
+                | ProxyError::Unsupported { .. }
+                | ProxyError::PubSubNeedsConnection(_)
+                | ProxyError::AdminRefused(_)
+                | ProxyError::MoveRefused
+                | ProxyError::ShutdownRefused
+                | ProxyError::ProxyShutdownRefused
+                | ProxyError::UnknownProxySubcommand
+                | ProxyError::SyntaxError
+                | ProxyError::DbIndexOutOfRange
+                | ProxyError::NotAnInteger
+                | ProxyError::InvalidCursor
+                | ProxyError::SlowlogCount
+                | ProxyError::InvalidSlot
+                | ProxyError::InvalidClientName
+                | ProxyError::UnrecognizedOption(_)
+                | ProxyError::UnknownClientType(_)
+                | ProxyError::InvalidClientId
+                | ProxyError::NoSuchClient
+                | ProxyError::MaxClients
+                | ProxyError::NoProto
+                | ProxyError::HelloProtoNotInteger
+                | ProxyError::HelloAuthUnsupported
+                | ProxyError::HelloSyntax(_)
+                | ProxyError::HelloWhileSubscribed
+                | ProxyError::SubscribedContext(_)
+                | ProxyError::OtherShard(_)
+                | ProxyError::SubscriptionLost
+                | ProxyError::NotInTransaction(_)
+                | ProxyError::CannotRunInTransaction(_)
+                | ProxyError::NestedMulti
+                | ProxyError::ExecWithoutMulti
+                | ProxyError::DiscardWithoutMulti
+                | ProxyError::WatchInsideMulti
+                | ProxyError::ExecAbort
+                | ProxyError::TransactionConnectionLost
+                | ProxyError::TransactionSlotUnserved
+                | ProxyError::TransactionCrossSlot
+                | ProxyError::InternalRouting
+                | ProxyError::InternalMerge
+                | ProxyError::NoReply
+                | ProxyError::UnexpectedReply(_)
+                | ProxyError::ScanCursorTooLarge
+                | ProxyError::PartlyApplied { .. } => {}
+            }
+        }
+        // One row per variant (the match above lists the variants; this, that none repeats).
+        let kinds: std::collections::HashSet<_> = all
+            .iter()
+            .map(|(e, _, _)| std::mem::discriminant(e))
+            .collect();
+        assert_eq!(kinds.len(), all.len());
+        assert_eq!(all.len(), 53);
+    }
 }

@@ -16,13 +16,8 @@ use bytes::Bytes;
 use crate::resp::reply::{ErrorKind, Redirect};
 use crate::slot::Slot;
 
-/// A reference to a client that survives the client: `gen` tells a newcomer in the same slab
-/// slot from the client that sent the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientRef {
-    pub idx: usize,
-    pub gen: u64,
-}
+use crate::conn::role::BackendRole;
+pub use crate::conn::role::ClientRef;
 
 /// Who waits for a reply.
 #[derive(Debug)]
@@ -79,12 +74,10 @@ pub struct InFlight {
     pub attempt: Attempt,
     /// When it was written to the node's buffer, for the backend timeout.
     pub sent_at: Instant,
-    /// A blocking command: it travels on a connection of its own, never a shared one, and
-    /// so does every redirection of it.
-    pub dedicated: bool,
-    /// Part of a transaction on the client's pinned connection: its reply is delivered as
-    /// the node gave it (a redirection inside MULTI aborts the transaction, as on Redis).
-    pub pinned: bool,
+    /// The role of the connection it travels on (for a request not yet sent, the kind it
+    /// asks for: `Shared`, or `Dedicated` for a blocking command, whose redirections travel
+    /// on a connection of their own too).
+    pub role: BackendRole,
 }
 
 /// What to do with a request after its node answered with an error.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{error, info};
 
 use redis_cluster_proxy::config::{parse_duration, Config};
-use redis_cluster_proxy::crew::Crew;
+use redis_cluster_proxy::crew::{Crew, Wakers};
 use redis_cluster_proxy::reactor::Reactor;
 use redis_cluster_proxy::topology::discover::discover;
 use redis_cluster_proxy::topology::Topology;
@@ -192,22 +192,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut cfg = match &cli.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut cfg = match load_config(&cli) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if let Err(e) =
-        apply_overrides(&mut cfg, &cli.overrides).and_then(|_| cfg.validate().map_err(|e| e.0))
-    {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     if cli.check {
         println!("configuration ok");
         return ExitCode::SUCCESS;
@@ -217,7 +208,58 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .format_timestamp_millis()
         .init();
+    log_open_files_limit(&cfg);
+    let (topo, version) = match first_topology(&cfg) {
+        Ok(found) => found,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let workers = cfg.workers;
+    if workers > 1 {
+        // Every worker listens on the same port; the kernel spreads connections over them.
+        cfg.socket.reuse_port = true;
+    }
+    let (reactors, wakers) = match start_reactors(&cfg, &topo, &version) {
+        Ok(started) => started,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match reactors[0].local_addr() {
+        Ok(a) => info!(
+            "redis-cluster-proxy {VERSION} listening on {a} ({workers} worker{})",
+            if workers == 1 { "" } else { "s" }
+        ),
+        Err(e) => error!("listener has no address: {e}"),
+    }
+    if let Err(e) = redis_cluster_proxy::signals::install() {
+        error!(
+            "cannot install the SIGTERM/SIGINT handlers (they will stop the proxy at once): {e}"
+        );
+    }
+    if let Err(e) = run_workers(reactors, wakers) {
+        error!("event loop failed: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
 
+/// The configuration file (or the defaults), the command line's overrides, validated.
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let mut cfg = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    apply_overrides(&mut cfg, &cli.overrides).and_then(|_| cfg.validate().map_err(|e| e.0))?;
+    Ok(cfg)
+}
+
+fn log_open_files_limit(cfg: &Config) {
     match raise_open_files_limit() {
         Some(n) => {
             // The listener, the poll instance, the log, and two connections per node.
@@ -233,14 +275,12 @@ fn main() -> ExitCode {
         }
         None => log::warn!("the open files limit could not be read"),
     }
-    let found = match discover(&cfg.redis_nodes, cfg.connect_timeout) {
-        Ok(d) => d,
-        Err(e) => {
-            error!("{e}");
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
+}
+
+/// The cluster's slot map and Redis version from the seeds, and the commands it knows
+/// beyond the built-in table.
+fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
+    let found = discover(&cfg.redis_nodes, cfg.connect_timeout).map_err(|e| e.to_string())?;
     let learned = redis_cluster_proxy::command::learn(&found.commands);
     match &found.commands {
         redis_cluster_proxy::resp::value::Value::Array(all) => info!(
@@ -262,114 +302,90 @@ fn main() -> ExitCode {
     let version = found.version.clone();
     drop(found);
     give_back_startup_memory();
+    Ok((topo, version))
+}
+
+/// One reactor per worker, each listening on the port, joined into a crew when there are
+/// several.
+fn start_reactors(
+    cfg: &Config,
+    topo: &Topology,
+    version: &str,
+) -> Result<(Vec<Reactor>, Option<Wakers>), String> {
     let workers = cfg.workers;
-    if workers > 1 {
-        // Every worker listens on the same port; the kernel spreads connections over them.
-        cfg.socket.reuse_port = true;
-    }
     let totals = Arc::new(Totals::new(workers));
     let mut reactors = Vec::with_capacity(workers);
     for w in 0..workers {
-        match Reactor::new(
+        let r = Reactor::new(
             cfg.clone(),
             topo.clone(),
-            version.clone(),
+            version.to_string(),
             w,
             Arc::clone(&totals),
-        ) {
-            Ok(r) => reactors.push(r),
-            Err(e) => {
-                let msg = format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port);
-                error!("{msg}");
-                eprintln!("error: {msg}");
-                return ExitCode::from(1);
-            }
-        }
+        )
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port))?;
+        reactors.push(r);
     }
-    let mut wakers = None;
-    if workers > 1 {
-        let registries: Vec<&mio::Registry> = reactors.iter().map(Reactor::registry).collect();
-        let crews = match Crew::build(&registries) {
-            Ok((c, w)) => {
-                wakers = Some(w);
-                c
-            }
-            Err(e) => {
-                error!("cannot connect the workers to one another: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        for (r, crew) in reactors.iter_mut().zip(crews) {
-            r.join(crew);
-        }
+    if workers == 1 {
+        return Ok((reactors, None));
     }
-    match reactors[0].local_addr() {
-        Ok(a) => info!(
-            "redis-cluster-proxy {VERSION} listening on {a} ({workers} worker{})",
-            if workers == 1 { "" } else { "s" }
-        ),
-        Err(e) => error!("listener has no address: {e}"),
+    let registries: Vec<&mio::Registry> = reactors.iter().map(Reactor::registry).collect();
+    let (crews, wakers) = Crew::build(&registries)
+        .map_err(|e| format!("cannot connect the workers to one another: {e}"))?;
+    for (r, crew) in reactors.iter_mut().zip(crews) {
+        r.join(crew);
     }
-    if let Err(e) = redis_cluster_proxy::signals::install() {
-        error!(
-            "cannot install the SIGTERM/SIGINT handlers (they will stop the proxy at once): {e}"
-        );
-    }
-    // Workers share nothing; the first one to stop (a stop signal, PROXY SHUTDOWN, or a
-    // failed event loop) ends the process.
+    Ok((reactors, Some(wakers)))
+}
+
+/// Runs the workers until the first stops. Workers share nothing; the first one to stop (a
+/// stop signal, PROXY SHUTDOWN, or a failed event loop) ends the process.
+fn run_workers(mut reactors: Vec<Reactor>, wakers: Option<Wakers>) -> std::io::Result<()> {
+    let workers = reactors.len();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let mut first = reactors.remove(0);
     for (i, mut r) in reactors.into_iter().enumerate() {
         let tx = done_tx.clone();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("worker-{}", i + 1))
             .spawn(move || {
                 let _ = tx.send(r.run());
-            });
-        if let Err(e) = spawned {
-            error!("cannot start worker {}: {e}", i + 1);
-            return ExitCode::from(1);
-        }
+            })
+            .map_err(|e| std::io::Error::other(format!("cannot start worker {}: {e}", i + 1)))?;
     }
-    let result = if workers == 1 {
-        first.run()
-    } else {
-        std::thread::spawn(move || {
-            let _ = done_tx.send(first.run());
-        });
-        // The main thread may be the one a stop signal interrupts: it checks every 50 ms and
-        // wakes the workers, which would otherwise see it on their next idle wakeup (1 s).
-        let mut passed_on = false;
-        let first = loop {
-            match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(r) => break r,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if !passed_on && redis_cluster_proxy::signals::requested().is_some() {
-                        if let Some(w) = &wakers {
-                            w.wake_all();
-                        }
-                        passed_on = true;
+    if workers == 1 {
+        return first.run();
+    }
+    std::thread::spawn(move || {
+        let _ = done_tx.send(first.run());
+    });
+    // The main thread may be the one a stop signal interrupts: it checks every 50 ms and
+    // wakes the workers, which would otherwise see it on their next idle wakeup (1 s).
+    let mut passed_on = false;
+    let first = loop {
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => break r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if !passed_on && redis_cluster_proxy::signals::requested().is_some() {
+                    if let Some(w) = &wakers {
+                        w.wake_all();
                     }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    break Err(std::io::Error::other("all workers ended"))
+                    passed_on = true;
                 }
             }
-        };
-        // A stop signal: every worker drains (each sees it within a second, then waits up
-        // to two for its replies), so the others get that long to finish theirs.
-        if first.is_ok() && redis_cluster_proxy::signals::requested().is_some() {
-            for _ in 1..workers {
-                if done_rx.recv_timeout(Duration::from_secs(5)).is_err() {
-                    break;
-                }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(std::io::Error::other("all workers ended"))
             }
         }
-        first
     };
-    if let Err(e) = result {
-        error!("event loop failed: {e}");
-        return ExitCode::from(1);
+    // A stop signal: every worker drains (each sees it within a second, then waits up
+    // to two for its replies), so the others get that long to finish theirs.
+    if first.is_ok() && redis_cluster_proxy::signals::requested().is_some() {
+        for _ in 1..workers {
+            if done_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+                break;
+            }
+        }
     }
-    ExitCode::SUCCESS
+    first
 }

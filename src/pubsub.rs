@@ -4,6 +4,7 @@
 use crate::command::Args;
 use crate::conn::client::{Client, StreamItem};
 use crate::conn::pool::BackendRef;
+use crate::conn::role::BackendRole;
 use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::input::FrameArgs;
@@ -146,9 +147,7 @@ impl Core {
             Err(e) => return c.reply_now(&e.to_frame()),
         };
         let b = &mut self.backends[idx];
-        b.dedicated = true;
-        b.pinned = true;
-        b.stream_to = Some(cref);
+        b.role = BackendRole::Stream { client: cref };
         let bref = BackendRef { idx, gen: b.gen };
         b.push_raw(&frame);
         self.hold((cref, bref));
@@ -275,7 +274,7 @@ impl Core {
     pub(crate) fn leave_stream(&mut self, c: &mut Client, idx: usize) {
         if let Some(r) = c.pubsub.take() {
             self.unhold(|(_, b)| *b != r);
-            self.close_backend(r.idx);
+            self.take_backend(r.idx);
         }
         while let Some((_, item)) = c.stream_items.pop_front() {
             self.release(c, idx, item);

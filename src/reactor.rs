@@ -165,48 +165,24 @@ pub struct Reactor {
     pub(crate) next_ticket: u64,
 }
 
-impl Reactor {
-    /// `worker` numbers this reactor among `cfg.workers`: client ids are interleaved so
-    /// they stay unique over the whole process, and its counters go into `totals` under
-    /// that number.
-    pub fn new(
+impl Core {
+    fn new(
+        registry: Registry,
         cfg: Config,
         topo: Topology,
         server_version: String,
+        announce: String,
         worker: usize,
         totals: Arc<Totals>,
-    ) -> io::Result<Reactor> {
-        let poll = Poll::new()?;
-        let ip = cfg
-            .bind
-            .parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
-        let addr = SocketAddr::new(ip, cfg.proxy_port);
-        let mut listener = net::listen(addr, &cfg.socket)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let announce = cfg.announce_address.clone().unwrap_or_else(|| {
-            let host = if ip.is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                ip.to_string()
-            };
-            format!(
-                "{host}:{}",
-                listener
-                    .local_addr()
-                    .map(|a| a.port())
-                    .unwrap_or(cfg.proxy_port)
-            )
-        });
+    ) -> Core {
         let limits = Limits {
             max_pending: cfg.client_max_pending,
             soft_output: (cfg.client_output_limit / 8).max(64 * 1024),
             hard_output: cfg.client_output_limit,
         };
         let now = Instant::now();
-        let mut core = Core {
-            registry: poll.registry().try_clone()?,
+        Core {
+            registry,
             addr_map: AddressMap::new(cfg.address_map.clone()),
             seeds: cfg.redis_nodes.clone(),
             cfg,
@@ -252,7 +228,56 @@ impl Reactor {
             held_changed: false,
             blocked_scratch: Vec::new(),
             blocked_counted: now,
+        }
+    }
+}
+
+/// The address the `proxy` cluster view announces: `announce_address`, else the bound
+/// address (127.0.0.1 for a wildcard bind) and the listening port.
+fn announce_address(cfg: &Config, ip: std::net::IpAddr, port: u16) -> String {
+    cfg.announce_address.clone().unwrap_or_else(|| {
+        let host = if ip.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            ip.to_string()
         };
+        format!("{host}:{port}")
+    })
+}
+
+impl Reactor {
+    /// `worker` numbers this reactor among `cfg.workers`: client ids are interleaved so
+    /// they stay unique over the whole process, and its counters go into `totals` under
+    /// that number.
+    pub fn new(
+        cfg: Config,
+        topo: Topology,
+        server_version: String,
+        worker: usize,
+        totals: Arc<Totals>,
+    ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let ip = cfg
+            .bind
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
+        let addr = SocketAddr::new(ip, cfg.proxy_port);
+        let mut listener = net::listen(addr, &cfg.socket)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let port = listener.local_addr().map_or(cfg.proxy_port, |a| a.port());
+        let announce = announce_address(&cfg, ip, port);
+        let registry = poll.registry().try_clone()?;
+        let mut core = Core::new(
+            registry,
+            cfg,
+            topo,
+            server_version,
+            announce,
+            worker,
+            totals,
+        );
+        let now = core.now;
         // A first refresh soon after start: a cluster just created may not have gossiped
         // every replica to the seed yet. Then every refresh_interval.
         let first = core.cfg.refresh_interval.min(Duration::from_secs(2));
@@ -303,28 +328,7 @@ impl Reactor {
                 self.start_drain(sig);
                 continue;
             }
-            // Clients or nodes left to resume are served at once, not after the next event.
-            let timeout = if self.core.wake.resume_clients.is_empty()
-                && self.core.resume_backends.is_empty()
-                && !self.core.held_output
-            {
-                self.core.timers.timeout(Instant::now())
-            } else {
-                Some(Duration::ZERO)
-            };
-            // A stop signal taken by another thread is seen this soon; draining, the end of
-            // the drain too.
-            let check = match self.drain_until {
-                Some(_) => DRAIN_CHECK,
-                None => SIGNAL_CHECK,
-            };
-            // A recount of blocked clients put off (`publish`) is not put off past this.
-            let check = if self.crew.is_some() && self.core.held_changed {
-                check.min(BLOCKED_RECOUNT)
-            } else {
-                check
-            };
-            let timeout = Some(timeout.map_or(check, |t| t.min(check)));
+            let timeout = self.poll_timeout();
             if !self.spin(&mut events, timeout) {
                 // The spin used up part of the time to the next timer.
                 let timeout = match timeout {
@@ -340,52 +344,80 @@ impl Reactor {
                     return Err(e);
                 }
             }
-            self.core.now = Instant::now();
-            self.core.monitor_elsewhere =
-                self.crew.is_some() && self.core.totals.monitors() > self.core.monitors.len();
-            for ev in events.iter() {
-                let t = ev.token();
-                if t == LISTENER {
-                    self.accept();
-                } else if t == WAKER {
-                    self.crew_inbox();
-                } else if t.0 & 1 == 0 {
-                    let idx = t.0 >> 1;
-                    if ev.is_writable() {
-                        self.core.mark_client(&mut self.clients, idx);
-                    }
-                    let closed = ev.is_read_closed() || ev.is_error();
-                    if ev.is_readable() || closed {
-                        self.client_input(idx, !closed, closed);
-                    }
-                } else {
-                    let closed = ev.is_read_closed() || ev.is_error();
-                    self.backend_event(
-                        t.0 >> 1,
-                        ev.is_readable() || closed,
-                        ev.is_writable(),
-                        !closed,
-                    );
-                }
-            }
-            self.fire_timers();
-            self.resume();
-            self.run_deferred();
-            self.feed_monitors();
-            if self.crew.is_some() {
-                // Before the replies go out: whoever reads one and asks another worker
-                // finds its command counted.
-                self.core.publish();
-            }
-            self.flush();
-            if self.crew.is_some() && self.core.held_changed {
-                // Closing clients and failed connections in flush change the blocked ones.
-                self.core.publish();
-            }
+            self.turn(&events);
             if self.core.shutdown {
                 info!("shutting down (PROXY SHUTDOWN)");
                 return Ok(());
             }
+        }
+    }
+
+    /// How long the next poll may sleep: not at all while clients or nodes wait to be
+    /// resumed, else until the nearest timer, and never past the next look for a stop
+    /// signal (or a recount of blocked clients put off by `publish_counters`).
+    fn poll_timeout(&self) -> Option<Duration> {
+        let timeout = if self.core.wake.resume_clients.is_empty()
+            && self.core.resume_backends.is_empty()
+            && !self.core.held_output
+        {
+            self.core.timers.timeout(Instant::now())
+        } else {
+            Some(Duration::ZERO)
+        };
+        // A stop signal taken by another thread is seen this soon; draining, the end of
+        // the drain too.
+        let check = match self.drain_until {
+            Some(_) => DRAIN_CHECK,
+            None => SIGNAL_CHECK,
+        };
+        let check = if self.crew.is_some() && self.core.held_changed {
+            check.min(BLOCKED_RECOUNT)
+        } else {
+            check
+        };
+        Some(timeout.map_or(check, |t| t.min(check)))
+    }
+
+    /// One turn: the poll's events, due timers, resumed connections, deferred answers and
+    /// MONITOR lines, then the flush pass.
+    fn turn(&mut self, events: &Events) {
+        self.core.now = Instant::now();
+        self.core.monitor_elsewhere =
+            self.crew.is_some() && self.core.totals.monitors() > self.core.monitors.len();
+        for ev in events.iter() {
+            let t = ev.token();
+            if t == LISTENER {
+                self.accept();
+            } else if t == WAKER {
+                self.crew_inbox();
+            } else if t.0 & 1 == 0 {
+                let idx = t.0 >> 1;
+                if ev.is_writable() {
+                    self.core.mark_client(&mut self.clients, idx);
+                }
+                let closed = ev.is_read_closed() || ev.is_error();
+                if ev.is_readable() || closed {
+                    self.client_input(idx, !closed, closed);
+                }
+            } else {
+                let closed = ev.is_read_closed() || ev.is_error();
+                let readable = ev.is_readable() || closed;
+                self.backend_event(t.0 >> 1, readable, ev.is_writable(), !closed);
+            }
+        }
+        self.fire_timers();
+        self.resume();
+        self.run_deferred();
+        self.feed_monitors();
+        if self.crew.is_some() {
+            // Before the replies go out: whoever reads one and asks another worker
+            // finds its command counted.
+            self.core.publish_counters();
+        }
+        self.flush();
+        if self.crew.is_some() && self.core.held_changed {
+            // Closing clients and failed connections in flush change the blocked ones.
+            self.core.publish_counters();
         }
     }
 

@@ -85,41 +85,16 @@ impl Core {
         clients: &mut Slab<Client>,
         from: NodeId,
         proto: Proto,
-        mut req: InFlight,
+        req: InFlight,
         frame: Bytes,
     ) {
         let (client, seq, part) = match req.owner {
             Owner::Client { client, seq, part } => (client, seq, part),
-            Owner::Internal => {
-                if frame.first() == Some(&b'-') {
-                    debug!(
-                        "node {} refused ASKING/READONLY: {}",
-                        self.topo.node(from).addr,
-                        String::from_utf8_lossy(&frame).trim_end()
-                    );
-                }
-                return;
-            }
-            Owner::Hello => {
-                if frame.first() == Some(&b'-') {
-                    error!(
-                        "node {} refused HELLO 3 (RESP3 clients will get RESP2 replies): {}",
-                        self.topo.node(from).addr,
-                        String::from_utf8_lossy(&frame).trim_end()
-                    );
-                }
-                return;
-            }
-            Owner::Refresh => {
-                self.refresh_done(from, &frame);
-                return;
-            }
-            Owner::Stream(to) => {
-                self.stream_frame(clients, to, frame);
-                return;
-            }
+            Owner::Stream(to) => return self.stream_frame(clients, to, frame),
+            Owner::Refresh => return self.refresh_done(from, &frame),
+            Owner::Internal | Owner::Hello => return self.own_reply(from, &req.owner, &frame),
         };
-        if frame.first() != Some(&b'-') || req.pinned {
+        if frame.first() != Some(&b'-') || req.role.held() {
             deliver(clients, &mut self.wake, client, seq, part, frame);
             return;
         }
@@ -132,91 +107,137 @@ impl Core {
             self.now,
         );
         let from_addr = self.topo.node(from).addr.clone();
-        match next {
-            Next::Deliver => {
-                let redirect = matches!(kind, ErrorKind::Redirect(_));
-                // Passed on to the client; the proxy still learns from a MOVED.
-                if let ErrorKind::Redirect(Redirect::Moved { slot, addr }) = kind {
-                    let addr = full_addr(addr, &from_addr);
-                    self.topo.set_owner(Slot(slot), &addr);
-                    self.request_refresh(MOVED_REFRESH_DELAY);
-                }
-                let out = match self.addr_map.rewrite_redirect(&frame) {
-                    Some(rewritten) if redirect => Bytes::from(rewritten),
-                    _ => frame,
-                };
-                deliver(clients, &mut self.wake, client, seq, part, out);
-            }
+        let reply = match next {
+            Next::Deliver => Some(self.passed_on(kind, &from_addr, &frame)),
             Next::Moved {
                 slot,
                 addr,
                 attempt,
             } => {
-                let addr = full_addr(addr, &from_addr);
-                info!("MOVED slot {slot}: {from_addr} -> {addr}");
-                self.stats.moved += 1;
-                req.attempt = attempt;
-                match self.topo.set_owner(Slot(slot), &addr) {
-                    Some(node) => {
-                        self.request_refresh(MOVED_REFRESH_DELAY);
-                        self.resend(clients, node, proto, req, None);
-                    }
-                    None => fail(clients, &mut self.wake, req, ProxyError::NodeTableFull),
-                }
+                self.moved(clients, (from_addr, proto), req, (slot, addr), attempt);
+                None
             }
             Next::Ask { addr, attempt } => {
-                let addr = full_addr(addr, &from_addr);
-                debug!("ASK slot {:?}: {from_addr} -> {addr}", req.slot);
-                self.stats.ask += 1;
-                req.attempt = attempt;
-                match self.topo.intern(&addr, Role::Master) {
-                    Some(node) => {
-                        self.resend(clients, node, proto, req, Some(Bytes::from_static(ASKING)))
-                    }
-                    None => fail(clients, &mut self.wake, req, ProxyError::NodeTableFull),
-                }
+                self.ask(clients, (from_addr, proto), req, addr, attempt);
+                None
             }
             Next::Retry { attempt } => {
                 debug!(
                     "{} from {from_addr}; retrying after a backoff",
                     String::from_utf8_lossy(&frame).trim_end()
                 );
-                self.stats.retries += 1;
-                if let Attempt::Backoff { until, .. } = attempt {
-                    self.timers.add(until, TimerKind::Parked);
-                }
-                req.attempt = attempt;
-                if matches!(kind, ErrorKind::ClusterDown) {
-                    self.request_refresh(Duration::ZERO);
-                }
-                self.parked.push((req, proto));
+                self.park(req, proto, attempt, &kind);
+                None
             }
             Next::LoadScript { attempt } => {
                 let body = script_sha(&req.req).and_then(|sha| self.scripts.get(&sha).cloned());
-                match body {
-                    Some(body) => {
-                        debug!("NOSCRIPT from {from_addr}: loading the script there and retrying");
-                        req.attempt = attempt;
-                        let mut load = BytesMut::new();
-                        encode::command(&mut load, &[b"SCRIPT", b"LOAD", &body]);
-                        self.resend(clients, from, proto, req, Some(load.freeze()));
-                    }
-                    None => deliver(clients, &mut self.wake, client, seq, part, frame),
-                }
+                let Some(body) = body else {
+                    return deliver(clients, &mut self.wake, client, seq, part, frame);
+                };
+                debug!("NOSCRIPT from {from_addr}: loading the script there and retrying");
+                let mut req = req;
+                req.attempt = attempt;
+                let mut load = BytesMut::new();
+                encode::command(&mut load, &[b"SCRIPT", b"LOAD", &body]);
+                self.resend(clients, from, proto, req, Some(load.freeze()));
+                None
             }
             Next::GiveUp { max } => {
                 let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
                 warn!("giving up after {max} redirections: {last}");
-                deliver(
-                    clients,
-                    &mut self.wake,
-                    client,
-                    seq,
-                    part,
-                    Bytes::from(ProxyError::TooManyRedirects { max, last }.to_frame()),
-                );
+                Some(Bytes::from(
+                    ProxyError::TooManyRedirects { max, last }.to_frame(),
+                ))
             }
+        };
+        if let Some(reply) = reply {
+            deliver(clients, &mut self.wake, client, seq, part, reply);
         }
+    }
+
+    /// A reply to the proxy's own ASKING, READONLY or HELLO 3: only a refusal is of note.
+    fn own_reply(&self, from: NodeId, owner: &Owner, frame: &[u8]) {
+        if frame.first() != Some(&b'-') {
+            return;
+        }
+        let addr = &self.topo.node(from).addr;
+        let why = String::from_utf8_lossy(frame);
+        match owner {
+            Owner::Hello => error!(
+                "node {addr} refused HELLO 3 (RESP3 clients will get RESP2 replies): {}",
+                why.trim_end()
+            ),
+            _ => debug!("node {addr} refused ASKING/READONLY: {}", why.trim_end()),
+        }
+    }
+
+    /// An error the client gets as the node gave it (a redirect with `address_map`
+    /// applied); the proxy still learns from a MOVED.
+    fn passed_on(&mut self, kind: ErrorKind<'_>, from_addr: &str, frame: &Bytes) -> Bytes {
+        let redirect = matches!(kind, ErrorKind::Redirect(_));
+        if let ErrorKind::Redirect(Redirect::Moved { slot, addr }) = kind {
+            let addr = full_addr(addr, from_addr);
+            self.topo.set_owner(Slot(slot), &addr);
+            self.request_refresh(MOVED_REFRESH_DELAY);
+        }
+        match self.addr_map.rewrite_redirect(frame) {
+            Some(rewritten) if redirect => Bytes::from(rewritten),
+            _ => frame.clone(),
+        }
+    }
+
+    /// MOVED: the slot's new owner is recorded and the request re-sent there.
+    fn moved(
+        &mut self,
+        clients: &mut Slab<Client>,
+        (from_addr, proto): (String, Proto),
+        mut req: InFlight,
+        (slot, addr): (u16, &str),
+        attempt: Attempt,
+    ) {
+        let addr = full_addr(addr, &from_addr);
+        info!("MOVED slot {slot}: {from_addr} -> {addr}");
+        self.stats.moved += 1;
+        req.attempt = attempt;
+        match self.topo.set_owner(Slot(slot), &addr) {
+            Some(node) => {
+                self.request_refresh(MOVED_REFRESH_DELAY);
+                self.resend(clients, node, proto, req, None);
+            }
+            None => fail(clients, &mut self.wake, req, ProxyError::NodeTableFull),
+        }
+    }
+
+    /// ASK: the request once more to the named node, behind ASKING.
+    fn ask(
+        &mut self,
+        clients: &mut Slab<Client>,
+        (from_addr, proto): (String, Proto),
+        mut req: InFlight,
+        addr: &str,
+        attempt: Attempt,
+    ) {
+        let addr = full_addr(addr, &from_addr);
+        debug!("ASK slot {:?}: {from_addr} -> {addr}", req.slot);
+        self.stats.ask += 1;
+        req.attempt = attempt;
+        match self.topo.intern(&addr, Role::Master) {
+            Some(node) => self.resend(clients, node, proto, req, Some(Bytes::from_static(ASKING))),
+            None => fail(clients, &mut self.wake, req, ProxyError::NodeTableFull),
+        }
+    }
+
+    /// TRYAGAIN or CLUSTERDOWN: the request waits out its backoff (`resend_parked`).
+    fn park(&mut self, mut req: InFlight, proto: Proto, attempt: Attempt, kind: &ErrorKind<'_>) {
+        self.stats.retries += 1;
+        if let Attempt::Backoff { until, .. } = attempt {
+            self.timers.add(until, TimerKind::Parked);
+        }
+        req.attempt = attempt;
+        if matches!(kind, ErrorKind::ClusterDown) {
+            self.request_refresh(Duration::ZERO);
+        }
+        self.parked.push((req, proto));
     }
 
     pub(crate) fn resend(
@@ -295,7 +316,7 @@ impl Core {
                 b.inflight.len()
             ),
         }
-        if let Some(to) = b.stream_to {
+        if let Some(to) = b.role.stream_client() {
             // The subscriber's connection is gone, and its subscriptions with it: closing the
             // client lets it reconnect and subscribe again, as after a server restart.
             self.wake.kill.push((to, Kill::SubscriptionLost));
@@ -333,7 +354,7 @@ impl Core {
         b.timer_armed = false;
         let deadline = match b.state {
             BackendState::Connecting { since } => Some((since + connect_to, "connect timeout")),
-            BackendState::Ready if !reply_to.is_zero() && !b.dedicated => b
+            BackendState::Ready if !reply_to.is_zero() && b.role.timed() => b
                 .inflight
                 .front()
                 .map(|r| (r.sent_at + reply_to, "no reply within backend_timeout")),

@@ -127,7 +127,7 @@ impl Core {
             if let Some(b) = self.backends.get_mut(r.idx).filter(|b| b.gen == r.gen) {
                 let end = if multi { DISCARD } else { UNWATCH };
                 b.push(Bytes::from_static(end), Owner::Internal, None, self.now);
-                b.pinned = false;
+                b.role = b.role.unpin();
                 self.held_changed = true;
                 self.mark_backend(r.idx);
             }
@@ -242,8 +242,7 @@ impl Core {
             }
         };
         let b = &mut self.backends[idx];
-        b.pinned = true;
-        b.tainted = true;
+        b.role = b.role.pin(cref);
         let bref = BackendRef { idx, gen: b.gen };
         self.hold((cref, bref));
         let tx = c.tx.get_or_insert_with(Default::default);
@@ -311,7 +310,7 @@ impl Core {
     fn tx_end(&mut self, c: &mut Client, bref: BackendRef) {
         c.tx = None;
         if let Some(b) = self.backends.get_mut(bref.idx) {
-            b.pinned = false;
+            b.role = b.role.unpin();
             self.held_changed = true;
         }
     }

@@ -25,6 +25,7 @@ use mio::{Interest, Registry, Token};
 use crate::config::SocketOptions;
 use crate::conn::net::{self, ReadOutcome, WriteOutcome};
 use crate::conn::outbuf::OutBuf;
+use crate::conn::role::BackendRole;
 use crate::inflight::{Attempt, InFlight, Owner};
 use crate::resp::encode::Proto;
 use crate::resp::reply::ReplyParser;
@@ -70,20 +71,9 @@ pub struct Backend {
     pub timer_armed: bool,
     /// Whether it is already in the reactor's list of connections to flush.
     pub dirty: bool,
-    /// Carries one blocking command at a time for one client, outside the shared pool; no
-    /// reply timeout applies (BLPOP may wait as long as its client asked).
-    pub dedicated: bool,
-    /// A dedicated connection held by one client's transaction (WATCH/MULTI until EXEC,
-    /// DISCARD or UNWATCH): never lent to anyone else meanwhile.
-    pub pinned: bool,
-    /// Was pinned once: what the transaction did to the connection's state (HELLO, CLIENT
-    /// SETNAME, ...) is unknown, so it is closed rather than lent again.
-    pub tainted: bool,
-    /// When it was created, for the stream frames' (unused) send time.
-    last_read: Instant,
-    /// A subscriber's connection: every frame that no request of the proxy's waits for goes
-    /// to this client (subscription replies, messages), in arrival order.
-    pub stream_to: Option<crate::inflight::ClientRef>,
+    pub role: BackendRole,
+    /// When it was opened: the send time of a subscriber's stream frames (no request).
+    opened: Instant,
 }
 
 impl Backend {
@@ -116,11 +106,8 @@ impl Backend {
             inflight: VecDeque::new(),
             timer_armed: false,
             dirty: false,
-            dedicated: false,
-            pinned: false,
-            tainted: false,
-            stream_to: None,
-            last_read: now,
+            role: BackendRole::Shared,
+            opened: now,
         };
         if proto == Proto::Resp3 {
             b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
@@ -165,8 +152,7 @@ impl Backend {
             slot,
             attempt,
             sent_at: now,
-            dedicated: self.dedicated && !self.pinned,
-            pinned: self.pinned,
+            role: self.role,
         });
     }
 
@@ -185,10 +171,6 @@ impl Backend {
             }
         }
         self.flush()
-    }
-
-    pub fn has_output(&self) -> bool {
-        !self.wbuf.is_empty()
     }
 
     /// Writes what is queued, when connected.
@@ -235,14 +217,15 @@ impl Backend {
                     let frame = self.rbuf.split_to(n).freeze();
                     // Pushes on a shared connection are never expected; on a subscriber's
                     // they are its messages.
-                    if frame.first() == Some(&b'>') && self.stream_to.is_none() {
+                    if frame.first() == Some(&b'>') && self.role.stream_client().is_none() {
                         continue;
                     }
                     match self.inflight.pop_front() {
                         Some(req) => out.push((req, frame)),
-                        None if self.stream_to.is_some() => {
+                        None if self.role.stream_client().is_some() => {
                             let to = self
-                                .stream_to
+                                .role
+                                .stream_client()
                                 .unwrap_or(crate::inflight::ClientRef { idx: 0, gen: 0 });
                             out.push((
                                 InFlight {
@@ -250,9 +233,8 @@ impl Backend {
                                     req: Bytes::new(),
                                     slot: None,
                                     attempt: Attempt::Sent { redirects: 0 },
-                                    sent_at: self.last_read,
-                                    dedicated: true,
-                                    pinned: true,
+                                    sent_at: self.opened,
+                                    role: self.role,
                                 },
                                 frame,
                             ));

@@ -6,4 +6,5 @@ pub mod client;
 pub mod net;
 pub mod outbuf;
 pub mod pool;
+pub mod role;
 pub mod send;

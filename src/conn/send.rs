@@ -6,6 +6,7 @@ use crate::config::ReadFrom;
 use crate::conn::backend::Backend;
 use crate::conn::client::Client;
 use crate::conn::pool::{proto_index, BackendRef};
+use crate::conn::role::{BackendRole, Idle};
 use crate::error::ProxyError;
 use crate::inflight::{Attempt, ClientRef, InFlight, Owner};
 use crate::reactor::{backend_token, Core};
@@ -56,7 +57,7 @@ impl Core {
             self.request_refresh(Duration::ZERO);
             return;
         };
-        self.send_client(c, cref, seq, part, node, frame, slot, false);
+        self.send_client(c, cref, seq, part, node, frame, slot, BackendRole::Shared);
     }
 
     /// Sends a client's request (or part of one) for reply place `seq`; a request that
@@ -72,7 +73,7 @@ impl Core {
         node: NodeId,
         frame: Bytes,
         slot: Option<Slot>,
-        dedicated: bool,
+        role: BackendRole,
     ) {
         let req = InFlight {
             owner: Owner::Client {
@@ -84,8 +85,7 @@ impl Core {
             slot,
             attempt: Attempt::Sent { redirects: 0 },
             sent_at: self.now,
-            dedicated,
-            pinned: false,
+            role,
         };
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, _) = *failed;
@@ -103,7 +103,7 @@ impl Core {
         req: InFlight,
         prefix: Option<Bytes>,
     ) -> Result<(), Box<(ProxyError, InFlight)>> {
-        let chosen = if req.dedicated {
+        let chosen = if req.role.blocking() {
             self.dedicated_backend(node, proto)
         } else {
             self.backend_for(node, proto, client_idx)
@@ -112,7 +112,7 @@ impl Core {
             Ok(idx) => idx,
             Err(e) => return Err(Box::new((e, req))),
         };
-        if let (true, Owner::Client { client, .. }) = (req.dedicated, &req.owner) {
+        if let (true, Owner::Client { client, .. }) = (req.role.blocking(), &req.owner) {
             self.hold((
                 *client,
                 BackendRef {
@@ -128,7 +128,7 @@ impl Core {
             b.push(p, Owner::Internal, req.slot, now);
         }
         b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
-        if !b.timer_armed && !timeout.is_zero() && !b.dedicated {
+        if !b.timer_armed && !timeout.is_zero() && b.role.timed() {
             b.timer_armed = true;
             let gen = b.gen;
             self.timers
@@ -175,12 +175,12 @@ impl Core {
                 return Ok(r.idx);
             }
         }
-        let open = self.backends.iter().filter(|(_, b)| b.dedicated).count();
+        let open = self.backends.iter().filter(|(_, b)| b.role.own()).count();
         if open >= MAX_DEDICATED {
             return Err(ProxyError::TooManyBlocking(MAX_DEDICATED));
         }
         let idx = self.connect_one(node, proto)?;
-        self.backends[idx].dedicated = true;
+        self.backends[idx].role = BackendRole::Dedicated;
         Ok(idx)
     }
 
@@ -191,14 +191,14 @@ impl Core {
             return;
         };
         // Held by a transaction or a subscriber: never lent while theirs.
-        if !b.dedicated || !b.inflight.is_empty() || b.pinned || b.stream_to.is_some() {
+        let idle = b.role.on_idle();
+        if idle == Idle::Keep || !b.inflight.is_empty() {
             return;
         }
         let (node, proto, r) = (b.node, b.proto, BackendRef { idx, gen: b.gen });
-        let tainted = b.tainted;
         self.unhold(|(_, d)| *d != r);
-        if tainted {
-            self.close_backend(idx);
+        if idle == Idle::Close {
+            self.take_backend(idx);
             return;
         }
         let idle = &mut self.pool.node(node).idle_dedicated[proto_index(proto)];
@@ -208,17 +208,12 @@ impl Core {
         if idle.len() < MAX_IDLE_DEDICATED {
             idle.push(r);
         } else {
-            self.close_backend(idx);
+            self.take_backend(idx);
         }
     }
 
-    /// Closes a connection that carries nothing anyone waits for.
-    pub(crate) fn close_backend(&mut self, idx: usize) {
-        self.take_backend(idx);
-    }
-
-    /// Takes a connection out of the slab, the poll and the pool; what it carried is the
-    /// caller's to settle.
+    /// Takes a connection out of the slab, the poll and the pool (closing it); what it
+    /// carried is the caller's to settle.
     pub(crate) fn take_backend(&mut self, idx: usize) -> Option<Backend> {
         if !self.backends.contains(idx) {
             return None;
@@ -246,7 +241,7 @@ impl Core {
         for r in mine {
             if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
                 debug!("closing the blocking command of a departed client");
-                self.close_backend(r.idx);
+                self.take_backend(r.idx);
             }
         }
     }
@@ -353,7 +348,7 @@ impl Core {
     pub(crate) fn is_blocking(&self, r: BackendRef) -> bool {
         self.backends
             .get(r.idx)
-            .is_some_and(|b| b.gen == r.gen && !b.pinned && b.stream_to.is_none())
+            .is_some_and(|b| b.gen == r.gen && b.role.blocking())
     }
 
     pub(crate) fn hold(&mut self, held: (ClientRef, BackendRef)) {

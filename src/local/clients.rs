@@ -131,7 +131,7 @@ impl Reactor {
     }
 
     pub(crate) fn finish_gather(&mut self, g: Gather) {
-        self.deliver(g.cref, g.seq, g.kind.reply(g.proto));
+        self.answer_later(g.cref, g.seq, g.kind.reply(g.proto));
     }
 
     /// CLIENT LIST: this worker's clients, and the other workers' (`None`: the reply

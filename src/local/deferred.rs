@@ -34,12 +34,12 @@ impl Reactor {
                 },
                 _ => self.proxy_command(cref, &argv),
             };
-            self.deliver(cref, seq, reply);
+            self.answer_later(cref, seq, reply);
         }
     }
 
     /// A reply the proxy composed itself, in its place among the client's replies.
-    pub(crate) fn deliver(&mut self, cref: ClientRef, seq: u64, reply: Vec<u8>) {
+    pub(crate) fn answer_later(&mut self, cref: ClientRef, seq: u64, reply: Vec<u8>) {
         if let Some(c) = self.clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) {
             c.complete(seq, 0, Bytes::from(reply));
             if c.paused && c.wants_input(&self.core.wake.limits) {

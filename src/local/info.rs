@@ -167,7 +167,7 @@ impl Core {
     /// End of a turn: this worker's figures where the others' INFO reads them. Blocked
     /// clients are recounted (a sort of the held connections) only after a change, and at
     /// most every `BLOCKED_RECOUNT`, so a turn of a busy queue consumer costs a few stores.
-    pub(crate) fn publish(&mut self) {
+    pub(crate) fn publish_counters(&mut self) {
         let due = self.now.duration_since(self.blocked_counted) >= BLOCKED_RECOUNT;
         let blocked = if self.held_changed && due {
             self.held_changed = false;

@@ -1,6 +1,7 @@
 //! The topology refresh: CLUSTER NODES from a live node (rotating, seeds as the last
 //! resort), applied to the slot map; fast while degraded, every `refresh_interval` else.
 
+use crate::conn::role::BackendRole;
 use crate::inflight::{Attempt, InFlight, Owner};
 use crate::reactor::{Core, Kill};
 use crate::resp::encode::Proto;
@@ -91,8 +92,7 @@ impl Core {
                 slot: None,
                 attempt: Attempt::Sent { redirects: 0 },
                 sent_at: self.now,
-                dedicated: false,
-                pinned: false,
+                role: BackendRole::Shared,
             };
             if self
                 .send(node, Proto::Resp2, self.refresh_rr, req, None)
@@ -168,7 +168,7 @@ impl Core {
             .backends
             .iter()
             .filter(|(_, b)| {
-                b.inflight.is_empty() && !b.pinned && self.topo.node(b.node).role == Role::Gone
+                b.inflight.is_empty() && !b.role.held() && self.topo.node(b.node).role == Role::Gone
             })
             .map(|(i, _)| i)
             .collect();
@@ -176,7 +176,7 @@ impl Core {
             let Some(b) = self.take_backend(idx) else {
                 continue;
             };
-            if let Some(to) = b.stream_to {
+            if let Some(to) = b.role.stream_client() {
                 // Its subscriptions leave with the node: the client reconnects and subscribes
                 // again, as after a restart.
                 self.wake.kill.push((to, Kill::SubscriptionLost));

@@ -1,0 +1,509 @@
+//! The merge of a split or fanned-out request's replies into the one reply the client
+//! gets, as one Redis would have answered: MGET in key order, sums, concatenations, SCAN
+//! cursors, INFO summed over the masters, and errors that say which node failed.
+
+use crate::error::ProxyError;
+use crate::resp::encode::{self, Proto};
+use crate::resp::parse_int;
+use crate::resp::reply::elements;
+use crate::route::split::{encode_scan_cursor, Merge};
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub(crate) fn is_error(f: &[u8]) -> bool {
+    matches!(f.first(), Some(b'-') | Some(b'!'))
+}
+
+pub(crate) fn int_of(f: &[u8]) -> Option<i64> {
+    if f.first() != Some(&b':') {
+        return None;
+    }
+    parse_int(f.get(1..f.len().checked_sub(2)?)?)
+}
+
+pub(crate) fn is_null(f: &[u8]) -> bool {
+    f == b"$-1\r\n" || f == b"_\r\n" || f == b"*-1\r\n"
+}
+
+/// Merges whose every case returned above; kept as a value, not a panic.
+pub(crate) fn unreachable_merge() -> Bytes {
+    error_frame(ProxyError::InternalMerge)
+}
+
+pub(crate) fn merge_named(parts: &[Bytes], nodes: &[String]) -> Bytes {
+    let failed: Vec<usize> = (0..parts.len()).filter(|&i| is_error(&parts[i])).collect();
+    let Some(&first) = failed.first() else {
+        return parts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| error_frame(ProxyError::NoReply));
+    };
+    if failed.len() == parts.len() && parts.iter().all(|p| p == &parts[first]) {
+        return parts[first].clone();
+    }
+    let name = |i: usize| nodes.get(i).map(String::as_str).unwrap_or("?");
+    let err = String::from_utf8_lossy(&parts[first][1..])
+        .trim_end()
+        .to_string();
+    let ok: Vec<&str> = (0..parts.len())
+        .filter(|i| !failed.contains(i))
+        .map(name)
+        .collect();
+    error_frame(ProxyError::PartlyApplied {
+        node: name(first).to_string(),
+        err,
+        applied: if ok.is_empty() {
+            "none".to_string()
+        } else {
+            ok.join(", ")
+        },
+    })
+}
+
+pub(crate) fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> Bytes {
+    // (timestamp, id, node index, entry's element ranges, part index)
+    let mut entries = Vec::new();
+    for (pi, p) in parts.iter().enumerate() {
+        let Some((_, els)) = elements(p) else {
+            return error_frame(ProxyError::UnexpectedReply("SLOWLOG reply from a node"));
+        };
+        for r in els {
+            let entry = &p[r.clone()];
+            let Some((_, fields)) = elements(entry) else {
+                continue;
+            };
+            let int = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| int_of(&entry[f.clone()]))
+                    .unwrap_or(0)
+            };
+            entries.push((int(1), int(0), pi, r));
+        }
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+    if count >= 0 {
+        entries.truncate(count as usize);
+    }
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, entries.len());
+    for (_, _, pi, r) in entries {
+        let entry = &parts[pi][r];
+        let Some((tag, fields)) = elements(entry) else {
+            continue;
+        };
+        out.put_u8(tag);
+        out.put_slice(format!("{}\r\n", fields.len()).as_bytes());
+        for (i, f) in fields.into_iter().enumerate() {
+            if i == 4 {
+                encode::bulk(
+                    &mut out,
+                    nodes.get(pi).map(String::as_bytes).unwrap_or(b"?"),
+                );
+            } else {
+                out.put_slice(&entry[f]);
+            }
+        }
+    }
+    out.freeze()
+}
+
+pub(crate) fn error_frame(e: ProxyError) -> Bytes {
+    Bytes::from(e.to_frame())
+}
+
+/// Merges the parts' replies (in part order). Any part's error is the whole reply: a
+/// partial result must never look complete.
+pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
+    match m {
+        Merge::AnyOk => {
+            return parts
+                .iter()
+                .find(|p| !is_error(p))
+                .or_else(|| parts.first())
+                .cloned()
+                .unwrap_or_else(|| error_frame(ProxyError::NoReply))
+        }
+        Merge::AllOkNamed { nodes } => return merge_named(parts, nodes),
+        _ => {}
+    }
+    if let Some(e) = parts.iter().find(|p| is_error(p)) {
+        return e.clone();
+    }
+    match m {
+        Merge::AnyOk | Merge::AllOkNamed { .. } => unreachable_merge(),
+        Merge::Slowlog { count, nodes } => merge_slowlog(parts, nodes, *count),
+        Merge::Sum => merge_sum(parts),
+        Merge::AllSame => parts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| error_frame(ProxyError::NoReply)),
+        Merge::Mget { order } => merge_mget(parts, order, proto),
+        Merge::Concat => merge_concat(parts),
+        Merge::And => merge_and(parts),
+        Merge::Scan { master, masters } => merge_scan(parts, *master, *masters),
+        Merge::Rewrite { view, map } => match parts.first() {
+            Some(p) => crate::topology::view::rewrite(*view, p, map),
+            None => error_frame(ProxyError::NoReply),
+        },
+        Merge::Info {
+            proxy,
+            server,
+            clients,
+        } => merge_info_parts(parts, proxy, server, clients, proto),
+        Merge::FirstNonNull { start } => merge_first_non_null(parts, *start, proto),
+    }
+}
+
+pub(crate) fn merge_sum(parts: &[Bytes]) -> Bytes {
+    let mut total: i64 = 0;
+    for p in parts {
+        match int_of(p) {
+            Some(n) => total = total.saturating_add(n),
+            None => {
+                return error_frame(ProxyError::UnexpectedReply(
+                    "reply from a node while merging",
+                ))
+            }
+        }
+    }
+    let mut out = Vec::new();
+    encode::integer(&mut out, total);
+    Bytes::from(out)
+}
+
+pub(crate) fn merge_mget(parts: &[Bytes], order: &[(u32, u32)], proto: Proto) -> Bytes {
+    let mut split = Vec::with_capacity(parts.len());
+    for p in parts {
+        match elements(p) {
+            Some((_, els)) => split.push(els),
+            None => {
+                return error_frame(ProxyError::UnexpectedReply(
+                    "reply from a node while merging",
+                ))
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, order.len());
+    for &(part, idx) in order {
+        let r = split
+            .get(part as usize)
+            .and_then(|els| els.get(idx as usize))
+            .cloned();
+        match r {
+            Some(r) => out.put_slice(&parts[part as usize][r]),
+            None => encode::null(&mut out, proto),
+        }
+    }
+    out.freeze()
+}
+
+pub(crate) fn merge_concat(parts: &[Bytes]) -> Bytes {
+    let mut total = 0;
+    let mut bodies = Vec::with_capacity(parts.len());
+    for p in parts {
+        match elements(p) {
+            Some((_, els)) => {
+                total += els.len();
+                if let (Some(first), Some(last)) = (els.first(), els.last()) {
+                    bodies.push(&p[first.start..last.end]);
+                }
+            }
+            None => {
+                return error_frame(ProxyError::UnexpectedReply(
+                    "reply from a node while merging",
+                ))
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, total);
+    for b in bodies {
+        out.put_slice(b);
+    }
+    out.freeze()
+}
+
+pub(crate) fn merge_and(parts: &[Bytes]) -> Bytes {
+    let mut acc: Vec<i64> = Vec::new();
+    for (k, p) in parts.iter().enumerate() {
+        let Some((_, els)) = elements(p) else {
+            return error_frame(ProxyError::UnexpectedReply(
+                "reply from a node while merging",
+            ));
+        };
+        let vals: Vec<i64> = els
+            .iter()
+            .map(|r| int_of(&p[r.clone()]).unwrap_or(0))
+            .collect();
+        if k == 0 {
+            acc = vals;
+        } else {
+            for (a, v) in acc.iter_mut().zip(vals) {
+                *a = (*a != 0 && v != 0) as i64;
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, acc.len());
+    for v in acc {
+        encode::integer(&mut out, v);
+    }
+    out.freeze()
+}
+
+pub(crate) fn merge_scan(parts: &[Bytes], master: u32, masters: u32) -> Bytes {
+    let Some(p) = parts.first() else {
+        return error_frame(ProxyError::NoReply);
+    };
+    let Some((_, els)) = elements(p).filter(|(_, e)| e.len() == 2) else {
+        return error_frame(ProxyError::UnexpectedReply("SCAN reply from a node"));
+    };
+    let cursor_frame = &p[els[0].clone()];
+    let cursor = crate::resp::value::decode(cursor_frame)
+        .ok()
+        .and_then(|v| v.as_str().and_then(|s| s.parse::<u64>().ok()));
+    let Some(cursor) = cursor else {
+        return error_frame(ProxyError::UnexpectedReply("SCAN cursor from a node"));
+    };
+    let next = if cursor == 0 {
+        if master + 1 < masters {
+            encode_scan_cursor(master + 1, 0)
+        } else {
+            Some(0)
+        }
+    } else {
+        encode_scan_cursor(master, cursor)
+    };
+    let Some(next) = next else {
+        return error_frame(ProxyError::ScanCursorTooLarge);
+    };
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, 2);
+    encode::bulk(&mut out, next.to_string().as_bytes());
+    out.put_slice(&p[els[1].clone()]);
+    out.freeze()
+}
+
+pub(crate) fn merge_info_parts(
+    parts: &[Bytes],
+    proxy: &str,
+    server: &str,
+    clients: &str,
+    proto: Proto,
+) -> Bytes {
+    let mut texts = Vec::with_capacity(parts.len());
+    for p in parts {
+        match crate::resp::value::decode(p) {
+            Ok(crate::resp::value::Value::Str(t)) => {
+                let t = String::from_utf8_lossy(&t).into_owned();
+                // A RESP3 verbatim string starts with its format.
+                let t = t.strip_prefix("txt:").map(str::to_string).unwrap_or(t);
+                texts.push(t);
+            }
+            _ => return error_frame(ProxyError::UnexpectedReply("INFO reply from a node")),
+        }
+    }
+    let text = merge_info(&texts, proxy, server, clients);
+    let mut out = Vec::with_capacity(text.len() + 16);
+    encode::text(&mut out, &text, proto);
+    Bytes::from(out)
+}
+
+pub(crate) fn merge_first_non_null(parts: &[Bytes], start: u32, proto: Proto) -> Bytes {
+    let n = parts.len();
+    (0..n)
+        .map(|k| &parts[(start as usize + k) % n.max(1)])
+        .find(|p| !is_null(p))
+        .or_else(|| parts.first())
+        .cloned()
+        .unwrap_or_else(|| {
+            let mut out = Vec::new();
+            encode::null(&mut out, proto);
+            Bytes::from(out)
+        })
+}
+
+/// Sums `db0:keys=..,expires=..,avg_ttl=..` lines over the masters' INFO texts.
+pub(crate) fn keyspace_sum(texts: &[String]) -> String {
+    let mut dbs: std::collections::BTreeMap<u32, (u64, u64, u128)> = Default::default();
+    for t in texts {
+        for line in t.lines() {
+            let Some((db, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(n) = db.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let e = dbs.entry(n).or_default();
+            let (mut expires, mut avg) = (0u64, 0u128);
+            for f in fields.split(',') {
+                match f.split_once('=') {
+                    Some(("keys", v)) => e.0 += v.trim().parse::<u64>().unwrap_or(0),
+                    Some(("expires", v)) => expires = v.trim().parse().unwrap_or(0),
+                    Some(("avg_ttl", v)) => avg = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            // avg_ttl averages the keys that have a TTL: weighted by each master's count of
+            // them, the merge is the average over the whole keyspace's.
+            e.1 += expires;
+            e.2 += avg * expires as u128;
+        }
+    }
+    let mut out = String::from("# Keyspace\r\n");
+    for (db, (keys, expires, ttl_weighted)) in dbs {
+        let avg = if expires > 0 {
+            ttl_weighted / expires as u128
+        } else {
+            0
+        };
+        out.push_str(&format!(
+            "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n"
+        ));
+    }
+    out
+}
+
+/// Splits an INFO text into (section name, lines).
+pub(crate) fn info_sections(text: &str) -> Vec<(String, Vec<&str>)> {
+    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        let line = line.trim_end_matches('\r');
+        if let Some(name) = line.strip_prefix("# ") {
+            out.push((name.trim().to_string(), Vec::new()));
+        } else if !line.is_empty() {
+            match out.last_mut() {
+                Some((_, lines)) => lines.push(line),
+                None => out.push((String::new(), vec![line])),
+            }
+        }
+    }
+    out
+}
+
+/// `key:value` lines of one section over every text, numbers summed: the Stats section of
+/// a cluster is the sum of its masters'.
+pub(crate) fn sum_section(texts: &[Vec<(String, Vec<&str>)>], name: &str) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut vals: std::collections::HashMap<String, String> = Default::default();
+    for t in texts {
+        for (_, lines) in t.iter().filter(|(n, _)| n == name) {
+            for l in lines {
+                let Some((k, v)) = l.split_once(':') else {
+                    continue;
+                };
+                match vals.get_mut(k) {
+                    None => {
+                        order.push(k.to_string());
+                        vals.insert(k.to_string(), v.to_string());
+                    }
+                    Some(acc) => {
+                        if let (Ok(a), Ok(b)) = (acc.parse::<i64>(), v.parse::<i64>()) {
+                            *acc = a.saturating_add(b).to_string();
+                        } else if let (Ok(a), Ok(b)) = (acc.parse::<f64>(), v.parse::<f64>()) {
+                            *acc = format!("{:.2}", a + b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let v = &vals[&k];
+            format!("{k}:{v}")
+        })
+        .collect()
+}
+
+/// `cmdstat_x:calls=..,usec=..,usec_per_call=..,rejected_calls=..,failed_calls=..` summed.
+pub(crate) fn sum_commandstats(texts: &[Vec<(String, Vec<&str>)>]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut acc: std::collections::HashMap<String, [u64; 4]> = Default::default();
+    for t in texts {
+        for (_, lines) in t.iter().filter(|(n, _)| n == "Commandstats") {
+            for l in lines {
+                let Some((k, fields)) = l.split_once(':') else {
+                    continue;
+                };
+                let e = acc.entry(k.to_string()).or_insert_with(|| {
+                    order.push(k.to_string());
+                    [0; 4]
+                });
+                for f in fields.split(',') {
+                    let Some((name, v)) = f.split_once('=') else {
+                        continue;
+                    };
+                    let v: u64 = v.parse().unwrap_or(0);
+                    match name {
+                        "calls" => e[0] += v,
+                        "usec" => e[1] += v,
+                        "rejected_calls" => e[2] += v,
+                        "failed_calls" => e[3] += v,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let [calls, usec, rej, failed] = acc[&k];
+            let per = if calls > 0 { usec as f64 / calls as f64 } else { 0.0 };
+            format!(
+                "{k}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rej},failed_calls={failed}"
+            )
+        })
+        .collect()
+}
+
+/// INFO over the cluster: `server` and `clients` from the proxy (given; `server` with the
+/// cluster's version), `stats` and `commandstats` summed over the masters, the keyspace
+/// summed, other sections from the first master, and the proxy's own section last.
+pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &str) -> String {
+    let keyspace = keyspace_sum(texts);
+    let parsed: Vec<Vec<(String, Vec<&str>)>> = texts.iter().map(|t| info_sections(t)).collect();
+    let mut out = String::new();
+    let Some(first) = parsed.first() else {
+        return out;
+    };
+    for (name, lines) in first {
+        let body: Vec<String> = match name.as_str() {
+            "Server" if !server.is_empty() => {
+                out.push_str(server);
+                out.push_str("\r\n");
+                continue;
+            }
+            // A node's clients are the proxy's connections and the cluster bus: a client of
+            // the proxy wants the proxy's own.
+            "Clients" if !clients.is_empty() => {
+                out.push_str(clients);
+                out.push_str("\r\n");
+                continue;
+            }
+            "Keyspace" => {
+                out.push_str(&keyspace);
+                out.push_str("\r\n");
+                continue;
+            }
+            "Stats" => sum_section(&parsed, "Stats"),
+            "Commandstats" => sum_commandstats(&parsed),
+            _ => lines.iter().map(|l| l.to_string()).collect(),
+        };
+        out.push_str(&format!("# {name}\r\n"));
+        for l in body {
+            out.push_str(&l);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str(proxy);
+    // Sections are separated by a blank line, as Redis writes them; none after the last.
+    if out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    out
+}
