@@ -196,6 +196,22 @@ impl Crew {
     }
 }
 
+/// A CLIENT LIST or CLIENT KILL waiting for the other workers' answers.
+pub struct Gather {
+    pub ticket: u64,
+    pub cref: crate::conn::role::ClientRef,
+    pub seq: u64,
+    /// Workers yet to answer.
+    pub waiting: usize,
+    pub proto: crate::resp::encode::Proto,
+    pub kind: Gathered,
+}
+
+pub enum Gathered {
+    Lines(Vec<(u64, String)>),
+    Killed { first_only: bool, n: usize },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

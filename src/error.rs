@@ -110,6 +110,9 @@ pub enum ProxyError {
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.fixed_text() {
+            return f.write_str(text);
+        }
         match self {
             ProxyError::Protocol(e) => write!(f, "ERR Protocol error: {e}"),
             ProxyError::UnknownCommand { name, args } => {
@@ -125,14 +128,10 @@ impl fmt::Display for ProxyError {
             ProxyError::WrongArity(name) => {
                 write!(f, "ERR wrong number of arguments for '{name}' command")
             }
-            ProxyError::CrossSlot => {
-                f.write_str("CROSSSLOT Keys in request don't hash to the same slot")
-            }
             ProxyError::SlotUnserved(s) => write!(
                 f,
                 "CLUSTERDOWN Hash slot {s} is not served by any node the proxy knows"
             ),
-            ProxyError::NoMaster => f.write_str("CLUSTERDOWN no master is known to the proxy"),
             ProxyError::NodeUnavailable { node, why } => {
                 write!(f, "ERR cluster node {node} unavailable: {why}")
             }
@@ -140,7 +139,6 @@ impl fmt::Display for ProxyError {
                 f,
                 "ERR too many cluster redirections (max_redirects {max}), last: {last}"
             ),
-            ProxyError::NodeTableFull => f.write_str("ERR node table full"),
             ProxyError::TooManyBlocking(max) => write!(
                 f,
                 "ERR too many blocking commands in progress through the proxy ({max})"
@@ -157,47 +155,9 @@ impl fmt::Display for ProxyError {
                 f,
                 "ERR {name} is not allowed through the proxy (allow_admin_commands)"
             ),
-            ProxyError::MoveRefused => f.write_str(
-                "ERR MOVE is not allowed through the proxy: a cluster has only database 0",
-            ),
-            ProxyError::ShutdownRefused => f.write_str(
-                "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the \
-                 cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with \
-                 allow_admin_commands: true) to stop the proxy",
-            ),
-            ProxyError::ProxyShutdownRefused => f.write_str(
-                "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)",
-            ),
-            ProxyError::UnknownProxySubcommand => f.write_str(
-                "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN",
-            ),
-            ProxyError::SyntaxError => f.write_str("ERR syntax error"),
-            ProxyError::DbIndexOutOfRange => f.write_str("ERR DB index is out of range"),
-            ProxyError::NotAnInteger => f.write_str("ERR value is not an integer or out of range"),
-            ProxyError::InvalidCursor => f.write_str("ERR invalid cursor"),
-            ProxyError::SlowlogCount => {
-                f.write_str("ERR count should be greater than or equal to -1")
-            }
-            ProxyError::InvalidSlot => f.write_str("ERR Invalid or out of range slot"),
-            ProxyError::InvalidClientName => f.write_str(
-                "ERR Client names cannot contain spaces, newlines or special characters.",
-            ),
             ProxyError::UnrecognizedOption(o) => write!(f, "ERR Unrecognized option '{o}'"),
             ProxyError::UnknownClientType(t) => write!(f, "ERR Unknown client type '{t}'"),
-            ProxyError::InvalidClientId => f.write_str("ERR client-id should be greater than 0"),
-            ProxyError::NoSuchClient => f.write_str("ERR No such client"),
-            ProxyError::MaxClients => f.write_str("ERR max number of clients reached"),
-            ProxyError::NoProto => f.write_str("NOPROTO unsupported protocol version"),
-            ProxyError::HelloProtoNotInteger => {
-                f.write_str("ERR Protocol version is not an integer or out of range")
-            }
-            ProxyError::HelloAuthUnsupported => f.write_str(
-                "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)",
-            ),
             ProxyError::HelloSyntax(o) => write!(f, "ERR Syntax error in HELLO option '{o}'"),
-            ProxyError::HelloWhileSubscribed => f.write_str(
-                "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
-            ),
             ProxyError::SubscribedContext(cmd) => write!(
                 f,
                 "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
@@ -207,9 +167,6 @@ impl fmt::Display for ProxyError {
                 "ERR {cmd} of a channel on another shard than this connection's subscriptions is \
                  not supported through the proxy yet; use another connection for it"
             ),
-            ProxyError::SubscriptionLost => {
-                f.write_str("ERR the subscription connection was lost; subscribe again")
-            }
             ProxyError::NotInTransaction(name) => write!(
                 f,
                 "ERR {name} is not allowed in a transaction through the proxy"
@@ -218,34 +175,58 @@ impl fmt::Display for ProxyError {
                 f,
                 "ERR {name} cannot run inside a transaction through the proxy"
             ),
-            ProxyError::NestedMulti => f.write_str("ERR MULTI calls can not be nested"),
-            ProxyError::ExecWithoutMulti => f.write_str("ERR EXEC without MULTI"),
-            ProxyError::DiscardWithoutMulti => f.write_str("ERR DISCARD without MULTI"),
-            ProxyError::WatchInsideMulti => f.write_str("ERR WATCH inside MULTI is not allowed"),
-            ProxyError::ExecAbort => {
-                f.write_str("EXECABORT Transaction discarded because of previous errors.")
-            }
-            ProxyError::TransactionConnectionLost => f.write_str(
-                "ERR the transaction's connection to its node was lost; start it again",
-            ),
-            ProxyError::TransactionSlotUnserved => {
-                f.write_str("CLUSTERDOWN the transaction's slot is not served")
-            }
-            ProxyError::TransactionCrossSlot => f.write_str(
-                "CROSSSLOT Keys in request don't hash to the same slot as the transaction's",
-            ),
-            ProxyError::InternalRouting => f.write_str("ERR internal routing error"),
-            ProxyError::InternalMerge => f.write_str("ERR internal merge error"),
-            ProxyError::NoReply => f.write_str("ERR no reply"),
-            ProxyError::ScanCursorTooLarge => {
-                f.write_str("ERR SCAN cursor of a node too large for the proxy's cursor")
-            }
             ProxyError::UnexpectedReply(what) => write!(f, "ERR unexpected {what}"),
             ProxyError::PartlyApplied { node, err, applied } => write!(
                 f,
                 "ERR failed on node {node}: {err} (already applied on: {applied})"
             ),
+            _ => Ok(()),
         }
+    }
+}
+
+impl ProxyError {
+    /// The text of a refusal that carries nothing but its kind.
+    fn fixed_text(&self) -> Option<&'static str> {
+        Some(match self {
+            ProxyError::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot",
+            ProxyError::NoMaster => "CLUSTERDOWN no master is known to the proxy",
+            ProxyError::NodeTableFull => "ERR node table full",
+            ProxyError::MoveRefused => "ERR MOVE is not allowed through the proxy: a cluster has only database 0",
+            ProxyError::ShutdownRefused => "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the \
+                 cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with \
+                 allow_admin_commands: true) to stop the proxy",
+            ProxyError::ProxyShutdownRefused => "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)",
+            ProxyError::UnknownProxySubcommand => "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN",
+            ProxyError::SyntaxError => "ERR syntax error",
+            ProxyError::DbIndexOutOfRange => "ERR DB index is out of range",
+            ProxyError::NotAnInteger => "ERR value is not an integer or out of range",
+            ProxyError::InvalidCursor => "ERR invalid cursor",
+            ProxyError::SlowlogCount => "ERR count should be greater than or equal to -1",
+            ProxyError::InvalidSlot => "ERR Invalid or out of range slot",
+            ProxyError::InvalidClientName => "ERR Client names cannot contain spaces, newlines or special characters.",
+            ProxyError::InvalidClientId => "ERR client-id should be greater than 0",
+            ProxyError::NoSuchClient => "ERR No such client",
+            ProxyError::MaxClients => "ERR max number of clients reached",
+            ProxyError::NoProto => "NOPROTO unsupported protocol version",
+            ProxyError::HelloProtoNotInteger => "ERR Protocol version is not an integer or out of range",
+            ProxyError::HelloAuthUnsupported => "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)",
+            ProxyError::HelloWhileSubscribed => "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
+            ProxyError::SubscriptionLost => "ERR the subscription connection was lost; subscribe again",
+            ProxyError::NestedMulti => "ERR MULTI calls can not be nested",
+            ProxyError::ExecWithoutMulti => "ERR EXEC without MULTI",
+            ProxyError::DiscardWithoutMulti => "ERR DISCARD without MULTI",
+            ProxyError::WatchInsideMulti => "ERR WATCH inside MULTI is not allowed",
+            ProxyError::ExecAbort => "EXECABORT Transaction discarded because of previous errors.",
+            ProxyError::TransactionConnectionLost => "ERR the transaction's connection to its node was lost; start it again",
+            ProxyError::TransactionSlotUnserved => "CLUSTERDOWN the transaction's slot is not served",
+            ProxyError::TransactionCrossSlot => "CROSSSLOT Keys in request don't hash to the same slot as the transaction's",
+            ProxyError::InternalRouting => "ERR internal routing error",
+            ProxyError::InternalMerge => "ERR internal merge error",
+            ProxyError::NoReply => "ERR no reply",
+            ProxyError::ScanCursorTooLarge => "ERR SCAN cursor of a node too large for the proxy's cursor",
+            _ => return None,
+        })
     }
 }
 

@@ -39,17 +39,7 @@ impl Reactor {
             return;
         };
         if c.state != ClientState::Open {
-            // A closing client is read only to notice a hang-up while a blocking command
-            // holds a node connection for it (that reply may never come).
-            let cref = ClientRef { idx, gen: c.gen };
-            if self.core.holds_connection(cref) {
-                let outcome = c.read(&mut self.core.scratch, false);
-                c.rbuf.clear();
-                if matches!(outcome, ReadOutcome::Closed | ReadOutcome::Failed(_)) {
-                    self.close_client(idx, "closed while blocked");
-                }
-            }
-            return;
+            return self.closing_input(idx);
         }
         if !c.rbuf.is_empty() {
             // Requests already buffered go first (a client resumed after its limits held it):
@@ -94,29 +84,48 @@ impl Reactor {
             },
         }
         self.process_requests(idx);
-        if let Some(c) = self.clients.get_mut(idx) {
-            let cref = ClientRef { idx, gen: c.gen };
-            // A blocking command's reply may never come (BLPOP 0): a client that hung up
-            // while waiting for one is closed now, as Redis does, not drained. The poller's
-            // word for the hang-up counts too: past the read-ahead budget its end of stream
-            // is never read.
-            if (eof || hung_up) && self.core.holds_connection(cref) {
+        self.after_input(idx, eof || hung_up);
+    }
+
+    /// A closing client is read only to notice a hang-up while a blocking command holds a
+    /// node connection for it (that reply may never come).
+    fn closing_input(&mut self, idx: usize) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let cref = ClientRef { idx, gen: c.gen };
+        if self.core.holds_connection(cref) {
+            let outcome = c.read(&mut self.core.scratch, false);
+            c.rbuf.clear();
+            if matches!(outcome, ReadOutcome::Closed | ReadOutcome::Failed(_)) {
                 self.close_client(idx, "closed while blocked");
-                return;
             }
-            let Some(c) = self.clients.get_mut(idx) else {
-                return;
-            };
-            if eof && c.state == ClientState::Open && !c.paused {
-                // Everything it sent was taken: answer it, then close.
-                c.state = ClientState::Closing;
-            }
-            if c.paused && c.wants_input(&self.core.wake.limits) {
-                c.paused = false;
-                self.core.wake.resume_clients.push(idx);
-            }
-            self.core.mark_client(&mut self.clients, idx);
         }
+    }
+
+    /// After its requests were taken: a client that hung up is closed (blocked) or answered
+    /// then closed; one paused that may take input again is resumed.
+    fn after_input(&mut self, idx: usize, hung_up: bool) {
+        let Some(c) = self.clients.get_mut(idx) else {
+            return;
+        };
+        let cref = ClientRef { idx, gen: c.gen };
+        // A blocking command's reply may never come (BLPOP 0): a client that hung up while
+        // waiting for one is closed now, as Redis does, not drained. The poller's word for
+        // the hang-up counts too: past the read-ahead budget its end of stream is never read.
+        if hung_up && self.core.holds_connection(cref) {
+            self.close_client(idx, "closed while blocked");
+            return;
+        }
+        if c.eof && c.state == ClientState::Open && !c.paused {
+            // Everything it sent was taken: answer it, then close.
+            c.state = ClientState::Closing;
+        }
+        if c.paused && c.wants_input(&self.core.wake.limits) {
+            c.paused = false;
+            self.core.wake.resume_clients.push(idx);
+        }
+        self.core.mark_client(&mut self.clients, idx);
     }
 
     /// Parses and routes the client's complete requests while it may take more.

@@ -12,7 +12,7 @@ use crate::resp::reply::{classify_error, ErrorKind, Redirect};
 use crate::resp::request::Frame;
 use crate::slot::Slot;
 use crate::timer::TimerKind;
-use crate::topology::refresh::RefreshState;
+use crate::topology::RefreshState;
 use crate::topology::{NodeId, Role};
 use bytes::{Bytes, BytesMut};
 use log::{debug, error, info, warn};

@@ -179,6 +179,9 @@ impl Totals {
     }
 }
 
+/// How stale another worker's view of this one's blocked clients may get.
+pub const BLOCKED_RECOUNT: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! Connections: clients (`client`), nodes (`backend`), the pool of node connections
-//! (`pool`), output buffers (`outbuf`), socket I/O (`net`), and the one `send` onto a node.
+//! (`pool`), output buffers (`outbuf`), socket I/O (`net`).
 
 pub mod backend;
 pub mod client;
@@ -7,4 +7,3 @@ pub mod net;
 pub mod outbuf;
 pub mod pool;
 pub mod role;
-pub mod send;

@@ -3,6 +3,7 @@
 
 use crate::conn::client::{Client, ClientState};
 use crate::crew::{Answer, ClientType, Crew, KillFilter, ListFilter, Msg, Question};
+use crate::crew::{Gather, Gathered};
 use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::reactor::{Core, Reactor};
@@ -14,31 +15,6 @@ use std::time::{Duration, Instant};
 /// How long CLIENT LIST or KILL waits for the other workers (each answers on its next poll
 /// turn, so only a worker stuck or gone takes this long).
 pub(crate) const GATHER_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A CLIENT LIST or CLIENT KILL waiting for the other workers' answers.
-pub(crate) struct Gather {
-    ticket: u64,
-    cref: ClientRef,
-    seq: u64,
-    /// Workers yet to answer.
-    waiting: usize,
-    proto: Proto,
-    kind: Gathered,
-}
-
-pub(crate) enum Gathered {
-    Lines(Vec<(u64, String)>),
-    Killed { first_only: bool, n: usize },
-}
-
-impl Gathered {
-    fn reply(self, proto: Proto) -> Vec<u8> {
-        match self {
-            Gathered::Lines(lines) => lines_reply(lines, proto),
-            Gathered::Killed { first_only, n } => kill_reply(first_only, n),
-        }
-    }
-}
 
 impl Reactor {
     /// Sends a question to the other workers, with this worker's part of the answer: the
@@ -59,7 +35,7 @@ impl Reactor {
             .as_ref()
             .map_or(0, |crew| crew.ask(ticket, question));
         if waiting == 0 {
-            return Some(mine.reply(proto));
+            return Some(gathered_reply(mine, proto));
         }
         self.gathers.push(Gather {
             ticket,
@@ -131,7 +107,7 @@ impl Reactor {
     }
 
     pub(crate) fn finish_gather(&mut self, g: Gather) {
-        self.answer_later(g.cref, g.seq, g.kind.reply(g.proto));
+        self.answer_later(g.cref, g.seq, gathered_reply(g.kind, g.proto));
     }
 
     /// CLIENT LIST: this worker's clients, and the other workers' (`None`: the reply
@@ -150,7 +126,7 @@ impl Reactor {
         let mine = Gathered::Lines(self.list_lines(&filter, Some((me, my_cmd))));
         // master and replica: no worker has one.
         if filter.kind == Some(ClientType::NoneHere) {
-            return Some(mine.reply(self.proto_of(me)));
+            return Some(gathered_reply(mine, self.proto_of(me)));
         }
         self.ask_peers(me, seq, &Question::List(filter), mine)
     }
@@ -197,7 +173,7 @@ impl Reactor {
         // An address or an id names one client of the process: found here, it is nowhere
         // else.
         if n > 0 && (filter.first_only || filter.id.is_some()) {
-            return Some(mine.reply(self.proto_of(me)));
+            return Some(gathered_reply(mine, self.proto_of(me)));
         }
         self.ask_peers(me, seq, &Question::Kill(filter), mine)
     }
@@ -421,4 +397,12 @@ pub(crate) fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> 
         c.lib_name.as_deref().unwrap_or(""),
         c.lib_ver.as_deref().unwrap_or(""),
     )
+}
+
+/// The whole answer to a CLIENT LIST or KILL, once every worker's part is in.
+fn gathered_reply(g: Gathered, proto: Proto) -> Vec<u8> {
+    match g {
+        Gathered::Lines(lines) => lines_reply(lines, proto),
+        Gathered::Killed { first_only, n } => kill_reply(first_only, n),
+    }
 }

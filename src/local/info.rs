@@ -11,11 +11,8 @@ use crate::resp::encode::{self};
 use crate::route::split::Merge;
 use crate::topology::Role;
 use crate::totals::Sums;
+use crate::totals::BLOCKED_RECOUNT;
 use bytes::Bytes;
-use std::time::Duration;
-
-/// How stale another worker's view of this one's blocked clients may get.
-pub(crate) const BLOCKED_RECOUNT: Duration = Duration::from_millis(50);
 
 impl Core {
     /// INFO: `INFO proxy` alone is the proxy's; anything else goes to every master and is

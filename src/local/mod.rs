@@ -54,43 +54,12 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
             Some(n) => encode::bulk(&mut out, n),
             None => encode::null(&mut out, c.proto),
         },
-        Local::ClientSetInfo => {
-            let attr = args.arg(2);
-            let value = String::from_utf8_lossy(args.arg(3)).into_owned();
-            if attr.eq_ignore_ascii_case(b"LIB-NAME") {
-                c.lib_name = Some(value);
-                encode::simple(&mut out, "OK");
-            } else if attr.eq_ignore_ascii_case(b"LIB-VER") {
-                c.lib_ver = Some(value);
-                encode::simple(&mut out, "OK");
-            } else {
-                error(
-                    &mut out,
-                    ProxyError::UnrecognizedOption(String::from_utf8_lossy(attr).into_owned()),
-                );
-            }
-        }
+        Local::ClientSetInfo => client_setinfo(c, args.arg(2), args.arg(3), &mut out),
         Local::ClientId => encode::integer(&mut out, c.id as i64),
         Local::Ok => encode::simple(&mut out, "OK"),
         Local::ClusterKeySlot => encode::integer(&mut out, key_slot(args.arg(2)).0 as i64),
         Local::ClientFlag => encode::simple(&mut out, "OK"),
-        Local::ClientReply => {
-            let mode = args.arg(2);
-            if mode.eq_ignore_ascii_case(b"ON") {
-                c.reply_mode = ReplyMode::On;
-                // ON is answered even when it ends OFF.
-                c.silent = false;
-                encode::simple(&mut out, "OK");
-            } else if mode.eq_ignore_ascii_case(b"OFF") {
-                c.reply_mode = ReplyMode::Off;
-                c.silent = true;
-            } else if mode.eq_ignore_ascii_case(b"SKIP") {
-                c.reply_mode = ReplyMode::SkipNext;
-                c.silent = true;
-            } else {
-                error(&mut out, ProxyError::SyntaxError);
-            }
-        }
+        Local::ClientReply => client_reply(c, args.arg(2), &mut out),
         Local::Role => {
             encode::array_header(&mut out, 3);
             encode::bulk(&mut out, b"master");
@@ -105,6 +74,41 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         | Local::Proxy => error(&mut out, ProxyError::InternalRouting),
     }
     c.reply_now(&out);
+}
+
+/// CLIENT SETINFO LIB-NAME|LIB-VER value.
+fn client_setinfo(c: &mut Client, attr: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    let value = String::from_utf8_lossy(value).into_owned();
+    if attr.eq_ignore_ascii_case(b"LIB-NAME") {
+        c.lib_name = Some(value);
+        encode::simple(out, "OK");
+    } else if attr.eq_ignore_ascii_case(b"LIB-VER") {
+        c.lib_ver = Some(value);
+        encode::simple(out, "OK");
+    } else {
+        error(
+            out,
+            ProxyError::UnrecognizedOption(String::from_utf8_lossy(attr).into_owned()),
+        );
+    }
+}
+
+/// CLIENT REPLY ON|OFF|SKIP.
+fn client_reply(c: &mut Client, mode: &[u8], out: &mut Vec<u8>) {
+    if mode.eq_ignore_ascii_case(b"ON") {
+        c.reply_mode = ReplyMode::On;
+        // ON is answered even when it ends OFF.
+        c.silent = false;
+        encode::simple(out, "OK");
+    } else if mode.eq_ignore_ascii_case(b"OFF") {
+        c.reply_mode = ReplyMode::Off;
+        c.silent = true;
+    } else if mode.eq_ignore_ascii_case(b"SKIP") {
+        c.reply_mode = ReplyMode::SkipNext;
+        c.silent = true;
+    } else {
+        error(out, ProxyError::SyntaxError);
+    }
 }
 
 fn set_name(c: &mut Client, name: &[u8]) {

@@ -2,7 +2,6 @@
 //! CLUSTER SLOTS, and the internal-to-public `address_map`.
 
 pub mod discover;
-pub mod refresh;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -454,6 +453,15 @@ impl AddressMap {
         }
         out
     }
+}
+
+/// The topology refresh: one runs at a time; a request while one runs asks for another
+/// after it (`refresh_again`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshState {
+    Idle,
+    Scheduled { at: std::time::Instant },
+    Running,
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use crate::reactor::{Core, Kill};
 use crate::resp::encode::Proto;
 use crate::resp::value;
 use crate::timer::TimerKind;
+use crate::topology::RefreshState;
 use crate::topology::{self, NodeId, Role};
 use bytes::Bytes;
 use log::{debug, info, trace, warn};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// CLUSTER NODES, not SLOTS: SLOTS leaves out replicas that have not replicated anything yet.
 pub(crate) const CLUSTER_NODES: &[u8] = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n";
@@ -23,13 +24,6 @@ pub(crate) const DEGRADED_REFRESH: Duration = Duration::from_millis(100);
 pub(crate) const DEGRADED_FAST_FOR: Duration = Duration::from_secs(30);
 
 pub(crate) const DEGRADED_REFRESH_SLOW: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RefreshState {
-    Idle,
-    Scheduled { at: Instant },
-    Running,
-}
 
 impl Core {
     /// Asks for a refresh no later than `delay` from now; one refresh runs at a time.
