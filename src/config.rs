@@ -91,6 +91,92 @@ pub struct Config {
     pub busy_poll: Duration,
     /// Socket options for the listener, client and backend sockets.
     pub socket: SocketOptions,
+    /// Credentials the proxy presents to every node (a cluster with `requirepass`, or an
+    /// ACL user); unset: none.
+    pub backend_auth: Option<BackendAuth>,
+}
+
+/// `backend_auth`: the user (Redis's `default` when unset) and its password, given in the
+/// file itself, in a file of its own, or in an environment variable, so that it need not
+/// sit in the YAML. Exactly one of the three.
+#[derive(Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendAuth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    /// The password, read once at start-up from whichever source was given.
+    #[serde(skip)]
+    pub resolved: Option<crate::auth::Secret>,
+}
+
+/// Never prints the password.
+impl fmt::Debug for BackendAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendAuth")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+impl BackendAuth {
+    /// Reads the password from its source; the error names the key, never the secret.
+    pub fn resolve(&mut self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let given = [
+            self.password.is_some(),
+            self.password_file.is_some(),
+            self.password_env.is_some(),
+        ];
+        if given.iter().filter(|&&g| g).count() != 1 {
+            return err(
+                "backend_auth: give exactly one of password, password_file, password_env".into(),
+            );
+        }
+        let secret = if let Some(p) = &self.password {
+            p.clone()
+        } else if let Some(path) = &self.password_file {
+            match std::fs::read_to_string(path) {
+                // A trailing newline (echo secret > file) is not part of the password.
+                Ok(text) => text.trim_end_matches(['\r', '\n']).to_string(),
+                Err(e) => {
+                    return err(format!(
+                        "backend_auth.password_file: cannot read {path}: {e}"
+                    ))
+                }
+            }
+        } else {
+            let name = self.password_env.as_deref().unwrap_or_default();
+            match std::env::var(name) {
+                Ok(v) => v,
+                Err(_) => {
+                    return err(format!(
+                        "backend_auth.password_env: the environment variable {name} is not set"
+                    ))
+                }
+            }
+        };
+        if secret.is_empty() || secret.len() > crate::auth::MAX_PASSWORD {
+            return err(format!(
+                "backend_auth: the password must be 1 to {} bytes",
+                crate::auth::MAX_PASSWORD
+            ));
+        }
+        if let Some(u) = &self.user {
+            if u.is_empty()
+                || u.len() > crate::auth::MAX_PASSWORD
+                || u.contains(char::is_whitespace)
+            {
+                return err("backend_auth.user: a user name without spaces, 1 to 512 bytes".into());
+            }
+        }
+        self.resolved = Some(crate::auth::Secret::new(secret));
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -166,6 +252,7 @@ impl Default for Config {
             client_max_pending: DEFAULT_CLIENT_MAX_PENDING,
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             socket: SocketOptions::default(),
+            backend_auth: None,
         }
     }
 }
@@ -206,6 +293,14 @@ impl Config {
             return err("redis_nodes: at least one node (host:port) is required".into());
         }
         for n in &self.redis_nodes {
+            // A seed with credentials (redis://user:pass@host:port): refused without
+            // repeating it, so the password reaches no log.
+            if n.contains('@') || n.contains("://") {
+                return err(format!(
+                    "redis_nodes: '{}' is a URL; give host:port, and credentials in backend_auth",
+                    crate::auth::redact_url(n)
+                ));
+            }
             if split_host_port(n).is_none() {
                 return err(format!("redis_nodes: '{n}' is not host:port"));
             }

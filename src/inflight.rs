@@ -34,6 +34,9 @@ pub enum Owner {
     Internal,
     /// The reply to the HELLO 3 that switches a backend connection to RESP3.
     Hello,
+    /// The reply to the proxy's AUTH (or HELLO 3 AUTH): a refusal breaks the connection
+    /// (`Backend::on_readable`), an OK is dropped.
+    Auth,
     /// A CLUSTER NODES the proxy sent to refresh its view.
     Refresh,
     /// A frame on a subscriber's own connection (a subscription reply or a message): passed

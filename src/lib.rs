@@ -5,6 +5,7 @@
 //! The modules are public so tests, benchmarks and fuzz targets reach the parsers.
 
 pub mod alloc;
+pub mod auth;
 pub mod command;
 pub mod config;
 pub mod conn;

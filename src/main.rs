@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use log::{error, info};
 
+use redis_cluster_proxy::auth::NodeCredentials;
 use redis_cluster_proxy::config::{parse_duration, Config};
 use redis_cluster_proxy::crew::{Crew, Wakers};
 use redis_cluster_proxy::reactor::Reactor;
@@ -256,6 +257,9 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
         None => Config::default(),
     };
     apply_overrides(&mut cfg, &cli.overrides).and_then(|_| cfg.validate().map_err(|e| e.0))?;
+    if let Some(auth) = cfg.backend_auth.as_mut() {
+        auth.resolve().map_err(|e| e.0)?;
+    }
     Ok(cfg)
 }
 
@@ -280,7 +284,8 @@ fn log_open_files_limit(cfg: &Config) {
 /// The cluster's slot map and Redis version from the seeds, and the commands it knows
 /// beyond the built-in table.
 fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
-    let found = discover(&cfg.redis_nodes, cfg.connect_timeout).map_err(|e| e.to_string())?;
+    let creds = NodeCredentials::from_config(cfg.backend_auth.as_ref());
+    let found = discover(&cfg.redis_nodes, cfg.connect_timeout, creds.as_ref())?;
     let learned = redis_cluster_proxy::command::learn(&found.commands);
     match &found.commands {
         redis_cluster_proxy::resp::value::Value::Array(all) => info!(

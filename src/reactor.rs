@@ -122,6 +122,8 @@ pub struct Core {
     pub(crate) shutdown: bool,
     /// Client reads land here first, so buffers hold only what arrived.
     pub(crate) scratch: Box<[u8]>,
+    /// `backend_auth`'s requests, sent first on every node connection.
+    pub(crate) creds: Option<crate::auth::NodeCredentials>,
     /// Dedicated connections in use, with the client whose blocking command they carry.
     pub(crate) busy_dedicated: Vec<(ClientRef, BackendRef)>,
 }
@@ -175,6 +177,7 @@ impl Core {
         worker: usize,
         totals: Arc<Totals>,
     ) -> Core {
+        let creds = crate::auth::NodeCredentials::from_config(cfg.backend_auth.as_ref());
         let limits = Limits {
             max_pending: cfg.client_max_pending,
             soft_output: (cfg.client_output_limit / 8).max(64 * 1024),
@@ -221,6 +224,7 @@ impl Core {
             shutdown: false,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             busy_dedicated: Vec::new(),
+            creds,
             stats: Counters::default(),
             started: now,
             totals,

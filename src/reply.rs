@@ -92,7 +92,9 @@ impl Core {
             Owner::Client { client, seq, part } => (client, seq, part),
             Owner::Stream(to) => return self.stream_frame(clients, to, frame),
             Owner::Refresh => return self.refresh_done(from, &frame),
-            Owner::Internal | Owner::Hello => return self.own_reply(from, &req.owner, &frame),
+            Owner::Internal | Owner::Hello | Owner::Auth => {
+                return self.own_reply(from, &req.owner, &frame)
+            }
         };
         if frame.first() != Some(&b'-') || req.role.held() {
             deliver(clients, &mut self.wake, client, seq, part, frame);
@@ -335,7 +337,7 @@ impl Core {
                     self.refresh = RefreshState::Idle;
                     self.request_refresh(Duration::ZERO);
                 }
-                Owner::Internal | Owner::Hello => {}
+                Owner::Internal | Owner::Hello | Owner::Auth => {}
                 Owner::Stream(to) => self.wake.kill.push((to, Kill::SubscriptionLost)),
             }
         }

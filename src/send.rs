@@ -3,7 +3,7 @@
 //! opening, lending and closing node connections.
 
 use crate::config::ReadFrom;
-use crate::conn::backend::Backend;
+use crate::conn::backend::{Backend, Prelude};
 use crate::conn::client::Client;
 use crate::conn::pool::{proto_index, BackendRef};
 use crate::conn::role::{BackendRole, Idle};
@@ -272,7 +272,10 @@ impl Core {
             node,
             addr,
             proto,
-            self.cfg.read_from != ReadFrom::Master,
+            Prelude {
+                readonly: self.cfg.read_from != ReadFrom::Master,
+                creds: self.creds.as_ref(),
+            },
             &self.cfg.socket,
             self.now,
         ) {

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::auth::NodeCredentials;
 use crate::config::SocketOptions;
 use crate::conn::net::{self, ReadOutcome, WriteOutcome};
 use crate::conn::outbuf::OutBuf;
@@ -56,6 +57,15 @@ pub enum Verdict {
     Broken(String),
 }
 
+/// What a new node connection sends before any request.
+#[derive(Debug, Clone, Copy)]
+pub struct Prelude<'a> {
+    /// READONLY, so a replica serves reads for its master's slots.
+    pub readonly: bool,
+    /// `backend_auth`'s AUTH (or HELLO 3 AUTH).
+    pub creds: Option<&'a NodeCredentials>,
+}
+
 pub struct Backend {
     pub gen: u64,
     pub node: NodeId,
@@ -86,7 +96,7 @@ impl Backend {
         node: NodeId,
         addr: SocketAddr,
         proto: Proto,
-        readonly: bool,
+        prelude: Prelude<'_>,
         opts: &SocketOptions,
         now: Instant,
     ) -> io::Result<Backend> {
@@ -109,12 +119,17 @@ impl Backend {
             role: BackendRole::Shared,
             opened: now,
         };
-        if proto == Proto::Resp3 {
-            b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now);
+        // Credentials first, so nothing behind them meets NOAUTH; with RESP3 one HELLO does
+        // both. Pipelined with what follows: no round trip of its own.
+        match (proto, prelude.creds) {
+            (Proto::Resp3, Some(c)) => b.push(c.hello3(), Owner::Auth, None, now),
+            (Proto::Resp3, None) => b.push(Bytes::from_static(HELLO3), Owner::Hello, None, now),
+            (Proto::Resp2, Some(c)) => b.push(c.auth(), Owner::Auth, None, now),
+            (Proto::Resp2, None) => {}
         }
         // Lets a replica serve reads for its master's slots; a no-op on a master, so every
         // connection gets it and a failover needs no new connections.
-        if readonly {
+        if prelude.readonly {
             b.push(Bytes::from_static(READONLY), Owner::Internal, None, now);
         }
         Ok(b)
@@ -221,6 +236,17 @@ impl Backend {
                         continue;
                     }
                     match self.inflight.pop_front() {
+                        // A node that refuses the proxy's credentials serves nothing on
+                        // this connection: it breaks, and the node counts as down.
+                        Some(req)
+                            if matches!(req.owner, Owner::Auth) && frame.first() == Some(&b'-') =>
+                        {
+                            let why = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
+                            verdict = Verdict::Broken(format!(
+                                "the node refused the proxy's credentials (backend_auth): {why}"
+                            ));
+                            break;
+                        }
                         Some(req) => out.push((req, frame)),
                         None if self.role.stream_client().is_some() => {
                             let to = self

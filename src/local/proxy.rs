@@ -127,6 +127,21 @@ impl Core {
             ),
             ("socket.backlog".into(), c.socket.backlog.to_string()),
             ("socket.reuse_port".into(), c.socket.reuse_port.to_string()),
+            (
+                "backend_auth.user".into(),
+                c.backend_auth
+                    .as_ref()
+                    .and_then(|a| a.user.clone())
+                    .unwrap_or_default(),
+            ),
+            // Whether one is set, never the password itself.
+            (
+                "backend_auth.password".into(),
+                match &c.backend_auth {
+                    Some(_) => "(set)".into(),
+                    None => String::new(),
+                },
+            ),
         ]
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use crate::auth::NodeCredentials;
 use crate::resp::reply::ReplyParser;
 use crate::resp::value::{self, Value};
 use crate::topology::{self, SlotRange};
@@ -23,10 +24,14 @@ pub struct Discovery {
 }
 
 /// Tries every seed; the error names each one and why it did not do.
-pub fn discover(seeds: &[String], timeout: Duration) -> Result<Discovery, String> {
+pub fn discover(
+    seeds: &[String],
+    timeout: Duration,
+    creds: Option<&NodeCredentials>,
+) -> Result<Discovery, String> {
     let mut tried = Vec::new();
     for seed in seeds {
-        match ask(seed, timeout) {
+        match ask(seed, timeout, creds) {
             Ok(d) => return Ok(d),
             Err(e) => tried.push(format!("{seed} ({e})")),
         }
@@ -37,17 +42,30 @@ pub fn discover(seeds: &[String], timeout: Duration) -> Result<Discovery, String
     ))
 }
 
-fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
+fn ask(
+    seed: &str,
+    timeout: Duration,
+    creds: Option<&NodeCredentials>,
+) -> Result<Discovery, String> {
     let addr = topology::resolve(seed).ok_or("address does not resolve")?;
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     let io_timeout = Some(timeout.max(Duration::from_secs(2)));
     s.set_read_timeout(io_timeout).map_err(|e| e.to_string())?;
     s.set_write_timeout(io_timeout).map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    if let Some(c) = creds {
+        s.write_all(&c.auth()).map_err(|e| e.to_string())?;
+        if let Value::Error(e) = read_reply(&mut s, &mut buf)? {
+            return Err(format!(
+                "the node refused the proxy's credentials (backend_auth): {}",
+                String::from_utf8_lossy(&e)
+            ));
+        }
+    }
     s.write_all(
         b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$7\r\nCOMMAND\r\n",
     )
     .map_err(|e| e.to_string())?;
-    let mut buf = BytesMut::new();
     let slots = read_reply(&mut s, &mut buf)?;
     let info = read_reply(&mut s, &mut buf)?;
     // A node that cannot list its commands still routes with the built-in table.
@@ -56,6 +74,8 @@ fn ask(seed: &str, timeout: Duration) -> Result<Discovery, String> {
         let e = String::from_utf8_lossy(e);
         return Err(if e.contains("cluster support disabled") {
             "not in cluster mode (cluster-enabled no)".to_string()
+        } else if e.starts_with("NOAUTH") {
+            format!("{e} (the node needs a password: set backend_auth)")
         } else {
             e.into_owned()
         });

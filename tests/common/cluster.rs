@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::conn::{parse_info, ping_port, redis_conn};
+use super::conn::{node_conn, parse_info, ping_port};
 use super::process::{
     die_with_parent, free_port, keep_tmp, redis_cli_bin, redis_server_bin, run_with_timeout,
     unique_temp_dir, LOCALHOST,
@@ -175,6 +175,8 @@ pub struct Cluster {
     dir: PathBuf,
     nodes: Vec<NodeProc>,
     opts: ClusterOptions,
+    /// requirepass of every node, once `require_password` set it.
+    password: Option<String>,
     _permit: ClusterPermit,
 }
 
@@ -192,6 +194,7 @@ impl Cluster {
             dir,
             nodes: Vec::new(),
             opts: opts.clone(),
+            password: None,
             _permit: permit,
         };
         let total = opts.masters * (1 + opts.replicas_per_master);
@@ -320,7 +323,7 @@ impl Cluster {
         let expect_replicas = live.len().saturating_sub(expect_masters);
         let mut first_view: Option<Vec<(u16, bool)>> = None;
         for &p in &live {
-            let mut con = match redis_conn(p, Duration::from_secs(2)) {
+            let mut con = match node_conn(p, Duration::from_secs(2), self.password.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return Some(format!("{p}: cannot connect: {e}")),
             };
@@ -464,7 +467,7 @@ impl Cluster {
 
     /// A redis-rs connection straight to one node (10 s timeouts).
     pub fn conn(&self, port: u16) -> redis::Connection {
-        redis_conn(port, Duration::from_secs(10))
+        node_conn(port, Duration::from_secs(10), self.password.as_deref())
             .unwrap_or_else(|e| panic!("cannot connect to node {port}: {e}"))
     }
 
@@ -479,12 +482,24 @@ impl Cluster {
         port: u16,
         args: &[&str],
     ) -> redis::RedisResult<T> {
-        let mut con = redis_conn(port, Duration::from_secs(10))?;
+        let mut con = node_conn(port, Duration::from_secs(10), self.password.as_deref())?;
         let mut c = redis::cmd(args[0]);
         for a in &args[1..] {
             c.arg(*a);
         }
         c.query(&mut con)
+    }
+
+    /// Turns on `requirepass` (and `masterauth`, first, so replication goes on) on every
+    /// node of the running cluster, as an operator would; the harness's own connections
+    /// authenticate from then on.
+    pub fn require_password(&mut self, secret: &str) {
+        for p in self.ports() {
+            for (k, v) in [("masterauth", secret), ("requirepass", secret)] {
+                let _: String = self.query(p, &["CONFIG", "SET", k, v]);
+            }
+        }
+        self.password = Some(secret.to_string());
     }
 
     /// Runs `redis-cli -p port args...` and returns its stdout (panics if it fails).

@@ -18,6 +18,20 @@ pub fn redis_conn(port: u16, timeout: Duration) -> redis::RedisResult<redis::Con
     Ok(con)
 }
 
+/// A redis-rs connection that authenticates with `password` when there is one.
+pub fn node_conn(
+    port: u16,
+    timeout: Duration,
+    password: Option<&str>,
+) -> redis::RedisResult<redis::Connection> {
+    let Some(password) = password else {
+        return redis_conn(port, timeout);
+    };
+    let mut con = redis_conn(port, timeout)?;
+    redis::cmd("AUTH").arg(password).query::<()>(&mut con)?;
+    Ok(con)
+}
+
 /// Sends PING over a plain socket; true when +PONG comes back.
 pub fn ping_port(port: u16, timeout: Duration) -> bool {
     let Ok(mut c) = RawClient::connect(port, timeout) else {
