@@ -183,7 +183,13 @@ fn split_merge(c: &mut Criterion) {
         })
         .collect();
     g.bench_function("MGET of 10 keys: merge", |b| {
-        b.iter(|| black_box(split::merge(&merge, &replies, Proto::Resp2)))
+        b.iter(|| {
+            black_box(redis_cluster_proxy::route::merge::merge(
+                &merge,
+                &replies,
+                Proto::Resp2,
+            ))
+        })
     });
     g.finish();
 }

@@ -6,7 +6,6 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::BackendAuth;
 use crate::resp::encode;
 
 /// Redis accepts longer passwords, but nothing reasonable is longer than this, and a bound
@@ -14,7 +13,8 @@ use crate::resp::encode;
 pub const MAX_PASSWORD: usize = 512;
 
 /// A password: compared and sent, never shown (`Debug` and `Display` print `(secret)`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -48,17 +48,15 @@ pub struct NodeCredentials {
 }
 
 impl NodeCredentials {
-    /// `None` when `backend_auth` is unset or its password was not resolved.
-    pub fn from_config(cfg: Option<&BackendAuth>) -> Option<NodeCredentials> {
-        let cfg = cfg?;
-        let password = cfg.resolved.as_ref()?;
+    /// `user`: None for Redis's `default` user.
+    pub fn new(user: Option<&str>, password: &Secret) -> Option<NodeCredentials> {
         let pass = password.expose().as_bytes();
         let mut auth = BytesMut::new();
-        match &cfg.user {
+        match user {
             Some(user) => encode::command(&mut auth, &[b"AUTH", user.as_bytes(), pass]),
             None => encode::command(&mut auth, &[b"AUTH", pass]),
         }
-        let user = cfg.user.as_deref().unwrap_or("default").as_bytes();
+        let user = user.unwrap_or("default").as_bytes();
         let mut hello3 = BytesMut::new();
         encode::command(&mut hello3, &[b"HELLO", b"3", b"AUTH", user, pass]);
         Some(NodeCredentials {
@@ -74,6 +72,17 @@ impl NodeCredentials {
     pub fn hello3(&self) -> Bytes {
         self.hello3.clone()
     }
+}
+
+/// Protected mode, as Redis's: with no `auth`, a proxy bound to a reachable address serves
+/// loopback clients only. Whether a client from `peer` is refused.
+pub fn protected_refuses(
+    protected_mode: bool,
+    has_auth: bool,
+    bind: std::net::IpAddr,
+    peer: std::net::IpAddr,
+) -> bool {
+    protected_mode && !has_auth && !bind.is_loopback() && !peer.is_loopback()
 }
 
 /// A URL with its password replaced by `***`, for an error message.
@@ -97,17 +106,32 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2".into());
         assert_eq!(format!("{s} {s:?}"), "(secret) (secret)");
-        let mut cfg = BackendAuth {
-            password: Some("hunter2".into()),
-            ..BackendAuth::default()
-        };
-        cfg.resolve().unwrap();
-        assert!(!format!("{cfg:?}").contains("hunter2"));
-        let creds = NodeCredentials::from_config(Some(&cfg)).unwrap();
+        let creds = NodeCredentials::new(None, &s).unwrap();
         assert_eq!(&creds.auth()[..], b"*2\r\n$4\r\nAUTH\r\n$7\r\nhunter2\r\n");
         assert!(creds
             .hello3()
             .starts_with(b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n"));
+    }
+
+    #[test]
+    fn protected_mode_decision() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // protected_mode, auth, bind, peer -> refused
+        let table = [
+            (true, false, "0.0.0.0", "10.1.2.3", true),
+            (true, false, "0.0.0.0", "127.0.0.1", false),
+            (true, false, "0.0.0.0", "::1", false),
+            (true, true, "0.0.0.0", "10.1.2.3", false),
+            (false, false, "0.0.0.0", "10.1.2.3", false),
+            (true, false, "127.0.0.1", "127.0.0.1", false),
+        ];
+        for (pm, auth, bind, peer, want) in table {
+            assert_eq!(
+                protected_refuses(pm, auth, ip(bind), ip(peer)),
+                want,
+                "{pm} {auth} {bind} {peer}"
+            );
+        }
     }
 
     #[test]
@@ -116,26 +140,5 @@ mod tests {
         assert_eq!(redact_url("redis://u:secret@h:1"), "redis://u:***@h:1");
         assert_eq!(redact_url("u:secret@h:1"), "***@h:1");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
-    }
-
-    #[test]
-    fn one_source_and_bounded() {
-        let mut both = BackendAuth {
-            password: Some("a".into()),
-            password_env: Some("X".into()),
-            ..BackendAuth::default()
-        };
-        assert!(both.resolve().is_err());
-        let mut missing = BackendAuth {
-            password_file: Some("/nonexistent/rcp-password".into()),
-            ..BackendAuth::default()
-        };
-        let e = missing.resolve().unwrap_err().0;
-        assert!(e.starts_with("backend_auth.password_file:"), "{e}");
-        let mut huge = BackendAuth {
-            password: Some("x".repeat(MAX_PASSWORD + 1)),
-            ..BackendAuth::default()
-        };
-        assert!(huge.resolve().is_err());
     }
 }

@@ -94,6 +94,52 @@ pub struct Config {
     /// Credentials the proxy presents to every node (a cluster with `requirepass`, or an
     /// ACL user); unset: none.
     pub backend_auth: Option<BackendAuth>,
+    /// Clients' authentication: the default user's password (Redis's `requirepass`) and
+    /// users with ACL rules; unset: no authentication (see `protected_mode`).
+    pub auth: Option<AuthConfig>,
+    /// With no `auth`, answer only loopback clients (Redis's protected mode): a proxy bound
+    /// to a reachable address is not an open door by default.
+    pub protected_mode: bool,
+}
+
+/// `auth`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The `default` user's password (AUTH <password>).
+    pub password: Option<crate::auth::Secret>,
+    pub users: Vec<UserConfig>,
+}
+
+/// One of `auth.users`.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// Plain, or `sha256:<64 hex digits>` (as ACL's `#<hash>`).
+    #[serde(default)]
+    pub passwords: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Redis ACL rules, space separated: `+@all -@dangerous ~app:* &*`, `nopass`, ...
+    #[serde(default)]
+    pub rules: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Never prints the passwords.
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("passwords", &self.passwords.len())
+            .field("enabled", &self.enabled)
+            .field("rules", &self.rules)
+            .finish()
+    }
 }
 
 /// `backend_auth`: the user (Redis's `default` when unset) and its password, given in the
@@ -253,6 +299,8 @@ impl Default for Config {
             client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
             socket: SocketOptions::default(),
             backend_auth: None,
+            auth: None,
+            protected_mode: true,
         }
     }
 }
@@ -562,5 +610,26 @@ mod tests {
         assert_eq!(split_host_port("[::1]:7000"), Some(("::1", 7000)));
         assert_eq!(split_host_port("a:0"), None);
         assert_eq!(split_host_port(":80"), None);
+    }
+
+    #[test]
+    fn one_source_and_bounded() {
+        let mut both = BackendAuth {
+            password: Some("a".into()),
+            password_env: Some("X".into()),
+            ..BackendAuth::default()
+        };
+        assert!(both.resolve().is_err());
+        let mut missing = BackendAuth {
+            password_file: Some("/nonexistent/rcp-password".into()),
+            ..BackendAuth::default()
+        };
+        let e = missing.resolve().unwrap_err().0;
+        assert!(e.starts_with("backend_auth.password_file:"), "{e}");
+        let mut huge = BackendAuth {
+            password: Some("x".repeat(crate::auth::MAX_PASSWORD + 1)),
+            ..BackendAuth::default()
+        };
+        assert!(huge.resolve().is_err());
     }
 }

@@ -63,6 +63,14 @@ impl Core {
                 true
             }
         };
+        // Authentication and ACL, where `auth` is configured: one test otherwise.
+        if !self.acl_open {
+            if let Some(e) = self.acl_refusal(c, &args, &routed) {
+                c.reply_now(&e.to_frame());
+                c.silent = false;
+                return;
+            }
+        }
         self.take(c, cref, frame.clone(), &args, routed);
         c.silent = false;
     }
@@ -155,6 +163,11 @@ impl Core {
                 let seq = c.reserve();
                 let argv = (0..args.argc()).map(|i| args.arg(i).to_vec()).collect();
                 self.deferred.push((cref, seq, l, argv, c.last_cmd));
+            }
+            Local::Auth => self.auth(c, args),
+            Local::Acl => self.acl(c, args),
+            Local::Hello if self.hello_auth(c, args).is_err() => {
+                c.reply_now(&ProxyError::WrongPass.to_frame())
             }
             Local::Monitor => {
                 c.reply_now(b"+OK\r\n");

@@ -70,7 +70,23 @@ pub enum ProxyError {
     /// HELLO with a protocol version other than 2 or 3.
     NoProto,
     HelloProtoNotInteger,
-    HelloAuthUnsupported,
+    /// A command before AUTH, where the proxy requires it.
+    NoAuth,
+    /// HELLO without AUTH before authenticating.
+    NoAuthHello,
+    WrongPass,
+    /// AUTH <password> with no password set for the default user.
+    AuthWithoutPassword,
+    /// The user may not run the command (its lower-case full name).
+    NoPermCommand(String),
+    NoPermKey,
+    NoPermChannel,
+    /// A non-loopback client of a proxy in protected mode.
+    ProtectedMode,
+    /// ACL CAT of a category that does not exist.
+    UnknownCategory(String),
+    /// ACL GENPASS with a bit count out of range.
+    GenpassBits,
     HelloSyntax(String),
     /// HELLO 2 from a RESP3 subscriber.
     HelloWhileSubscribed,
@@ -176,6 +192,11 @@ impl fmt::Display for ProxyError {
                 "ERR {name} cannot run inside a transaction through the proxy"
             ),
             ProxyError::UnexpectedReply(what) => write!(f, "ERR unexpected {what}"),
+            ProxyError::UnknownCategory(c) => write!(f, "ERR Unknown category '{c}'"),
+            ProxyError::NoPermCommand(name) => write!(
+                f,
+                "NOPERM this user has no permissions to run the '{name}' command"
+            ),
             ProxyError::PartlyApplied { node, err, applied } => write!(
                 f,
                 "ERR failed on node {node}: {err} (already applied on: {applied})"
@@ -210,7 +231,14 @@ impl ProxyError {
             ProxyError::MaxClients => "ERR max number of clients reached",
             ProxyError::NoProto => "NOPROTO unsupported protocol version",
             ProxyError::HelloProtoNotInteger => "ERR Protocol version is not an integer or out of range",
-            ProxyError::HelloAuthUnsupported => "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)",
+            ProxyError::NoAuth => "NOAUTH Authentication required.",
+            ProxyError::GenpassBits => "ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096",
+            ProxyError::NoAuthHello => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            ProxyError::WrongPass => "WRONGPASS invalid username-password pair or user is disabled.",
+            ProxyError::AuthWithoutPassword => "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ProxyError::NoPermKey => "NOPERM this user has no permissions to access one of the keys used as arguments",
+            ProxyError::NoPermChannel => "NOPERM this user has no permissions to access one of the channels used as arguments",
+            ProxyError::ProtectedMode => "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to the proxy you may adopt one of the following solutions: 1) Set a password for the default user with auth.password (or auth.users) in the proxy's config.yaml. 2) Disable protected mode with protected_mode: false, if you are sure you want clients from other hosts to connect even without authentication. 3) Bind the proxy to the loopback interface only (bind: 127.0.0.1).",
             ProxyError::HelloWhileSubscribed => "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first",
             ProxyError::SubscriptionLost => "ERR the subscription connection was lost; subscribe again",
             ProxyError::NestedMulti => "ERR MULTI calls can not be nested",
@@ -327,7 +355,16 @@ mod tests {
             (ProxyError::ShutdownRefused, false, "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with allow_admin_commands: true) to stop the proxy"),
             (ProxyError::ProxyShutdownRefused, false, "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)"),
             (ProxyError::UnknownProxySubcommand, false, "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN"),
-            (ProxyError::HelloAuthUnsupported, false, "ERR HELLO AUTH is not supported through this proxy yet (authentication is not implemented)"),
+            (ProxyError::NoAuth, true, "NOAUTH Authentication required."),
+            (ProxyError::UnknownCategory(s("x")), true, "ERR Unknown category 'x'"),
+            (ProxyError::GenpassBits, true, "ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096"),
+            (ProxyError::NoAuthHello, true, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"),
+            (ProxyError::WrongPass, true, "WRONGPASS invalid username-password pair or user is disabled."),
+            (ProxyError::AuthWithoutPassword, true, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"),
+            (ProxyError::NoPermCommand(s("flushall")), true, "NOPERM this user has no permissions to run the 'flushall' command"),
+            (ProxyError::NoPermKey, true, "NOPERM this user has no permissions to access one of the keys used as arguments"),
+            (ProxyError::NoPermChannel, true, "NOPERM this user has no permissions to access one of the channels used as arguments"),
+            (ProxyError::ProtectedMode, false, "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to the proxy you may adopt one of the following solutions: 1) Set a password for the default user with auth.password (or auth.users) in the proxy's config.yaml. 2) Disable protected mode with protected_mode: false, if you are sure you want clients from other hosts to connect even without authentication. 3) Bind the proxy to the loopback interface only (bind: 127.0.0.1)."),
             (ProxyError::HelloWhileSubscribed, false, "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first"),
             (ProxyError::OtherShard("SSUBSCRIBE"), false, "ERR SSUBSCRIBE of a channel on another shard than this connection's subscriptions is not supported through the proxy yet; use another connection for it"),
             (ProxyError::SubscriptionLost, false, "ERR the subscription connection was lost; subscribe again"),
@@ -392,7 +429,16 @@ mod tests {
                 | ProxyError::MaxClients
                 | ProxyError::NoProto
                 | ProxyError::HelloProtoNotInteger
-                | ProxyError::HelloAuthUnsupported
+                | ProxyError::NoAuth
+                | ProxyError::NoAuthHello
+                | ProxyError::WrongPass
+                | ProxyError::AuthWithoutPassword
+                | ProxyError::NoPermCommand(_)
+                | ProxyError::NoPermKey
+                | ProxyError::NoPermChannel
+                | ProxyError::ProtectedMode
+                | ProxyError::UnknownCategory(_)
+                | ProxyError::GenpassBits
                 | ProxyError::HelloSyntax(_)
                 | ProxyError::HelloWhileSubscribed
                 | ProxyError::SubscribedContext(_)
@@ -422,6 +468,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 53);
+        assert_eq!(all.len(), 62);
     }
 }

@@ -4,7 +4,8 @@
 //! ```text
 //!   Sent --MOVED--> MovedRetry --MOVED/ASK/...--> ...
 //!     |  --ASK----> Asking (ASKING + request to the named node)
-//!     |  --TRYAGAIN/CLUSTERDOWN--> Backoff --timer--> Sent (same node, re-routed by slot)
+//!     |  --TRYAGAIN/CLUSTERDOWN--> Backoff --timer--> Sent (to the slot's owner then)
+//!     |  --NOSCRIPT (a script the proxy saw loaded)--> SCRIPT LOAD + the request again
 //!     +--any other reply--> delivered
 //!   each redirection counts; past max_redirects the client gets the error naming the last
 //! ```

@@ -4,6 +4,7 @@
 //!
 //! The modules are public so tests, benchmarks and fuzz targets reach the parsers.
 
+pub mod acl;
 pub mod alloc;
 pub mod auth;
 pub mod command;
@@ -23,6 +24,7 @@ pub mod resp;
 pub mod route;
 pub mod send;
 pub mod sha1;
+pub mod sha256;
 pub mod signals;
 pub mod slot;
 pub mod timer;

@@ -260,6 +260,10 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if let Some(auth) = cfg.backend_auth.as_mut() {
         auth.resolve().map_err(|e| e.0)?;
     }
+    // The users' rules, checked now so that a bad one is a configuration error.
+    if let Some(auth) = &cfg.auth {
+        redis_cluster_proxy::acl::Users::from_config(auth).map_err(|e| e.0)?;
+    }
     Ok(cfg)
 }
 
@@ -284,7 +288,10 @@ fn log_open_files_limit(cfg: &Config) {
 /// The cluster's slot map and Redis version from the seeds, and the commands it knows
 /// beyond the built-in table.
 fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
-    let creds = NodeCredentials::from_config(cfg.backend_auth.as_ref());
+    let creds = cfg
+        .backend_auth
+        .as_ref()
+        .and_then(|a| NodeCredentials::new(a.user.as_deref(), a.resolved.as_ref()?));
     let found = discover(&cfg.redis_nodes, cfg.connect_timeout, creds.as_ref())?;
     let learned = redis_cluster_proxy::command::learn(&found.commands);
     match &found.commands {

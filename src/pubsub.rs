@@ -293,7 +293,6 @@ impl Core {
     }
 }
 
-/// One CLIENT LIST line, in Redis's field order.
 /// Keeps a subscriber's counts from a node's (un)subscription reply: `kind` is its first
 /// element (`$9\r\nsubscribe\r\n`, lower-cased), `count` its last (`:2\r\n`). A channel or
 /// pattern reply counts both together, a shard channel reply those alone.

@@ -1,6 +1,7 @@
 //! The event loop: poll, dispatch by token, timers, and the flush pass that writes each
-//! dirty connection once per turn. The per-connection logic lives in `client`, `backend`,
-//! `router` and `local`; this module moves requests and replies between them.
+//! dirty connection once per turn; `Core`, everything but the clients, whose methods live
+//! in the feature modules (`input`, `dispatch`, `send`, `reply`, `refresh`, `tx`, `pubsub`,
+//! `local`). docs/architecture.md walks one request through them.
 //!
 //! A turn:
 //! ```text
@@ -122,6 +123,16 @@ pub struct Core {
     pub(crate) shutdown: bool,
     /// Client reads land here first, so buffers hold only what arrived.
     pub(crate) scratch: Box<[u8]>,
+    /// The clients' users (`auth`); with no `auth`, the one `default` user, who may do
+    /// anything and needs no password.
+    pub(crate) users: crate::acl::Users,
+    /// No `auth`: nothing to check on the request path.
+    pub(crate) acl_open: bool,
+    /// Protected mode is on: only loopback clients are served.
+    pub(crate) protected: bool,
+    /// When refused passwords were last logged, and how many since.
+    pub(crate) auth_warned: Option<Instant>,
+    pub(crate) auth_failures_unlogged: u64,
     /// `backend_auth`'s requests, sent first on every node connection.
     pub(crate) creds: Option<crate::auth::NodeCredentials>,
     /// Dedicated connections in use, with the client whose blocking command they carry.
@@ -177,7 +188,27 @@ impl Core {
         worker: usize,
         totals: Arc<Totals>,
     ) -> Core {
-        let creds = crate::auth::NodeCredentials::from_config(cfg.backend_auth.as_ref());
+        let creds = cfg.backend_auth.as_ref().and_then(|a| {
+            crate::auth::NodeCredentials::new(a.user.as_deref(), a.resolved.as_ref()?)
+        });
+        // Validated at start-up (`Users::from_config` in load_config): cannot fail here.
+        let users = match &cfg.auth {
+            // Never open on an error: a configuration that cannot be read lets no one in.
+            Some(a) => {
+                crate::acl::Users::from_config(a).unwrap_or_else(|_| crate::acl::Users::closed())
+            }
+            None => crate::acl::Users::open(),
+        };
+        let acl_open = cfg.auth.is_none();
+        // Refused peers are the non-loopback ones (`auth::protected_refuses`): this says
+        // whether any is, for the bind address.
+        let bind: std::net::IpAddr = cfg.bind.parse().unwrap_or([127, 0, 0, 1].into());
+        let protected = crate::auth::protected_refuses(
+            cfg.protected_mode,
+            cfg.auth.is_some(),
+            bind,
+            [10, 0, 0, 1].into(),
+        );
         let limits = Limits {
             max_pending: cfg.client_max_pending,
             soft_output: (cfg.client_output_limit / 8).max(64 * 1024),
@@ -225,6 +256,11 @@ impl Core {
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             busy_dedicated: Vec::new(),
             creds,
+            users,
+            acl_open,
+            protected,
+            auth_warned: None,
+            auth_failures_unlogged: 0,
             stats: Counters::default(),
             started: now,
             totals,
@@ -282,6 +318,12 @@ impl Reactor {
             totals,
         );
         let now = core.now;
+        if core.protected && worker == 0 {
+            warn!(
+                "protected mode: bound to {} with no auth configured, so only loopback clients are served; set auth (a password or users) or protected_mode: false",
+                core.cfg.bind
+            );
+        }
         // A first refresh soon after start: a cluster just created may not have gossiped
         // every replica to the seed yet. Then every refresh_interval.
         let first = core.cfg.refresh_interval.min(Duration::from_secs(2));
@@ -490,6 +532,15 @@ impl Reactor {
         for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
+                    // Protected mode, as Redis's: no `auth` and a reachable address, so only
+                    // loopback clients are served; the others hear why.
+                    if self.core.protected && !addr.ip().is_loopback() {
+                        // (auth::protected_refuses, decided once at start-up for the bind.)
+                        use std::io::Write;
+                        let _ = stream.write(&ProxyError::ProtectedMode.to_frame());
+                        debug!("client {addr} refused: protected mode");
+                        continue;
+                    }
                     // The limit is the process's, over every worker.
                     if !self.core.totals.try_connect(self.core.cfg.max_clients) {
                         use std::io::Write;
@@ -521,6 +572,7 @@ impl Reactor {
                     let laddr = stream.local_addr().unwrap_or(addr);
                     let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
                     c.local_addr = laddr;
+                    c.user = self.core.users.initial();
                     self.core.stats.connections_received += 1;
                     debug!("client {addr} connected (id {id})");
                 }

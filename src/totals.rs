@@ -19,9 +19,13 @@ pub struct Counters {
     pub ask: u64,
     pub retries: u64,
     pub node_failures: u64,
+    /// AUTH and HELLO AUTH refused (WRONGPASS).
+    pub auth_failures: u64,
+    /// Requests refused by a user's ACL rules (NOPERM).
+    pub acl_denied: u64,
 }
 
-const FIELDS: usize = 6;
+const FIELDS: usize = 8;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -32,6 +36,8 @@ impl Counters {
             self.ask,
             self.retries,
             self.node_failures,
+            self.auth_failures,
+            self.acl_denied,
         ]
     }
 
@@ -43,6 +49,8 @@ impl Counters {
             ask: a[3],
             retries: a[4],
             node_failures: a[5],
+            auth_failures: a[6],
+            acl_denied: a[7],
         }
     }
 

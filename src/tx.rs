@@ -7,7 +7,8 @@
 //!   (none) --WATCH k--> Watching --MULTI--> Queuing --EXEC/DISCARD--> (none)
 //!   (none) --MULTI----> Queuing (keyless commands kept, +QUEUED) --first key--> Pinned
 //!   Watching/Queuing --first command with keys--> Pinned { node, connection }
-//!   Pinned --EXEC/DISCARD (UNWATCH outside MULTI)--> (none), the connection given back
+//!   Pinned --EXEC/DISCARD (UNWATCH outside MULTI)--> (none), the connection Spent: closed
+//!          once its last reply is in (its state after a transaction is unknown)
 //!   any --RESET--> (none): DISCARD/UNWATCH sent on the pinned connection
 //!   any --connection lost--> every command refused, EXEC answers EXECABORT
 //! ```
@@ -302,7 +303,7 @@ impl Core {
         self.backends[bref.idx].push(frame, owner, None, self.now);
         self.mark_backend(bref.idx);
         if ends(op, multi) {
-            // Given back once the last reply is in (release_dedicated after the read).
+            // Closed once the last reply is in (release_dedicated after the read).
             self.tx_end(c, bref);
         }
     }

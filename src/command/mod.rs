@@ -33,6 +33,64 @@ pub mod flag {
     pub const ASKING: u32 = 1 << 18;
 }
 
+/// ACL categories, as COMMAND reports them (`@read`, `@dangerous`, ...).
+pub mod cat {
+    pub const KEYSPACE: u32 = 1 << 0;
+    pub const READ: u32 = 1 << 1;
+    pub const WRITE: u32 = 1 << 2;
+    pub const SET: u32 = 1 << 3;
+    pub const SORTEDSET: u32 = 1 << 4;
+    pub const LIST: u32 = 1 << 5;
+    pub const HASH: u32 = 1 << 6;
+    pub const STRING: u32 = 1 << 7;
+    pub const BITMAP: u32 = 1 << 8;
+    pub const HYPERLOGLOG: u32 = 1 << 9;
+    pub const GEO: u32 = 1 << 10;
+    pub const STREAM: u32 = 1 << 11;
+    pub const PUBSUB: u32 = 1 << 12;
+    pub const ADMIN: u32 = 1 << 13;
+    pub const FAST: u32 = 1 << 14;
+    pub const SLOW: u32 = 1 << 15;
+    pub const BLOCKING: u32 = 1 << 16;
+    pub const DANGEROUS: u32 = 1 << 17;
+    pub const CONNECTION: u32 = 1 << 18;
+    pub const TRANSACTION: u32 = 1 << 19;
+    pub const SCRIPTING: u32 = 1 << 20;
+
+    /// Their names, in bit order (ACL CAT lists them so).
+    pub const NAMES: [&str; 21] = [
+        "keyspace",
+        "read",
+        "write",
+        "set",
+        "sortedset",
+        "list",
+        "hash",
+        "string",
+        "bitmap",
+        "hyperloglog",
+        "geo",
+        "stream",
+        "pubsub",
+        "admin",
+        "fast",
+        "slow",
+        "blocking",
+        "dangerous",
+        "connection",
+        "transaction",
+        "scripting",
+    ];
+
+    /// The bit of a category name (without its `@`).
+    pub fn parse(name: &str) -> Option<u32> {
+        NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .map(|i| 1 << i)
+    }
+}
+
 #[derive(Debug)]
 pub struct Command {
     /// Upper case; a subcommand is `PARENT|SUB`.
@@ -40,6 +98,8 @@ pub struct Command {
     /// Redis's arity: N means exactly N arguments (name included), -N at least N.
     pub arity: i16,
     pub flags: u32,
+    /// ACL categories (`cat` bits).
+    pub acl: u32,
     /// The legacy (first, last, step) key positions.
     pub legacy: (i32, i32, i32),
     pub tips: &'static [&'static str],
@@ -141,6 +201,30 @@ pub fn lookup<A: Args + ?Sized>(args: &A) -> Option<&'static Command> {
         return Some(top);
     }
     find_in(top.subcommands, args.arg(1), |c| c.sub_name()).or(Some(top))
+}
+
+/// A command by its full name, `GET` or `CONFIG|GET` (any case): for ACL rules.
+pub fn lookup_name(name: &str) -> Option<&'static Command> {
+    let mut parts = name.splitn(2, '|');
+    let top = parts.next()?.as_bytes();
+    let top = find_builtin(top).or_else(|| find_in(learned(), top, |c| c.name))?;
+    match parts.next() {
+        None => Some(top),
+        Some(sub) => find_in(top.subcommands, sub.as_bytes(), |c| c.sub_name()),
+    }
+}
+
+/// The commands (and subcommands) of an ACL category, lower case, for ACL CAT.
+pub fn names_in_category(bits: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in COMMANDS.iter().chain(learned()) {
+        for x in std::iter::once(c).chain(c.subcommands) {
+            if x.acl & bits != 0 {
+                out.push(x.name.to_ascii_lowercase());
+            }
+        }
+    }
+    out
 }
 
 /// Slots of the hash index over the built-in table's names: a power of two, over four times
@@ -459,6 +543,15 @@ fn parse_entry(v: &crate::resp::value::Value) -> Option<Command> {
     }
     let int = |i: usize| f.get(i).and_then(Value::as_int).unwrap_or(0) as i32;
     let legacy = (int(3), int(4), int(5));
+    // A module's command names its categories as `@read` and the like.
+    let acl = match f.get(6) {
+        Some(Value::Array(cs)) => cs
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|c| cat::parse(c.trim_start_matches('@')))
+            .fold(0, |a, b| a | b),
+        _ => 0,
+    };
     let mut keys: Vec<KeySpec> = match f.get(8) {
         Some(Value::Array(specs)) => specs.iter().filter_map(parse_key_spec).collect(),
         _ => Vec::new(),
@@ -483,6 +576,7 @@ fn parse_entry(v: &crate::resp::value::Value) -> Option<Command> {
         name,
         arity,
         flags,
+        acl,
         legacy,
         tips: &[],
         keys: Box::leak(keys.into_boxed_slice()),

@@ -1,6 +1,7 @@
-//! A shared, pipelined connection to one node: its state machine, its write buffer (requests
-//! from many clients, written once per poll turn) and its in-flight queue (who waits for
-//! each reply, in the order the requests were written).
+//! A pipelined connection to one node, whatever its `BackendRole` (shared, lent for a
+//! blocking command, a transaction's, a subscriber's): its state machine, its write buffer
+//! (requests from many clients, written once per poll turn) and its in-flight queue (who
+//! waits for each reply, in the order the requests were written).
 //!
 //! ```text
 //!   Connecting { since } --writable, no socket error--> Ready

@@ -19,7 +19,8 @@ use crate::conn::net::{self, ReadOutcome, WriteOutcome};
 use crate::conn::outbuf::OutBuf;
 use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
-use crate::route::split::{self, Merge};
+use crate::route::merge;
+use crate::route::split::Merge;
 
 /// Buffer capacity an active client keeps between requests, so the steady state allocates
 /// nothing; idle clients give it back (see `release_buffers`).
@@ -149,6 +150,9 @@ pub struct Client {
     pub local_addr: SocketAddr,
     pub lib_name: Option<String>,
     pub lib_ver: Option<String>,
+    /// The user it authenticated as (an index into the proxy's users); None before AUTH
+    /// where the proxy requires it.
+    pub user: Option<u16>,
     /// WATCH or MULTI in progress.
     pub tx: Option<Tx>,
     /// Subscribed: the connection to the node its subscriptions live on.
@@ -206,6 +210,7 @@ impl Client {
             local_addr: addr,
             lib_name: None,
             lib_ver: None,
+            user: Some(0),
             tx: None,
             pubsub: None,
             stream_items: VecDeque::new(),
@@ -354,7 +359,7 @@ impl Client {
                 p.missing -= 1;
                 if p.missing == 0 {
                     let replies: Vec<Bytes> = p.replies.drain(..).flatten().collect();
-                    let merged = split::merge(&p.merge, &replies, proto);
+                    let merged = merge::merge(&p.merge, &replies, proto);
                     self.queued_bytes += merged.len();
                     *slot = Pending::Ready(merged);
                 }

@@ -250,7 +250,11 @@ impl Core {
             Some(t) if t.multi => t.commands as i64,
             _ => -1,
         };
-        LineFlags { flags, multi }
+        let user = c
+            .user
+            .and_then(|u| self.users.get(u))
+            .map_or(String::new(), |u| u.name.clone());
+        LineFlags { flags, multi, user }
     }
 }
 
@@ -259,6 +263,8 @@ pub(crate) struct LineFlags {
     flags: &'static str,
     /// Commands queued in MULTI, or -1.
     multi: i64,
+    /// The user it authenticated as (empty before AUTH, as Redis shows it).
+    user: String,
 }
 
 /// CLIENT LIST [TYPE normal|...] [ID id ...]: every proxy client is "normal".
@@ -369,7 +375,7 @@ pub(crate) fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> 
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} \
          multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} \
-         tot-mem={} events=r{} cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+         tot-mem={} events=r{} cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
         c.id,
         c.addr,
         c.local_addr,
@@ -393,6 +399,7 @@ pub(crate) fn client_line(c: &Client, now: Instant, cmd: &str, f: LineFlags) -> 
         c.rbuf.capacity() + c.output_len(),
         if c.has_output() { "w" } else { "" },
         cmd.to_ascii_lowercase(),
+        f.user,
         if c.proto == Proto::Resp3 { 3 } else { 2 },
         c.lib_name.as_deref().unwrap_or(""),
         c.lib_ver.as_deref().unwrap_or(""),

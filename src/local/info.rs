@@ -111,7 +111,7 @@ impl Core {
              total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              redirects_moved:{}\r\nredirects_ask:{}\r\nretries_tryagain_clusterdown:{}\r\n\
              node_connection_failures:{}\r\ncluster_masters:{}\r\ncluster_nodes:{}\r\n\
-             workers:{}\r\nauto_redirect:{}\r\n",
+             workers:{}\r\nauto_redirect:{}\r\nauth_failures:{}\r\nacl_denied:{}\r\n",
             crate::VERSION,
             self.now.duration_since(self.started).as_secs(),
             sums.connected,
@@ -129,6 +129,8 @@ impl Core {
                 .count(),
             self.cfg.workers.max(1),
             if self.cfg.auto_redirect { "yes" } else { "no" },
+            s.auth_failures,
+            s.acl_denied,
         ) + &crate::alloc::allocations()
             .map(|n| format!("allocations:{n}\r\n"))
             .unwrap_or_default()

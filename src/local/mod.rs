@@ -1,5 +1,6 @@
 //! The commands the proxy answers itself, as Redis 7 answers them.
 
+pub mod auth;
 pub mod clients;
 pub mod deferred;
 pub mod info;
@@ -71,7 +72,9 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         | Local::ClientList
         | Local::ClientKill
         | Local::Monitor
-        | Local::Proxy => error(&mut out, ProxyError::InternalRouting),
+        | Local::Proxy
+        | Local::Auth
+        | Local::Acl => error(&mut out, ProxyError::InternalRouting),
     }
     c.reply_now(&out);
 }
@@ -149,8 +152,8 @@ fn hello<A: Args + ?Sized>(args: &A, c: &mut Client, info: &ServerInfo<'_>, out:
             let opt = args.arg(i);
             let more = args.argc() - i - 1;
             if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-                error(out, ProxyError::HelloAuthUnsupported);
-                return;
+                // Checked before (`Core::hello_auth`): the client is that user now.
+                i += 3;
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
                 if let Err(e) = valid_name(args.arg(i + 1)) {
                     error(out, e);

@@ -507,3 +507,217 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::split::{decode_scan_cursor, split};
+    use crate::slot::key_slot;
+
+    fn args(line: &str) -> Vec<&[u8]> {
+        line.split(' ').map(str::as_bytes).collect()
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn split_groups_by_slot_in_order() {
+        // {a}x and {a}y share a slot; b is elsewhere.
+        let a = args("MGET {a}x b {a}y");
+        let (parts, m) = split(a.as_slice(), 1, Merge::Mget { order: vec![] });
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].slot, key_slot(b"a"));
+        assert_eq!(
+            &parts[0].frame[..],
+            b"*3\r\n$4\r\nMGET\r\n$4\r\n{a}x\r\n$4\r\n{a}y\r\n"
+        );
+        assert_eq!(&parts[1].frame[..], b"*2\r\n$4\r\nMGET\r\n$1\r\nb\r\n");
+        assert_eq!(
+            m,
+            Merge::Mget {
+                order: vec![(0, 0), (1, 0), (0, 1)]
+            }
+        );
+        let merged = merge(
+            &m,
+            &[b("*2\r\n$2\r\nax\r\n$-1\r\n"), b("*1\r\n$1\r\nB\r\n")],
+            Proto::Resp2,
+        );
+        assert_eq!(&merged[..], b"*3\r\n$2\r\nax\r\n$1\r\nB\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn mset_pairs() {
+        let a = args("MSET {a}x 1 b 2");
+        let (parts, m) = split(a.as_slice(), 2, Merge::AllSame);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            &parts[1].frame[..],
+            b"*3\r\n$4\r\nMSET\r\n$1\r\nb\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(
+            &merge(&m, &[b("+OK\r\n"), b("+OK\r\n")], Proto::Resp2)[..],
+            b"+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn merges() {
+        assert_eq!(
+            &merge(&Merge::Sum, &[b(":1\r\n"), b(":2\r\n")], Proto::Resp2)[..],
+            b":3\r\n"
+        );
+        assert_eq!(
+            &merge(&Merge::Sum, &[b(":1\r\n"), b("-ERR x\r\n")], Proto::Resp2)[..],
+            b"-ERR x\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::Concat,
+                &[
+                    b("*1\r\n$1\r\na\r\n"),
+                    b("*0\r\n"),
+                    b("*2\r\n$1\r\nb\r\n$1\r\nc\r\n")
+                ],
+                Proto::Resp2
+            )[..],
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::And,
+                &[b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:1\r\n:0\r\n")],
+                Proto::Resp2
+            )[..],
+            b"*2\r\n:1\r\n:0\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::FirstNonNull { start: 0 },
+                &[b("$-1\r\n"), b("$1\r\nk\r\n")],
+                Proto::Resp2
+            )[..],
+            b"$1\r\nk\r\n"
+        );
+    }
+
+    #[test]
+    fn info_keyspace_summed() {
+        let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n";
+        let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n";
+        let out = merge_info(
+            &[a.into(), b.into()],
+            "# Proxy\r\nproxy_version:x\r\n",
+            "",
+            "",
+        );
+        assert!(out.contains("db0:keys=8,expires=1,avg_ttl=100"), "{out}");
+        assert_eq!(out.matches("# Keyspace").count(), 1, "{out}");
+        assert!(out.contains("redis_version:7.0.15") && out.ends_with("proxy_version:x\r\n"));
+        let only = "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
+        let ks = merge_info(&[only.into(), "# Keyspace\r\n".into()], "", "", "");
+        assert!(
+            ks.starts_with("# Keyspace") && !ks.contains("Server") && ks.contains("keys=1,"),
+            "{ks}"
+        );
+    }
+
+    #[test]
+    fn named_failures() {
+        let nodes = vec!["a:1".to_string(), "b:2".to_string()];
+        let m = Merge::AllOkNamed { nodes };
+        assert_eq!(
+            &merge(&m, &[b("+OK\r\n"), b("+OK\r\n")], Proto::Resp2)[..],
+            b"+OK\r\n"
+        );
+        let same = b("-ERR Unknown option or number of arguments for CONFIG SET - 'x'\r\n");
+        assert_eq!(merge(&m, &[same.clone(), same.clone()], Proto::Resp2), same);
+        let mixed = merge(&m, &[b("+OK\r\n"), b("-ERR no\r\n")], Proto::Resp2);
+        assert_eq!(
+            &mixed[..],
+            b"-ERR failed on node b:2: ERR no (already applied on: a:1)\r\n"
+        );
+        assert_eq!(
+            &merge(
+                &Merge::AnyOk,
+                &[b("-NOTBUSY x\r\n"), b("+OK\r\n")],
+                Proto::Resp2
+            )[..],
+            b"+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn slowlog_newest_first_tagged() {
+        let entry = |id: i64, ts: i64| {
+            format!("*6\r\n:{id}\r\n:{ts}\r\n:5\r\n*1\r\n$3\r\nGET\r\n$14\r\n127.0.0.1:5000\r\n$0\r\n\r\n")
+        };
+        let a = b(&format!("*2\r\n{}{}", entry(2, 200), entry(1, 100)));
+        let c = b(&format!("*1\r\n{}", entry(7, 150)));
+        let nodes = vec!["n1:1".to_string(), "n2:2".to_string()];
+        let out = merge(&Merge::Slowlog { count: 2, nodes }, &[a, c], Proto::Resp2);
+        let s = String::from_utf8_lossy(&out);
+        assert!(s.starts_with("*2\r\n*6\r\n:2\r\n:200"), "{s}");
+        assert!(
+            s.contains(":7\r\n:150") && s.contains("n2:2") && !s.contains(":100"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn info_stats_summed_server_replaced() {
+        let a = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7000\r\n\r\n# Clients\r\nconnected_clients:7\r\ncluster_connections:10\r\n\r\n# Stats\r\ntotal_commands_processed:10\r\ninstantaneous_input_kbps:0.50\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n";
+        let b = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7001\r\n\r\n# Stats\r\ntotal_commands_processed:5\r\ninstantaneous_input_kbps:0.25\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=1\r\ncmdstat_set:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n";
+        let out = merge_info(
+            &[a.into(), b.into()],
+            "",
+            "# Server\r\nredis_version:7.0.15\r\ntcp_port:6379\r\n",
+            "# Clients\r\nconnected_clients:3\r\n",
+        );
+        assert!(out.contains("total_commands_processed:15"), "{out}");
+        assert!(
+            out.contains("# Clients\r\nconnected_clients:3\r\n\r\n")
+                && !out.contains("cluster_connections"),
+            "{out}"
+        );
+        assert!(out.contains("instantaneous_input_kbps:0.75"), "{out}");
+        assert!(
+            out.contains(
+                "cmdstat_get:calls=4,usec=12,usec_per_call=3.00,rejected_calls=0,failed_calls=1"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("cmdstat_set:calls=1"), "{out}");
+        assert!(
+            out.contains("tcp_port:6379") && !out.contains("tcp_port:7000"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn scan_cursor() {
+        let m = Merge::Scan {
+            master: 0,
+            masters: 3,
+        };
+        let r = merge(&m, &[b("*2\r\n$1\r\n0\r\n*1\r\n$1\r\na\r\n")], Proto::Resp2);
+        let next = encode_scan_cursor(1, 0).unwrap().to_string();
+        assert_eq!(
+            &r[..],
+            format!("*2\r\n${}\r\n{next}\r\n*1\r\n$1\r\na\r\n", next.len()).as_bytes()
+        );
+        let last = Merge::Scan {
+            master: 2,
+            masters: 3,
+        };
+        let r = merge(&last, &[b("*2\r\n$1\r\n0\r\n*0\r\n")], Proto::Resp2);
+        assert_eq!(&r[..], b"*2\r\n$1\r\n0\r\n*0\r\n");
+        let mid = merge(&last, &[b("*2\r\n$2\r\n17\r\n*0\r\n")], Proto::Resp2);
+        let c = encode_scan_cursor(2, 17).unwrap();
+        assert_eq!(decode_scan_cursor(c), (2, 17));
+        assert!(std::str::from_utf8(&mid).unwrap().contains(&c.to_string()));
+        assert_eq!(encode_scan_cursor(0, u64::MAX), None);
+    }
+}

@@ -42,6 +42,10 @@ pub enum Local {
     Monitor,
     /// The proxy's own commands: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
     Proxy,
+    /// AUTH [user] password, against the proxy's users (`auth`).
+    Auth,
+    /// ACL WHOAMI, CAT, USERS, LIST, GETUSER, GENPASS: answered from the proxy's users.
+    Acl,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -407,6 +411,10 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|REPLY" => Local::ClientReply,
         "ROLE" => Local::Role,
         "MONITOR" => Local::Monitor,
+        "AUTH" => Local::Auth,
+        "ACL|WHOAMI" | "ACL|CAT" | "ACL|USERS" | "ACL|LIST" | "ACL|GETUSER" | "ACL|GENPASS" => {
+            Local::Acl
+        }
         _ => return None,
     })
 }

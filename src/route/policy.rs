@@ -233,14 +233,20 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "it counts the replicas of the writes made on its own connection, which through the proxy are shared ones",
         ),
         "AUTH" => (
-            Unsupported("authentication"),
-            "a shared connection cannot carry one client's identity",
+            Proxy,
+            "clients authenticate to the proxy's own users (auth in config.yaml); the nodes see the proxy's backend_auth",
         ),
-        "ACL|CAT" | "ACL|GENPASS" | "ACL|WHOAMI" | "ACL|LIST" | "ACL|USERS" | "ACL|GETUSER"
-        | "ACL|LOG" | "ACL|DRYRUN" => (OneMaster, "a read of the ACL, alike on every node"),
-        "ACL|SETUSER" | "ACL|DELUSER" | "ACL|LOAD" | "ACL|SAVE" => {
-            (admin(AllNodes(Merge::AllSame)), "users must be the same on every node")
+        "ACL|CAT" | "ACL|GENPASS" | "ACL|WHOAMI" | "ACL|LIST" | "ACL|USERS" | "ACL|GETUSER" => {
+            (Proxy, "answered from the proxy's users (auth in config.yaml)")
         }
+        "ACL|LOG" | "ACL|DRYRUN" => (
+            Unsupported("ACL LOG and DRYRUN"),
+            "the proxy keeps no ACL log yet; its users are in config.yaml",
+        ),
+        "ACL|SETUSER" | "ACL|DELUSER" | "ACL|LOAD" | "ACL|SAVE" => (
+            Unsupported("ACL changes"),
+            "the proxy's users come from its configuration file (auth.users in config.yaml)",
+        ),
         "MODULE|LIST" => (OneMaster, "modules are loaded on every node alike"),
         "MODULE|LOAD" | "MODULE|LOADEX" | "MODULE|UNLOAD" => (
             admin(AllNodes(Merge::AllSame)),

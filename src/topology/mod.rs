@@ -1,5 +1,6 @@
 //! The cluster as the proxy knows it: nodes (stable indices), the slot map, parsing of
-//! CLUSTER SLOTS, and the internal-to-public `address_map`.
+//! CLUSTER NODES (and CLUSTER SLOTS, for tests and fuzzing), the refresh's state, and the
+//! internal-to-public `address_map`.
 
 pub mod discover;
 pub mod view;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
-use super::conn::{ping_port, redis_conn};
+use super::conn::redis_conn;
 use super::process::{die_with_parent, free_port, keep_tmp, unique_temp_dir, LOCALHOST};
 use super::resp::{log_tail, poll_until, RawClient};
 
@@ -149,7 +149,7 @@ impl Proxy {
                     exited = Some(st);
                     return Some(false);
                 }
-                ping_port(proxy.port, Duration::from_millis(500)).then_some(true)
+                answers(proxy.port, Duration::from_millis(500)).then_some(true)
             });
             match up {
                 Some(true) => return proxy,
@@ -309,5 +309,20 @@ impl<T, E: std::fmt::Display> OrProxyLog<T> for Result<T, E> {
             Ok(v) => v,
             Err(e) => proxy.fail(&format!("{what}: {e}")),
         }
+    }
+}
+
+/// Whether the proxy answers on its port: PONG, or NOAUTH where it requires a password.
+fn answers(port: u16, timeout: Duration) -> bool {
+    let Ok(mut c) = RawClient::connect(port, timeout) else {
+        return false;
+    };
+    c.send_cmd(&["PING"]);
+    match c.read_reply() {
+        Ok(r) => {
+            r.text().as_deref() == Some("PONG")
+                || r.error_text().is_some_and(|e| e.starts_with("NOAUTH"))
+        }
+        Err(_) => false,
     }
 }
