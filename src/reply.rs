@@ -318,6 +318,9 @@ impl Core {
                 b.inflight.len()
             ),
         }
+        if b.auth_refused {
+            self.reread_backend_password(&addr);
+        }
         if let Some(to) = b.role.stream_client() {
             // The subscriber's connection is gone, and its subscriptions with it: closing the
             // client lets it reconnect and subscribe again, as after a server restart.
@@ -344,6 +347,31 @@ impl Core {
         if failure {
             self.request_refresh(Duration::ZERO);
         }
+    }
+
+    /// A node refused the proxy's password: when it comes from a file or the environment,
+    /// it is read again, so a password changed on the nodes and in its file is taken on
+    /// the next connection, without a restart.
+    fn reread_backend_password(&mut self, node: &str) {
+        let Some(mut auth) = self.cfg.backend_auth.clone() else {
+            return;
+        };
+        if auth.password.is_some() {
+            return;
+        }
+        if let Err(e) = auth.resolve() {
+            warn!("node {node} refused the proxy's password, and reading it again failed: {e}");
+            return;
+        }
+        let (Some(new), Some(old)) = (&auth.resolved, &self.cfg.backend_auth) else {
+            return;
+        };
+        if old.resolved.as_ref() == Some(new) {
+            return;
+        }
+        info!("node {node} refused the proxy's password: a new one was read from backend_auth's source, used from now on");
+        self.creds = crate::auth::NodeCredentials::new(auth.user.as_deref(), new);
+        self.cfg.backend_auth = Some(auth);
     }
 
     /// A backend's timer: connect timeout while connecting, reply timeout once ready.

@@ -40,7 +40,7 @@ fn password_file(dir: &std::path::Path, secret: &str) -> String {
 }
 
 #[test]
-fn every_node_connection_authenticates() {
+fn every_node_connection_authenticates_and_follows_a_password_change() {
     let mut cluster = Cluster::start();
     require_password(&mut cluster);
     let dir = unique_temp_dir("rcp-auth");
@@ -163,6 +163,32 @@ fn every_node_connection_authenticates() {
         shown,
         ["backend_auth.user", "", "backend_auth.password", "(set)"],
         "the password is shown as set, never itself"
+    );
+
+    // The password changes on the nodes and in the proxy's file. The nodes keep the
+    // connections they had; once those are gone, the proxy's next connection is refused,
+    // it reads the file again, and the one after that authenticates: no restart.
+    let new = "n3w-Pa55";
+    password_file(&dir, new);
+    cluster.require_password(new);
+    for p in cluster.ports() {
+        let _: u64 = cluster.query(p, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    }
+    let served = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        let mut c = proxy.raw();
+        (c.cmd(&["GET", "auth:3"]).text().as_deref() == Some("3")).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "not served after the password change:\n{}",
+        proxy.log_tail(30)
+    );
+    assert!(proxy
+        .log_text()
+        .contains("a new one was read from backend_auth's source"));
+    assert!(
+        !proxy.log_text().contains(new),
+        "the new password reached the log"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

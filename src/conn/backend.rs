@@ -83,6 +83,8 @@ pub struct Backend {
     /// Whether it is already in the reactor's list of connections to flush.
     pub dirty: bool,
     pub role: BackendRole,
+    /// The node refused `backend_auth`'s credentials on this connection.
+    pub auth_refused: bool,
     /// When it was opened: the send time of a subscriber's stream frames (no request).
     opened: Instant,
 }
@@ -118,6 +120,7 @@ impl Backend {
             timer_armed: false,
             dirty: false,
             role: BackendRole::Shared,
+            auth_refused: false,
             opened: now,
         };
         // Credentials first, so nothing behind them meets NOAUTH; with RESP3 one HELLO does
@@ -243,6 +246,7 @@ impl Backend {
                             if matches!(req.owner, Owner::Auth) && frame.first() == Some(&b'-') =>
                         {
                             let why = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
+                            self.auth_refused = true;
                             verdict = Verdict::Broken(format!(
                                 "the node refused the proxy's credentials (backend_auth): {why}"
                             ));
