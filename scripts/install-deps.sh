@@ -59,6 +59,14 @@ apt_install() {
 
 did_something=0
 
+# --- openssl and sha256sum: the TLS tests make their certificates, the ACL tests hash ----
+if command -v openssl >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then
+    log "openssl and sha256sum present"
+else
+    apt_install openssl coreutils
+    command -v openssl >/dev/null 2>&1 || die "openssl still missing after install"
+fi
+
 # --- redis-server / redis-cli ------------------------------------------------
 if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     log "redis-server and redis-cli present: $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"

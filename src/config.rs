@@ -97,9 +97,24 @@ pub struct Config {
     /// Clients' authentication: the default user's password (Redis's `requirepass`) and
     /// users with ACL rules; unset: no authentication (see `protected_mode`).
     pub auth: Option<AuthConfig>,
+    /// A second port for TLS clients (0: none); needs `tls`.
+    pub tls_port: u16,
+    /// The TLS port's certificate and key, and a CA for client certificates (mTLS).
+    pub tls: Option<TlsConfig>,
     /// With no `auth`, answer only loopback clients (Redis's protected mode): a proxy bound
     /// to a reachable address is not an open door by default.
     pub protected_mode: bool,
+}
+
+/// `tls`: PEM files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `auth`.
@@ -300,6 +315,8 @@ impl Default for Config {
             socket: SocketOptions::default(),
             backend_auth: None,
             auth: None,
+            tls_port: 0,
+            tls: None,
             protected_mode: true,
         }
     }
@@ -352,6 +369,12 @@ impl Config {
             if split_host_port(n).is_none() {
                 return err(format!("redis_nodes: '{n}' is not host:port"));
             }
+        }
+        if self.tls_port != 0 && self.tls.is_none() {
+            return err("tls_port: needs tls (cert_file and key_file)".into());
+        }
+        if self.tls_port != 0 && self.tls_port == self.proxy_port {
+            return err("tls_port: must differ from proxy_port".into());
         }
         if self.bind.parse::<IpAddr>().is_err() {
             return err(format!("bind: '{}' is not an IP address", self.bind));

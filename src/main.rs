@@ -260,6 +260,10 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if let Some(auth) = cfg.backend_auth.as_mut() {
         auth.resolve().map_err(|e| e.0)?;
     }
+    // The TLS files, loaded now so that a missing or bad one is a configuration error.
+    if let (Some(t), true) = (&cfg.tls, cfg.tls_port != 0) {
+        redis_cluster_proxy::conn::tls::server_config(t)?;
+    }
     // The users' rules, checked now so that a bad one is a configuration error.
     if let Some(auth) = &cfg.auth {
         redis_cluster_proxy::acl::Users::from_config(auth).map_err(|e| e.0)?;

@@ -43,6 +43,8 @@ use crate::totals::BLOCKED_RECOUNT;
 use crate::totals::{Counters, Totals};
 
 const LISTENER: Token = Token(usize::MAX);
+/// Odd, as node tokens are, but never one: node slab indexes stay far below it.
+const TLS_LISTENER: Token = Token(usize::MAX - 2);
 /// Connections accepted per listener event before other sockets get their turn.
 const ACCEPT_BUDGET: usize = 256;
 /// How soon a failed accept (out of file descriptors) is tried again.
@@ -165,6 +167,9 @@ pub(crate) enum Kill {
 pub struct Reactor {
     pub(crate) poll: Poll,
     pub(crate) listener: TcpListener,
+    /// `tls_port`'s listener and the TLS configuration its clients get.
+    pub(crate) tls_listener: Option<TcpListener>,
+    pub(crate) tls_acceptor: Option<crate::conn::tls::TlsAcceptor>,
     pub(crate) clients: Slab<Client>,
     pub(crate) core: Core,
     /// A `TimerKind::Accept` is due.
@@ -306,6 +311,17 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let port = listener.local_addr().map_or(cfg.proxy_port, |a| a.port());
+        let (tls_listener, tls_acceptor) = match (&cfg.tls, cfg.tls_port) {
+            (Some(files), p) if p != 0 => {
+                let acceptor = crate::conn::tls::TlsAcceptor::new(files)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let mut l = net::listen(SocketAddr::new(ip, p), &cfg.socket)?;
+                poll.registry()
+                    .register(&mut l, TLS_LISTENER, Interest::READABLE)?;
+                (Some(l), Some(acceptor))
+            }
+            _ => (None, None),
+        };
         let announce = announce_address(&cfg, ip, port);
         let registry = poll.registry().try_clone()?;
         let mut core = Core::new(
@@ -333,6 +349,8 @@ impl Reactor {
         Ok(Reactor {
             poll,
             listener,
+            tls_listener,
+            tls_acceptor,
             clients: Slab::new(),
             core,
             accept_again: false,
@@ -433,7 +451,9 @@ impl Reactor {
         for ev in events.iter() {
             let t = ev.token();
             if t == LISTENER {
-                self.accept();
+                self.accept_from(false);
+            } else if t == TLS_LISTENER {
+                self.accept_from(true);
             } else if t == WAKER {
                 self.crew_inbox();
             } else if t.0 & 1 == 0 {
@@ -510,6 +530,9 @@ impl Reactor {
             self.clients.len()
         );
         let _ = self.core.registry.deregister(&mut self.listener);
+        if let Some(l) = self.tls_listener.as_mut() {
+            let _ = self.core.registry.deregister(l);
+        }
         // Input is taken only under this many pending replies: none now.
         self.core.wake.limits.max_pending = 0;
         self.drain_until = Some(Instant::now() + DRAIN);
@@ -525,57 +548,26 @@ impl Reactor {
             .sum()
     }
 
+    /// Takes the connections waiting on both listeners.
     pub(crate) fn accept(&mut self) {
+        self.accept_from(false);
+        if self.tls_listener.is_some() {
+            self.accept_from(true);
+        }
+    }
+
+    /// Takes connections waiting on the plain listener, or the TLS one.
+    fn accept_from(&mut self, tls: bool) {
         if self.drain_until.is_some() {
             return;
         }
         for _ in 0..ACCEPT_BUDGET {
-            match self.listener.accept() {
-                Ok((mut stream, addr)) => {
-                    // Protected mode, as Redis's: no `auth` and a reachable address, so only
-                    // loopback clients are served; the others hear why.
-                    if self.core.protected && !addr.ip().is_loopback() {
-                        // (auth::protected_refuses, decided once at start-up for the bind.)
-                        use std::io::Write;
-                        let _ = stream.write(&ProxyError::ProtectedMode.to_frame());
-                        debug!("client {addr} refused: protected mode");
-                        continue;
-                    }
-                    // The limit is the process's, over every worker.
-                    if !self.core.totals.try_connect(self.core.cfg.max_clients) {
-                        use std::io::Write;
-                        // Best effort, as Redis: the socket is new, its buffer empty.
-                        let _ = stream.write(&ProxyError::MaxClients.to_frame());
-                        warn!(
-                            "client {addr} refused: max_clients ({}) reached",
-                            self.core.cfg.max_clients
-                        );
-                        continue;
-                    }
-                    if let Err(e) = net::apply_stream_options(&stream, &self.core.cfg.socket) {
-                        debug!("client {addr}: socket options not applied: {e}");
-                    }
-                    let entry = self.clients.vacant_entry();
-                    let idx = entry.key();
-                    if let Err(e) = self.core.registry.register(
-                        &mut stream,
-                        client_token(idx),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        warn!("client {addr}: cannot register: {e}");
-                        self.core.totals.disconnect();
-                        continue;
-                    }
-                    let gen = self.core.gen();
-                    let id = self.core.next_client_id;
-                    self.core.next_client_id += self.core.cfg.workers.max(1) as u64;
-                    let laddr = stream.local_addr().unwrap_or(addr);
-                    let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
-                    c.local_addr = laddr;
-                    c.user = self.core.users.initial();
-                    self.core.stats.connections_received += 1;
-                    debug!("client {addr} connected (id {id})");
-                }
+            let accepted = match (&self.tls_listener, tls) {
+                (Some(l), true) => l.accept(),
+                _ => self.listener.accept(),
+            };
+            match accepted {
+                Ok((stream, addr)) => self.admit(stream, addr, tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -588,6 +580,71 @@ impl Reactor {
         }
         // The budget ran out: the rest of the backlog next turn, after the others' events.
         self.accept_later(Duration::ZERO);
+    }
+
+    /// A new client, unless protected mode or `max_clients` refuses it.
+    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: SocketAddr, tls: bool) {
+        use std::io::Write;
+        // Protected mode, as Redis's: no `auth` and a reachable address, so only loopback
+        // clients are served; the others hear why (decided at start-up for the bind:
+        // auth::protected_refuses). Over TLS they would not read it: just closed.
+        if self.core.protected && !addr.ip().is_loopback() {
+            if !tls {
+                let _ = stream.write(&ProxyError::ProtectedMode.to_frame());
+            }
+            debug!("client {addr} refused: protected mode");
+            return;
+        }
+        // The limit is the process's, over every worker.
+        if !self.core.totals.try_connect(self.core.cfg.max_clients) {
+            // Best effort, as Redis: the socket is new, its buffer empty.
+            if !tls {
+                let _ = stream.write(&ProxyError::MaxClients.to_frame());
+            }
+            warn!(
+                "client {addr} refused: max_clients ({}) reached",
+                self.core.cfg.max_clients
+            );
+            return;
+        }
+        let session = match (tls, self.tls_acceptor.as_mut()) {
+            (true, Some(acceptor)) => match acceptor.accept(self.core.now) {
+                Ok(s) => Some(Box::new(s)),
+                Err(e) => {
+                    warn!("client {addr}: no TLS session: {e}");
+                    self.core.totals.disconnect();
+                    return;
+                }
+            },
+            _ => None,
+        };
+        if let Err(e) = net::apply_stream_options(&stream, &self.core.cfg.socket) {
+            debug!("client {addr}: socket options not applied: {e}");
+        }
+        let entry = self.clients.vacant_entry();
+        let idx = entry.key();
+        if let Err(e) = self.core.registry.register(
+            &mut stream,
+            client_token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("client {addr}: cannot register: {e}");
+            self.core.totals.disconnect();
+            return;
+        }
+        let gen = self.core.gen();
+        let id = self.core.next_client_id;
+        self.core.next_client_id += self.core.cfg.workers.max(1) as u64;
+        let laddr = stream.local_addr().unwrap_or(addr);
+        let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
+        c.local_addr = laddr;
+        c.user = self.core.users.initial();
+        c.tls = session;
+        self.core.stats.connections_received += 1;
+        debug!(
+            "client {addr} connected (id {id}{})",
+            if tls { ", TLS" } else { "" }
+        );
     }
 
     fn accept_later(&mut self, after: Duration) {

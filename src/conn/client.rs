@@ -17,6 +17,7 @@ use mio::Registry;
 
 use crate::conn::net::{self, ReadOutcome, WriteOutcome};
 use crate::conn::outbuf::OutBuf;
+use crate::conn::tls;
 use crate::resp::encode::Proto;
 use crate::resp::request::RequestParser;
 use crate::route::merge;
@@ -150,6 +151,8 @@ pub struct Client {
     pub local_addr: SocketAddr,
     pub lib_name: Option<String>,
     pub lib_ver: Option<String>,
+    /// The TLS session of a client of the TLS port.
+    pub tls: Option<Box<rustls::ServerConnection>>,
     /// The user it authenticated as (an index into the proxy's users); None before AUTH
     /// where the proxy requires it.
     pub user: Option<u16>,
@@ -210,6 +213,7 @@ impl Client {
             local_addr: addr,
             lib_name: None,
             lib_ver: None,
+            tls: None,
             user: Some(0),
             tx: None,
             pubsub: None,
@@ -249,6 +253,9 @@ impl Client {
     }
 
     pub fn read(&mut self, scratch: &mut [u8], stop_short: bool) -> ReadOutcome {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return tls::read(tls, &mut self.stream, &mut self.rbuf, READ_BUDGET);
+        }
         net::read_via(
             &mut self.stream,
             scratch,
@@ -394,7 +401,7 @@ impl Client {
     }
 
     pub fn has_output(&self) -> bool {
-        !self.wbuf.is_empty()
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Whether to write this client's output one turn later. A pipeline spread over several
@@ -416,11 +423,15 @@ impl Client {
 
     /// Whether a Closing client has nothing left to send.
     pub fn finished(&self) -> bool {
-        self.state == ClientState::Closing && self.pending.is_empty() && self.wbuf.is_empty()
+        self.state == ClientState::Closing && self.pending.is_empty() && !self.has_output()
     }
 
     pub fn flush(&mut self) -> Verdict {
-        match self.wbuf.write_to(&mut self.stream) {
+        let written = match self.tls.as_deref_mut() {
+            Some(tls) => tls::write(tls, &mut self.stream, &mut self.wbuf),
+            None => self.wbuf.write_to(&mut self.stream),
+        };
+        match written {
             WriteOutcome::Done => {
                 // A buffer that grew for a burst is given back at once; a small one is kept
                 // for the next reply (no allocation per request) until the client idles.

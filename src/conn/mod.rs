@@ -7,3 +7,4 @@ pub mod net;
 pub mod outbuf;
 pub mod pool;
 pub mod role;
+pub mod tls;

@@ -1,0 +1,228 @@
+//! TLS for client connections, with rustls driven sans-IO from the mio loop: bytes from the
+//! socket go to `read_tls`, `process_new_packets` decrypts, the plaintext lands in the
+//! connection's read buffer; replies go into rustls's writer a bounded piece at a time and
+//! leave through `write_tls`, so unsent output stays in the connection's own buffer, where
+//! the output limits count it.
+//!
+//! ```text
+//!   accept on tls_port --> handshaking (rustls) --> open: RESP as on the plain port
+//!        a handshake that fails, or plain RESP sent to the TLS port --> closed, logged
+//! ```
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+
+use crate::config::TlsConfig;
+use crate::conn::net::{ReadOutcome, WriteOutcome};
+use crate::conn::outbuf::OutBuf;
+
+/// Plaintext handed to rustls per round of a flush: encrypted records are written out
+/// before more is taken, so a slow reader's backlog stays in `OutBuf`.
+const FEED: usize = 64 * 1024;
+
+/// How often, at most, the certificate files are looked at for a change.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The server side: the configuration new TLS clients get, rebuilt when the certificate or
+/// key file changes (a renewed certificate needs no restart; connections already open keep
+/// theirs).
+pub struct TlsAcceptor {
+    files: TlsConfig,
+    config: Arc<ServerConfig>,
+    stamps: Vec<Option<SystemTime>>,
+    checked: Instant,
+}
+
+impl TlsAcceptor {
+    pub fn new(files: &TlsConfig) -> Result<TlsAcceptor, String> {
+        Ok(TlsAcceptor {
+            config: server_config(files)?,
+            stamps: stamps(files),
+            files: files.clone(),
+            checked: Instant::now(),
+        })
+    }
+
+    /// A server connection for a new client, with the newest certificate.
+    pub fn accept(&mut self, now: Instant) -> Result<ServerConnection, String> {
+        if now.duration_since(self.checked) >= RECHECK {
+            self.checked = now;
+            let fresh = stamps(&self.files);
+            if fresh != self.stamps {
+                match server_config(&self.files) {
+                    Ok(c) => {
+                        log::info!("tls: certificate files changed; new clients get the new ones");
+                        self.config = c;
+                        self.stamps = fresh;
+                    }
+                    // Half-written files, say: the old configuration goes on serving.
+                    Err(e) => log::warn!("tls: certificate files changed but cannot be used ({e}); keeping the previous ones"),
+                }
+            }
+        }
+        ServerConnection::new(Arc::clone(&self.config)).map_err(|e| e.to_string())
+    }
+}
+
+fn stamps(files: &TlsConfig) -> Vec<Option<SystemTime>> {
+    [&files.cert_file, &files.key_file]
+        .into_iter()
+        .chain(files.ca_file.as_ref())
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// `tls`'s files into a rustls configuration; errors name the key and the file.
+pub fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
+    let certs = load_certs(&files.cert_file, "tls.cert_file")?;
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|e| format!("tls.key_file: {}: {e}", files.key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match &files.ca_file {
+        // mTLS: clients must present a certificate signed by this CA.
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in load_certs(ca, "tls.ca_file")? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("tls.ca_file: {}: {e}", ca.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("tls.ca_file: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls.cert_file / tls.key_file: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+fn load_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{key}: {}: {e}", path.display()))?
+        .collect();
+    let certs = certs.map_err(|e| format!("{key}: {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{key}: {}: no certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads what the socket has through the TLS session into `buf`, as `net::read_via` does
+/// for a plain one: until the socket would block, the peer closes, or `budget` bytes.
+pub fn read(
+    tls: &mut ServerConnection,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    budget: usize,
+) -> ReadOutcome {
+    let mut total = 0;
+    loop {
+        if total >= budget {
+            return ReadOutcome::Drained { more: true };
+        }
+        let (mut closed, mut blocked) = (false, false);
+        match tls.read_tls(stream) {
+            Ok(0) => closed = true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return ReadOutcome::Failed(e),
+        }
+        if let Err(e) = tls.process_new_packets() {
+            // The alert rustls queued goes out best effort; the client is then closed.
+            let _ = tls.write_tls(stream);
+            return ReadOutcome::Failed(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        if let Err(e) = drain_plaintext(tls, buf) {
+            return ReadOutcome::Failed(e);
+        }
+        if closed {
+            return ReadOutcome::Closed;
+        }
+        if blocked {
+            return ReadOutcome::Drained { more: false };
+        }
+    }
+}
+
+fn drain_plaintext(tls: &mut ServerConnection, buf: &mut BytesMut) -> io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match tls.reader().read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            // The peer ended the stream without close_notify: what came stays.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes the queued replies through the TLS session: records out first, then another
+/// piece of plaintext, until everything is out or the socket is full.
+pub fn write(
+    tls: &mut ServerConnection,
+    stream: &mut TcpStream,
+    wbuf: &mut OutBuf,
+) -> WriteOutcome {
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return WriteOutcome::Failed(e),
+            }
+        }
+        if wbuf.is_empty() || tls.is_handshaking() {
+            return WriteOutcome::Done;
+        }
+        let mut piece = Piece {
+            inner: tls.writer(),
+            left: FEED,
+        };
+        // Done, or the piece is full: its records go out on the next round.
+        if let WriteOutcome::Failed(e) = wbuf.write_to(&mut piece) {
+            return WriteOutcome::Failed(e);
+        }
+    }
+}
+
+/// rustls's plaintext writer, taking at most `left` bytes (then "would block").
+struct Piece<'a> {
+    inner: rustls::Writer<'a>,
+    left: usize,
+}
+
+impl Write for Piece<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.inner.write(&b[..b.len().min(self.left)])?;
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
