@@ -97,6 +97,8 @@ pub struct Config {
     /// Clients' authentication: the default user's password (Redis's `requirepass`) and
     /// users with ACL rules; unset: no authentication (see `protected_mode`).
     pub auth: Option<AuthConfig>,
+    /// TLS towards the nodes (a cluster with `tls-port`, `port 0`, `tls-cluster yes`).
+    pub backend_tls: Option<BackendTlsConfig>,
     /// A second port for TLS clients (0: none); needs `tls`.
     pub tls_port: u16,
     /// The TLS port's certificate and key, and a CA for client certificates (mTLS).
@@ -115,6 +117,33 @@ pub struct TlsConfig {
     /// When set, clients must present a certificate signed by this CA.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `backend_tls`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendTlsConfig {
+    /// The CA that signed the nodes' certificates.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The proxy's certificate and key, for nodes with `tls-auth-clients yes`.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name the nodes' certificates are checked against; unset: each node's address.
+    pub server_name: Option<String>,
+    /// Verify the nodes' certificates (false: encrypted, but not authenticated).
+    pub verify: bool,
+}
+
+impl Default for BackendTlsConfig {
+    fn default() -> Self {
+        BackendTlsConfig {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+            verify: true,
+        }
+    }
 }
 
 /// `auth`.
@@ -316,6 +345,7 @@ impl Default for Config {
             backend_auth: None,
             auth: None,
             tls_port: 0,
+            backend_tls: None,
             tls: None,
             protected_mode: true,
         }

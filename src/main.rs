@@ -264,6 +264,9 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if let (Some(t), true) = (&cfg.tls, cfg.tls_port != 0) {
         redis_cluster_proxy::conn::tls::server_config(t)?;
     }
+    if let Some(t) = &cfg.backend_tls {
+        redis_cluster_proxy::conn::tls::client_config(t)?;
+    }
     // The users' rules, checked now so that a bad one is a configuration error.
     if let Some(auth) = &cfg.auth {
         redis_cluster_proxy::acl::Users::from_config(auth).map_err(|e| e.0)?;
@@ -296,7 +299,20 @@ fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
         .backend_auth
         .as_ref()
         .and_then(|a| NodeCredentials::new(a.user.as_deref(), a.resolved.as_ref()?));
-    let found = discover(&cfg.redis_nodes, cfg.connect_timeout, creds.as_ref())?;
+    let tls = match &cfg.backend_tls {
+        Some(t) => Some(redis_cluster_proxy::conn::tls::client_config(t)?),
+        None => None,
+    };
+    let name = cfg
+        .backend_tls
+        .as_ref()
+        .and_then(|t| t.server_name.as_deref());
+    let found = discover(
+        &cfg.redis_nodes,
+        cfg.connect_timeout,
+        creds.as_ref(),
+        tls.as_ref().map(|c| (c, name)),
+    )?;
     let learned = redis_cluster_proxy::command::learn(&found.commands);
     match &found.commands {
         redis_cluster_proxy::resp::value::Value::Array(all) => info!(

@@ -135,6 +135,8 @@ pub struct Core {
     /// When refused passwords were last logged, and how many since.
     pub(crate) auth_warned: Option<Instant>,
     pub(crate) auth_failures_unlogged: u64,
+    /// `backend_tls`'s client configuration, for every node connection.
+    pub(crate) backend_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `backend_auth`'s requests, sent first on every node connection.
     pub(crate) creds: Option<crate::auth::NodeCredentials>,
     /// Dedicated connections in use, with the client whose blocking command they carry.
@@ -205,6 +207,11 @@ impl Core {
             None => crate::acl::Users::open(),
         };
         let acl_open = cfg.auth.is_none();
+        // Loaded once at start-up (`load_config`), where an error stops the start.
+        let backend_tls = cfg
+            .backend_tls
+            .as_ref()
+            .and_then(|t| crate::conn::tls::client_config(t).ok());
         // Refused peers are the non-loopback ones (`auth::protected_refuses`): this says
         // whether any is, for the bind address.
         let bind: std::net::IpAddr = cfg.bind.parse().unwrap_or([127, 0, 0, 1].into());
@@ -261,6 +268,7 @@ impl Core {
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             busy_dedicated: Vec::new(),
             creds,
+            backend_tls,
             users,
             acl_open,
             protected,
@@ -609,7 +617,7 @@ impl Reactor {
         }
         let session = match (tls, self.tls_acceptor.as_mut()) {
             (true, Some(acceptor)) => match acceptor.accept(self.core.now) {
-                Ok(s) => Some(Box::new(s)),
+                Ok(s) => Some(Box::new(rustls::Connection::Server(s))),
                 Err(e) => {
                     warn!("client {addr}: no TLS session: {e}");
                     self.core.totals.disconnect();

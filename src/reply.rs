@@ -62,6 +62,8 @@ impl Reactor {
         };
         let mut replies = std::mem::take(&mut self.core.replies);
         let (verdict, more) = b.on_readable(&mut self.core.scratch, stop_short, &mut replies);
+        // A TLS handshake moved on: its records, or requests held for it, go out this turn.
+        let flush = b.needs_flush();
         let (node, proto) = (b.node, b.proto);
         for (req, frame) in replies.drain(..) {
             self.core
@@ -70,7 +72,12 @@ impl Reactor {
         self.core.replies = replies;
         if let backend::Verdict::Broken(why) = verdict {
             self.core.backend_failed(&mut self.clients, idx, &why);
-        } else if more {
+            return;
+        }
+        if flush {
+            self.core.mark_backend(idx);
+        }
+        if more {
             self.core.resume_backends.push(idx);
         } else {
             self.core.release_dedicated(idx);

@@ -275,6 +275,14 @@ impl Core {
             Prelude {
                 readonly: self.cfg.read_from != ReadFrom::Master,
                 creds: self.creds.as_ref(),
+                tls: self.backend_tls.as_ref().map(|c| {
+                    let name = self
+                        .cfg
+                        .backend_tls
+                        .as_ref()
+                        .and_then(|t| t.server_name.as_deref());
+                    (c, name)
+                }),
             },
             &self.cfg.socket,
             self.now,

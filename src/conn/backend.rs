@@ -28,6 +28,7 @@ use crate::config::SocketOptions;
 use crate::conn::net::{self, ReadOutcome, WriteOutcome};
 use crate::conn::outbuf::OutBuf;
 use crate::conn::role::BackendRole;
+use crate::conn::tls;
 use crate::inflight::{Attempt, InFlight, Owner};
 use crate::resp::encode::Proto;
 use crate::resp::reply::ReplyParser;
@@ -65,6 +66,8 @@ pub struct Prelude<'a> {
     pub readonly: bool,
     /// `backend_auth`'s AUTH (or HELLO 3 AUTH).
     pub creds: Option<&'a NodeCredentials>,
+    /// `backend_tls`: the configuration and the name to verify (None: the node's address).
+    pub tls: Option<(&'a std::sync::Arc<rustls::ClientConfig>, Option<&'a str>)>,
 }
 
 pub struct Backend {
@@ -83,6 +86,8 @@ pub struct Backend {
     /// Whether it is already in the reactor's list of connections to flush.
     pub dirty: bool,
     pub role: BackendRole,
+    /// `backend_tls`'s session with the node.
+    tls: Option<Box<rustls::Connection>>,
     /// The node refused `backend_auth`'s credentials on this connection.
     pub auth_refused: bool,
     /// When it was opened: the send time of a subscriber's stream frames (no request).
@@ -121,6 +126,15 @@ impl Backend {
             dirty: false,
             role: BackendRole::Shared,
             auth_refused: false,
+            tls: match prelude.tls {
+                Some((config, name)) => {
+                    let host = addr.ip().to_string();
+                    let session = tls::connect(config, name, &host)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                    Some(Box::new(session))
+                }
+                None => None,
+            },
             opened: now,
         };
         // Credentials first, so nothing behind them meets NOAUTH; with RESP3 one HELLO does
@@ -192,12 +206,24 @@ impl Backend {
         self.flush()
     }
 
+    /// Whether a flush is due after a read: TLS records of a handshake under way, or
+    /// requests rustls held until the handshake was done.
+    pub fn needs_flush(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.wants_write() || !self.wbuf.is_empty())
+    }
+
     /// Writes what is queued, when connected.
     pub fn flush(&mut self) -> Verdict {
         if self.state != BackendState::Ready {
             return Verdict::Continue;
         }
-        match self.wbuf.write_to(&mut self.stream) {
+        let written = match self.tls.as_deref_mut() {
+            Some(tls) => tls::write(tls, &mut self.stream, &mut self.wbuf),
+            None => self.wbuf.write_to(&mut self.stream),
+        };
+        match written {
             WriteOutcome::Done => {
                 self.wbuf.shrink(SHRINK_ABOVE);
                 Verdict::Continue
@@ -216,13 +242,17 @@ impl Backend {
         stop_short: bool,
         out: &mut Vec<(InFlight, Bytes)>,
     ) -> (Verdict, bool) {
-        let (mut verdict, more) = match net::read_via(
-            &mut self.stream,
-            scratch,
-            &mut self.rbuf,
-            READ_BUDGET,
-            stop_short,
-        ) {
+        let read = match self.tls.as_deref_mut() {
+            Some(tls) => tls::read(tls, &mut self.stream, &mut self.rbuf, READ_BUDGET),
+            None => net::read_via(
+                &mut self.stream,
+                scratch,
+                &mut self.rbuf,
+                READ_BUDGET,
+                stop_short,
+            ),
+        };
+        let (mut verdict, more) = match read {
             ReadOutcome::Drained { more } => (Verdict::Continue, more),
             ReadOutcome::Closed => (
                 Verdict::Broken("connection closed by the node".into()),

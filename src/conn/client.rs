@@ -152,7 +152,7 @@ pub struct Client {
     pub lib_name: Option<String>,
     pub lib_ver: Option<String>,
     /// The TLS session of a client of the TLS port.
-    pub tls: Option<Box<rustls::ServerConnection>>,
+    pub tls: Option<Box<rustls::Connection>>,
     /// The user it authenticated as (an index into the proxy's users); None before AUTH
     /// where the proxy requires it.
     pub user: Option<u16>,

@@ -19,9 +19,9 @@ use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, Connection, RootCertStore, ServerConfig, ServerConnection};
 
-use crate::config::TlsConfig;
+use crate::config::{BackendTlsConfig, TlsConfig};
 use crate::conn::net::{ReadOutcome, WriteOutcome};
 use crate::conn::outbuf::OutBuf;
 
@@ -126,7 +126,7 @@ fn load_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, St
 /// Reads what the socket has through the TLS session into `buf`, as `net::read_via` does
 /// for a plain one: until the socket would block, the peer closes, or `budget` bytes.
 pub fn read(
-    tls: &mut ServerConnection,
+    tls: &mut Connection,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     budget: usize,
@@ -161,7 +161,7 @@ pub fn read(
     }
 }
 
-fn drain_plaintext(tls: &mut ServerConnection, buf: &mut BytesMut) -> io::Result<()> {
+fn drain_plaintext(tls: &mut Connection, buf: &mut BytesMut) -> io::Result<()> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         match tls.reader().read(&mut chunk) {
@@ -177,11 +177,7 @@ fn drain_plaintext(tls: &mut ServerConnection, buf: &mut BytesMut) -> io::Result
 
 /// Writes the queued replies through the TLS session: records out first, then another
 /// piece of plaintext, until everything is out or the socket is full.
-pub fn write(
-    tls: &mut ServerConnection,
-    stream: &mut TcpStream,
-    wbuf: &mut OutBuf,
-) -> WriteOutcome {
+pub fn write(tls: &mut Connection, stream: &mut TcpStream, wbuf: &mut OutBuf) -> WriteOutcome {
     loop {
         while tls.wants_write() {
             match tls.write_tls(stream) {
@@ -192,9 +188,10 @@ pub fn write(
                 Err(e) => return WriteOutcome::Failed(e),
             }
         }
-        if wbuf.is_empty() || tls.is_handshaking() {
+        if wbuf.is_empty() {
             return WriteOutcome::Done;
         }
+        let before = wbuf.len();
         let mut piece = Piece {
             inner: tls.writer(),
             left: FEED,
@@ -202,6 +199,11 @@ pub fn write(
         // Done, or the piece is full: its records go out on the next round.
         if let WriteOutcome::Failed(e) = wbuf.write_to(&mut piece) {
             return WriteOutcome::Failed(e);
+        }
+        if wbuf.len() == before {
+            // rustls takes no more now (a handshake under way, its buffer full): the rest
+            // goes once the next read moved it on (the connection is flushed after reads).
+            return WriteOutcome::Blocked;
         }
     }
 }
@@ -218,11 +220,120 @@ impl Write for Piece<'_> {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = self.inner.write(&b[..b.len().min(self.left)])?;
+        if n == 0 && !b.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         self.left -= n;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// `backend_tls` into the configuration every node connection uses: the nodes' CA (or no
+/// verification, with `verify: false`) and the proxy's own certificate when the nodes ask
+/// for one (`tls-auth-clients`).
+pub fn client_config(files: &BackendTlsConfig) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if files.verify {
+        let Some(ca) = &files.ca_file else {
+            return Err(
+                "backend_tls.ca_file: the nodes' CA is needed to verify them (or verify: false)"
+                    .into(),
+            );
+        };
+        let mut roots = RootCertStore::empty();
+        for c in load_certs(ca, "backend_tls.ca_file")? {
+            roots
+                .add(c)
+                .map_err(|e| format!("backend_tls.ca_file: {}: {e}", ca.display()))?;
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    };
+    let config = match (&files.cert_file, &files.key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = load_certs(cert, "backend_tls.cert_file")?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("backend_tls.key_file: {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("backend_tls.cert_file / key_file: {e}"))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("backend_tls: cert_file and key_file go together".into()),
+    };
+    Ok(Arc::new(config))
+}
+
+/// A node connection's TLS session: the name checked against the node's certificate is
+/// `server_name`, else the node's address (an IP address, as nodes announce themselves).
+pub fn connect(
+    config: &Arc<ClientConfig>,
+    server_name: Option<&str>,
+    node_host: &str,
+) -> Result<Connection, String> {
+    client_session(config, server_name, node_host).map(Connection::Client)
+}
+
+/// The same session, for a blocking stream (discovery, before the reactor starts).
+pub fn client_session(
+    config: &Arc<ClientConfig>,
+    server_name: Option<&str>,
+    node_host: &str,
+) -> Result<rustls::ClientConnection, String> {
+    let shown = server_name.unwrap_or(node_host);
+    let name = rustls::pki_types::ServerName::try_from(shown.to_string())
+        .map_err(|e| format!("backend_tls: '{shown}' is not a server name: {e}"))?;
+    rustls::ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())
+}
+
+/// `verify: false`: any certificate is taken (signatures are still checked, so the
+/// session is encrypted, but the node is not authenticated). For test clusters.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -24,14 +25,18 @@ pub struct Discovery {
 }
 
 /// Tries every seed; the error names each one and why it did not do.
+/// TLS towards the nodes: `backend_tls`'s configuration and the name to verify.
+pub type NodeTls<'a> = Option<(&'a Arc<rustls::ClientConfig>, Option<&'a str>)>;
+
 pub fn discover(
     seeds: &[String],
     timeout: Duration,
     creds: Option<&NodeCredentials>,
+    tls: NodeTls<'_>,
 ) -> Result<Discovery, String> {
     let mut tried = Vec::new();
     for seed in seeds {
-        match ask(seed, timeout, creds) {
+        match ask(seed, timeout, creds, tls) {
             Ok(d) => return Ok(d),
             Err(e) => tried.push(format!("{seed} ({e})")),
         }
@@ -46,12 +51,29 @@ fn ask(
     seed: &str,
     timeout: Duration,
     creds: Option<&NodeCredentials>,
+    tls: NodeTls<'_>,
 ) -> Result<Discovery, String> {
     let addr = topology::resolve(seed).ok_or("address does not resolve")?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     let io_timeout = Some(timeout.max(Duration::from_secs(2)));
     s.set_read_timeout(io_timeout).map_err(|e| e.to_string())?;
     s.set_write_timeout(io_timeout).map_err(|e| e.to_string())?;
+    match tls {
+        Some((config, name)) => {
+            let host = addr.ip().to_string();
+            let session = crate::conn::tls::client_session(config, name, &host)?;
+            let stream = rustls::StreamOwned::new(session, s);
+            ask_over(seed, stream, creds).map_err(|e| format!("over TLS: {e}"))
+        }
+        None => ask_over(seed, s, creds),
+    }
+}
+
+fn ask_over<S: Read + Write>(
+    seed: &str,
+    mut s: S,
+    creds: Option<&NodeCredentials>,
+) -> Result<Discovery, String> {
     let mut buf = BytesMut::new();
     if let Some(c) = creds {
         s.write_all(&c.auth()).map_err(|e| e.to_string())?;
@@ -104,7 +126,7 @@ fn ask(
     })
 }
 
-fn read_reply(s: &mut TcpStream, buf: &mut BytesMut) -> Result<Value, String> {
+fn read_reply<S: Read>(s: &mut S, buf: &mut BytesMut) -> Result<Value, String> {
     let mut parser = ReplyParser::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {

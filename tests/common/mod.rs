@@ -28,6 +28,7 @@ pub mod process;
 pub mod proxy;
 pub mod resp;
 pub mod slots;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use cluster::*;
@@ -41,3 +42,5 @@ pub use proxy::*;
 pub use resp::{encode_cmd, log_tail, parse_resp, poll_until, RawClient, ReadEnd, Resp};
 #[allow(unused_imports)]
 pub use slots::*;
+#[allow(unused_imports)]
+pub use tls::*;
