@@ -400,6 +400,14 @@ impl Config {
                 return err(format!("redis_nodes: '{n}' is not host:port"));
             }
         }
+        if let Some(a) = &self.auth {
+            if a.password.is_none() && a.users.is_empty() {
+                return err(
+                    "auth: give a password (the default user's) or users; an empty auth lets no one in"
+                        .into(),
+                );
+            }
+        }
         if self.tls_port != 0 && self.tls.is_none() {
             return err("tls_port: needs tls (cert_file and key_file)".into());
         }

@@ -58,8 +58,8 @@ pub struct KillFilter {
     pub addr: Option<String>,
     pub laddr: Option<String>,
     pub kind: Option<ClientType>,
-    /// USER: false when it names another user than `default`, the only one.
-    pub user_ok: bool,
+    /// USER: the clients authenticated as this user.
+    pub user: Option<String>,
     /// The old form, `CLIENT KILL addr:port`: at most one client.
     pub first_only: bool,
 }

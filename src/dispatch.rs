@@ -112,6 +112,10 @@ impl Core {
             Route::Slot(slot) => self.slot_owner(c, cref, frame, slot, false),
             Route::ReadSlot(slot) => self.slot_owner(c, cref, frame, slot, true),
             Route::AnyMaster => match self.any_master() {
+                Some(node) if kind == Kind::ConfigGet => {
+                    let seq = c.reserve_parts(1, Merge::Redact);
+                    self.send_part(c, cref, seq, 0, Some(node), frame, None);
+                }
                 Some(node) => self.send_new(c, cref, node, frame, None),
                 None => c.reply_now(&ProxyError::NoMaster.to_frame()),
             },

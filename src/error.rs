@@ -83,6 +83,8 @@ pub enum ProxyError {
     NoPermChannel,
     /// A non-loopback client of a proxy in protected mode.
     ProtectedMode,
+    /// CLIENT KILL USER of a user the proxy does not have.
+    NoSuchUser(String),
     /// ACL CAT of a category that does not exist.
     UnknownCategory(String),
     /// ACL GENPASS with a bit count out of range.
@@ -193,6 +195,7 @@ impl fmt::Display for ProxyError {
             ),
             ProxyError::UnexpectedReply(what) => write!(f, "ERR unexpected {what}"),
             ProxyError::UnknownCategory(c) => write!(f, "ERR Unknown category '{c}'"),
+            ProxyError::NoSuchUser(u) => write!(f, "ERR No such user '{u}'"),
             ProxyError::NoPermCommand(name) => write!(
                 f,
                 "NOPERM this user has no permissions to run the '{name}' command"
@@ -357,6 +360,7 @@ mod tests {
             (ProxyError::UnknownProxySubcommand, false, "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN"),
             (ProxyError::NoAuth, true, "NOAUTH Authentication required."),
             (ProxyError::UnknownCategory(s("x")), true, "ERR Unknown category 'x'"),
+            (ProxyError::NoSuchUser(s("x")), true, "ERR No such user 'x'"),
             (ProxyError::GenpassBits, true, "ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096"),
             (ProxyError::NoAuthHello, true, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"),
             (ProxyError::WrongPass, true, "WRONGPASS invalid username-password pair or user is disabled."),
@@ -438,6 +442,7 @@ mod tests {
                 | ProxyError::NoPermChannel
                 | ProxyError::ProtectedMode
                 | ProxyError::UnknownCategory(_)
+                | ProxyError::NoSuchUser(_)
                 | ProxyError::GenpassBits
                 | ProxyError::HelloSyntax(_)
                 | ProxyError::HelloWhileSubscribed
@@ -468,6 +473,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 62);
+        assert_eq!(all.len(), 63);
     }
 }

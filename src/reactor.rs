@@ -135,6 +135,8 @@ pub struct Core {
     /// When refused passwords were last logged, and how many since.
     pub(crate) auth_warned: Option<Instant>,
     pub(crate) auth_failures_unlogged: u64,
+    /// When a node's NOAUTH was last logged.
+    pub(crate) noauth_warned: Option<Instant>,
     /// `backend_tls`'s client configuration, for every node connection.
     pub(crate) backend_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `backend_auth`'s requests, sent first on every node connection.
@@ -274,6 +276,7 @@ impl Core {
             protected,
             auth_warned: None,
             auth_failures_unlogged: 0,
+            noauth_warned: None,
             stats: Counters::default(),
             started: now,
             totals,

@@ -136,6 +136,9 @@ impl Core {
                 self.close_gone_idle();
             }
             Ok(_) => warn!("topology refresh from {asked}: the node reports no slots"),
+            Err(e) if e.starts_with("NOAUTH") && self.creds.is_none() => warn!(
+                "topology refresh from {asked} failed: {e} (the node needs a password: set backend_auth)"
+            ),
             Err(e) => warn!("topology refresh from {asked} failed: {e}"),
         }
         let degraded = self.degraded();

@@ -107,6 +107,9 @@ impl Core {
             deliver(clients, &mut self.wake, client, seq, part, frame);
             return;
         }
+        if frame.starts_with(b"-NOAUTH") && self.creds.is_none() {
+            self.warn_noauth(from);
+        }
         let kind = classify_error(&frame);
         let next = inflight::on_error(
             req.attempt,
@@ -353,6 +356,20 @@ impl Core {
         }
         if failure {
             self.request_refresh(Duration::ZERO);
+        }
+    }
+
+    /// A node asks for a password the proxy does not give: at most one warning every 10 s.
+    fn warn_noauth(&mut self, from: NodeId) {
+        let due = self
+            .noauth_warned
+            .is_none_or(|at| self.now.duration_since(at) >= Duration::from_secs(10));
+        if due {
+            self.noauth_warned = Some(self.now);
+            warn!(
+                "node {} requires a password (NOAUTH): set backend_auth in the proxy's configuration",
+                self.topo.node(from).addr
+            );
         }
     }
 

@@ -165,6 +165,13 @@ fn every_node_connection_authenticates_and_follows_a_password_change() {
         "the password is shown as set, never itself"
     );
 
+    // CONFIG GET of the nodes' passwords through the proxy: redacted.
+    let got: Vec<String> = match c.cmd(&["CONFIG", "GET", "requirepass"]) {
+        Resp::Array(items) => items.iter().filter_map(Resp::text).collect(),
+        other => panic!("CONFIG GET requirepass: {other:?}"),
+    };
+    assert_eq!(got, ["requirepass", "(redacted)"]);
+
     // The password changes on the nodes and in the proxy's file. The nodes keep the
     // connections they had; once those are gone, the proxy's next connection is refused,
     // it reads the file again, and the one after that authenticates: no restart.

@@ -210,6 +210,25 @@ fn clients_authenticate_and_users_keep_to_their_rules() {
     }
 }
 
+#[test]
+fn an_empty_auth_is_a_configuration_error() {
+    let dir = unique_temp_dir("rcp-auth-empty");
+    let cfg = write_file(
+        &dir,
+        "config.yaml",
+        b"redis_nodes: [\"127.0.0.1:1\"]\nauth: {}\n",
+    );
+    let mut cmd = Command::new(proxy_bin());
+    cmd.arg("--config").arg(&cfg).arg("--check");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("auth: give a password"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Protected mode's refusal of a non-loopback client is table-tested in `src/auth.rs`
 /// (`protected_mode_decision`): a remote client cannot be made here without sending traffic
 /// to an address off the loopback. What is checked end to end: a proxy bound to every

@@ -84,7 +84,12 @@ impl Core {
 
     /// The client becomes `user` when the password is right and the user on.
     fn login(&mut self, c: &mut Client, user: &[u8], pass: &[u8]) -> Result<(), ProxyError> {
-        if let Some(u) = self.users.authenticate(user, pass) {
+        // No password is longer: an absurd one is refused without being hashed.
+        let found = match pass.len() <= crate::auth::MAX_PASSWORD {
+            true => self.users.authenticate(user, pass),
+            false => None,
+        };
+        if let Some(u) = found {
             c.user = Some(u);
             return Ok(());
         }
@@ -97,7 +102,7 @@ impl Core {
             // The user name is shown (bounded, as text), never the password.
             let shown = String::from_utf8_lossy(&user[..user.len().min(64)]).into_owned();
             warn!(
-                "authentication refused for user '{shown}' from client {} ({} refusals since the last warning)",
+                "authentication refused for user '{shown}' from client {} (refusals since the last warning: {})",
                 c.addr, self.auth_failures_unlogged
             );
             self.auth_warned = Some(self.now);

@@ -165,6 +165,11 @@ impl Reactor {
             Ok(f) => f,
             Err(e) => return Some(e),
         };
+        if let Some(u) = filter.user.as_deref() {
+            if self.core.users.find(u.as_bytes()).is_none() {
+                return Some(ProxyError::NoSuchUser(u.to_string()).to_frame());
+            }
+        }
         let n = self.kill_matching(&filter, Some((me, skipme)));
         let mine = Gathered::Killed {
             first_only: filter.first_only,
@@ -181,9 +186,11 @@ impl Reactor {
     /// Marks this worker's clients that match for closing; `me` is the asking client and
     /// whether SKIPME spares it.
     pub(crate) fn kill_matching(&mut self, f: &KillFilter, me: Option<(ClientRef, bool)>) -> usize {
-        if !f.user_ok || f.kind == Some(ClientType::NoneHere) {
+        if f.kind == Some(ClientType::NoneHere) {
             return 0;
         }
+        let users = &self.core.users;
+        let user_of = |c: &Client| c.user.and_then(|u| users.get(u)).map(|u| u.name.as_str());
         let mut victims: Vec<usize> = self
             .clients
             .iter()
@@ -196,6 +203,7 @@ impl Reactor {
                     && f.laddr
                         .as_ref()
                         .is_none_or(|a| c.local_addr.to_string() == *a)
+                    && f.user.as_deref().is_none_or(|u| user_of(c) == Some(u))
             })
             .map(|(idx, _)| idx)
             .collect();
@@ -316,10 +324,7 @@ pub(crate) fn lines_reply(mut lines: Vec<(u64, String)>, proto: Proto) -> Vec<u8
 /// CLIENT KILL's filters and SKIPME, or the error to answer.
 pub(crate) fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8>> {
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    let mut f = KillFilter {
-        user_ok: true,
-        ..KillFilter::default()
-    };
+    let mut f = KillFilter::default();
     if argv.len() == 3 {
         // The old form can kill the asking client itself.
         f.addr = Some(text(&argv[2]));
@@ -342,7 +347,7 @@ pub(crate) fn kill_filter(argv: &[Vec<u8>]) -> Result<(KillFilter, bool), Vec<u8
         } else if k.eq_ignore_ascii_case(b"LADDR") {
             f.laddr = Some(v);
         } else if k.eq_ignore_ascii_case(b"USER") {
-            f.user_ok &= v == "default";
+            f.user = Some(v);
         } else if k.eq_ignore_ascii_case(b"TYPE") {
             f.kind = Some(client_type_arg(&argv[i + 1])?);
         } else if k.eq_ignore_ascii_case(b"SKIPME") && v.eq_ignore_ascii_case("yes") {

@@ -134,6 +134,36 @@ impl Core {
                     .and_then(|a| a.user.clone())
                     .unwrap_or_default(),
             ),
+            ("protected_mode".into(), c.protected_mode.to_string()),
+            (
+                "auth.users".into(),
+                c.auth
+                    .as_ref()
+                    .map(|a| {
+                        a.users
+                            .iter()
+                            .map(|u| u.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+            ),
+            (
+                "auth.password".into(),
+                match c.auth.as_ref().and_then(|a| a.password.as_ref()) {
+                    Some(_) => "(set)".into(),
+                    None => String::new(),
+                },
+            ),
+            ("tls_port".into(), c.tls_port.to_string()),
+            (
+                "backend_tls".into(),
+                match &c.backend_tls {
+                    Some(t) if t.verify => "on".into(),
+                    Some(_) => "on, nodes not verified".into(),
+                    None => "off".into(),
+                },
+            ),
             // Whether one is set, never the password itself.
             (
                 "backend_auth.password".into(),

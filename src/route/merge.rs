@@ -141,6 +141,10 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
         Merge::Concat => merge_concat(parts),
         Merge::And => merge_and(parts),
         Merge::Scan { master, masters } => merge_scan(parts, *master, *masters),
+        Merge::Redact => match parts.first() {
+            Some(p) => redact_config(p),
+            None => error_frame(ProxyError::NoReply),
+        },
         Merge::Rewrite { view, map } => match parts.first() {
             Some(p) => crate::topology::view::rewrite(*view, p, map),
             None => error_frame(ProxyError::NoReply),
@@ -508,6 +512,37 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
     out
 }
 
+/// CONFIG GET's pairs (a flat array in RESP2, a map in RESP3) with the values of the
+/// password parameters replaced.
+fn redact_config(frame: &Bytes) -> Bytes {
+    let Some((tag, els)) = elements(frame) else {
+        return frame.clone();
+    };
+    let secret = |k: &[u8]| {
+        let name = &k[k.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)..];
+        name.eq_ignore_ascii_case(b"requirepass\r\n")
+            || name.eq_ignore_ascii_case(b"masterauth\r\n")
+    };
+    if !els.chunks(2).any(|kv| secret(&frame[kv[0].clone()])) {
+        return frame.clone();
+    }
+    let mut out = BytesMut::with_capacity(frame.len());
+    let header_end = els.first().map_or(frame.len(), |r| r.start);
+    out.put_slice(&frame[..header_end]);
+    let _ = tag;
+    for kv in els.chunks(2) {
+        out.put_slice(&frame[kv[0].clone()]);
+        if let Some(v) = kv.get(1) {
+            if secret(&frame[kv[0].clone()]) {
+                encode::bulk(&mut out, b"(redacted)");
+            } else {
+                out.put_slice(&frame[v.clone()]);
+            }
+        }
+    }
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,6 +595,25 @@ mod tests {
         assert_eq!(
             &merge(&m, &[b("+OK\r\n"), b("+OK\r\n")], Proto::Resp2)[..],
             b"+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn config_passwords_are_redacted() {
+        let resp2 = b("*4\r\n$11\r\nrequirepass\r\n$3\r\nsec\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
+        assert_eq!(
+            &merge(&Merge::Redact, &[resp2], Proto::Resp2)[..],
+            b"*4\r\n$11\r\nrequirepass\r\n$10\r\n(redacted)\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+        );
+        let resp3 = b("%1\r\n$10\r\nmasterauth\r\n$3\r\nsec\r\n");
+        assert_eq!(
+            &merge(&Merge::Redact, &[resp3], Proto::Resp3)[..],
+            b"%1\r\n$10\r\nmasterauth\r\n$10\r\n(redacted)\r\n"
+        );
+        let other = b("*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
+        assert_eq!(
+            merge(&Merge::Redact, std::slice::from_ref(&other), Proto::Resp2),
+            other
         );
     }
 

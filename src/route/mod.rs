@@ -114,6 +114,8 @@ pub enum Kind {
     ScriptFlush,
     /// CONFIG RESETSTAT: the proxy's counters too.
     ResetStat,
+    /// CONFIG GET: the nodes' passwords are redacted from the reply.
+    ConfigGet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +182,7 @@ impl Kind {
             "SCRIPT|LOAD" if args.argc() == 3 => Kind::ScriptLoad,
             "SCRIPT|FLUSH" => Kind::ScriptFlush,
             "CONFIG|RESETSTAT" if args.argc() == 2 => Kind::ResetStat,
+            "CONFIG|GET" => Kind::ConfigGet,
             _ => Kind::Plain,
         }
     }

@@ -53,6 +53,7 @@ fn merge_label(m: &Merge) -> &'static str {
         Merge::Scan { .. } => "one master at a time",
         Merge::FirstNonNull { .. } => "first non-empty",
         Merge::Rewrite { .. } => "addresses rewritten",
+        Merge::Redact => "passwords redacted",
         Merge::Info { .. } => "merged with the proxy section",
         Merge::Slowlog { .. } => "newest first, tagged with the node",
     }

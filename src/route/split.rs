@@ -37,6 +37,9 @@ pub enum Merge {
     Scan { master: u32, masters: u32 },
     /// The first non-null reply, starting from a part chosen by the caller (RANDOMKEY).
     FirstNonNull { start: u32 },
+    /// A node's CONFIG GET reply with the nodes' passwords (`requirepass`, `masterauth`)
+    /// replaced by `(redacted)`: `backend_auth` stays between the proxy and the nodes.
+    Redact,
     /// A node's CLUSTER NODES/SLOTS/SHARDS reply with its addresses made public.
     Rewrite { view: View, map: AddressMap },
     /// INFO from every master: the first master's sections, stats, commandstats and the
