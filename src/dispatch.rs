@@ -90,7 +90,7 @@ impl Core {
         if c.pubsub.is_some() || matches!(routed.kind, Kind::Sub(_)) {
             return self.pubsub(c, cref, frame, args, routed);
         }
-        if routed.kind == Kind::Publish {
+        if let Kind::Publish { .. } = routed.kind {
             if let Some(home) = self.pubsub_home() {
                 return self.send_new(c, cref, home, frame, None);
             }

@@ -187,8 +187,7 @@ fn denial(
             return (!ok).then_some(ProxyError::NoPermChannel);
         }
         Kind::Sub(SubOp::Subscribe(_)) => 1..args.argc(),
-        Kind::Publish if cmd.name == "PUBLISH" => 1..2,
-        _ if cmd.name == "SPUBLISH" => 1..2,
+        Kind::Publish { channel: true } | Kind::SPublish => 1..2,
         _ if cmd.has(flag::PUBSUB) => 0..0,
         _ => {
             let mut ok = true;

@@ -94,8 +94,13 @@ pub enum Kind {
     /// A subscription or unsubscription: taken by `pubsub`.
     Sub(SubOp),
     /// PUBLISH, PUBSUB CHANNELS|NUMSUB|NUMPAT: to the master classic subscriptions live on,
-    /// so they see the proxy's subscribers.
-    Publish,
+    /// so they see the proxy's subscribers. `channel`: argument 1 names a channel
+    /// (PUBLISH), for the ACL's channel rules.
+    Publish {
+        channel: bool,
+    },
+    /// SPUBLISH: routed by its channel's slot; argument 1 names a channel.
+    SPublish,
     /// PING: a subscriber's goes on its stream.
     Ping,
     /// HELLO: a RESP3 subscriber may not switch protocols.
@@ -172,7 +177,11 @@ impl Kind {
             "UNSUBSCRIBE" => Kind::Sub(SubOp::Unsubscribe(Channels::Classic)),
             "PUNSUBSCRIBE" => Kind::Sub(SubOp::Unsubscribe(Channels::Pattern)),
             "SUNSUBSCRIBE" => Kind::Sub(SubOp::Unsubscribe(Channels::Shard)),
-            "PUBLISH" | "PUBSUB|CHANNELS" | "PUBSUB|NUMSUB" | "PUBSUB|NUMPAT" => Kind::Publish,
+            "PUBLISH" => Kind::Publish { channel: true },
+            "PUBSUB|CHANNELS" | "PUBSUB|NUMSUB" | "PUBSUB|NUMPAT" => {
+                Kind::Publish { channel: false }
+            }
+            "SPUBLISH" => Kind::SPublish,
             "PING" => Kind::Ping,
             "HELLO" => Kind::Hello,
             "QUIT" => Kind::Quit,
