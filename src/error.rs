@@ -221,7 +221,7 @@ impl ProxyError {
                  cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with \
                  allow_admin_commands: true) to stop the proxy",
             ProxyError::ProxyShutdownRefused => "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)",
-            ProxyError::UnknownProxySubcommand => "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN",
+            ProxyError::UnknownProxySubcommand => "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY RELOAD, PROXY SHUTDOWN",
             ProxyError::SyntaxError => "ERR syntax error",
             ProxyError::DbIndexOutOfRange => "ERR DB index is out of range",
             ProxyError::NotAnInteger => "ERR value is not an integer or out of range",
@@ -357,7 +357,7 @@ mod tests {
             (ProxyError::MoveRefused, false, "ERR MOVE is not allowed through the proxy: a cluster has only database 0"),
             (ProxyError::ShutdownRefused, false, "ERR SHUTDOWN is not allowed through the proxy: it would stop one node of the cluster; use redis-cli against that node, or PROXY SHUTDOWN (allowed with allow_admin_commands: true) to stop the proxy"),
             (ProxyError::ProxyShutdownRefused, false, "ERR PROXY SHUTDOWN is not allowed through the proxy (allow_admin_commands)"),
-            (ProxyError::UnknownProxySubcommand, false, "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY SHUTDOWN"),
+            (ProxyError::UnknownProxySubcommand, false, "ERR unknown PROXY subcommand; try PROXY INFO, PROXY CONFIG GET <pattern>, PROXY RELOAD, PROXY SHUTDOWN"),
             (ProxyError::NoAuth, true, "NOAUTH Authentication required."),
             (ProxyError::UnknownCategory(s("x")), true, "ERR Unknown category 'x'"),
             (ProxyError::NoSuchUser(s("x")), true, "ERR No such user 'x'"),

@@ -19,6 +19,7 @@ pub mod local;
 pub mod pubsub;
 pub mod reactor;
 pub mod refresh;
+pub mod reload;
 pub mod reply;
 pub mod resp;
 pub mod route;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{error, info};
 
 use redis_cluster_proxy::auth::NodeCredentials;
-use redis_cluster_proxy::config::{parse_duration, Config};
+use redis_cluster_proxy::config::Config;
 use redis_cluster_proxy::crew::{Crew, Wakers};
 use redis_cluster_proxy::reactor::Reactor;
 use redis_cluster_proxy::topology::discover::discover;
@@ -103,49 +103,6 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
     Ok(Some(cli))
 }
 
-fn apply_overrides(cfg: &mut Config, overrides: &[(String, String)]) -> Result<(), String> {
-    for (k, v) in overrides {
-        match k.as_str() {
-            "port" => {
-                cfg.proxy_port = v
-                    .parse()
-                    .map_err(|_| format!("--port: '{v}' is not a port number"))?
-            }
-            "bind" => cfg.bind = v.clone(),
-            "nodes" => {
-                cfg.redis_nodes = v
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }
-            "auto_redirect" => {
-                cfg.auto_redirect = match v.as_str() {
-                    "true" | "yes" | "1" => true,
-                    "false" | "no" | "0" => false,
-                    _ => return Err(format!("--auto-redirect: '{v}' is not true or false")),
-                }
-            }
-            "refresh_interval" => {
-                cfg.refresh_interval = parse_duration(v)
-                    .ok_or_else(|| format!("--refresh-interval: '{v}' is not a duration"))?
-            }
-            "log_level" => cfg.log_level = v.clone(),
-            "busy_poll" => {
-                cfg.busy_poll = parse_duration(v)
-                    .ok_or_else(|| format!("--busy-poll: '{v}' is not a duration"))?
-            }
-            "workers" => {
-                cfg.workers = v
-                    .parse()
-                    .map_err(|_| format!("--workers: '{v}' is not a number"))?
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// Raises the soft open-files limit to the hard one, as Redis does for maxclients; returns
 /// the limit in force.
 fn raise_open_files_limit() -> Option<u64> {
@@ -204,11 +161,21 @@ fn main() -> ExitCode {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
+    // A plain level is applied as the global maximum over a trace filter, so a reload can
+    // raise it as well as lower it; module directives (or RUST_LOG) are taken as they are.
+    let plain = redis_cluster_proxy::reload::plain_level(&cfg.log_level);
+    let filter = match plain {
+        Some(_) => "trace",
+        None => cfg.log_level.as_str(),
+    };
     env_logger::Builder::new()
-        .parse_filters(&cfg.log_level)
+        .parse_filters(filter)
         .parse_env("RUST_LOG")
         .format_timestamp_millis()
         .init();
+    if let (Some(level), None) = (plain, std::env::var_os("RUST_LOG")) {
+        log::set_max_level(level);
+    }
     log_open_files_limit(&cfg);
     let (topo, version) = match first_topology(&cfg) {
         Ok(found) => found,
@@ -223,7 +190,7 @@ fn main() -> ExitCode {
         // Every worker listens on the same port; the kernel spreads connections over them.
         cfg.socket.reuse_port = true;
     }
-    let (reactors, wakers) = match start_reactors(&cfg, &topo, &version) {
+    let (mut reactors, wakers) = match start_reactors(&cfg, &topo, &version) {
         Ok(started) => started,
         Err(e) => {
             error!("{e}");
@@ -231,6 +198,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for r in reactors.iter_mut() {
+        r.set_source(cli.config.clone(), cli.overrides.clone());
+    }
     match reactors[0].local_addr() {
         Ok(a) => info!(
             "redis-cluster-proxy {VERSION} listening on {a} ({workers} worker{})",
@@ -252,26 +222,7 @@ fn main() -> ExitCode {
 
 /// The configuration file (or the defaults), the command line's overrides, validated.
 fn load_config(cli: &Cli) -> Result<Config, String> {
-    let mut cfg = match &cli.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    apply_overrides(&mut cfg, &cli.overrides).and_then(|_| cfg.validate().map_err(|e| e.0))?;
-    if let Some(auth) = cfg.backend_auth.as_mut() {
-        auth.resolve().map_err(|e| e.0)?;
-    }
-    // The TLS files, loaded now so that a missing or bad one is a configuration error.
-    if let (Some(t), true) = (&cfg.tls, cfg.tls_port != 0) {
-        redis_cluster_proxy::conn::tls::server_config(t)?;
-    }
-    if let Some(t) = &cfg.backend_tls {
-        redis_cluster_proxy::conn::tls::client_config(t)?;
-    }
-    // The users' rules, checked now so that a bad one is a configuration error.
-    if let Some(auth) = &cfg.auth {
-        redis_cluster_proxy::acl::Users::from_config(auth).map_err(|e| e.0)?;
-    }
-    Ok(cfg)
+    redis_cluster_proxy::reload::load(cli.config.as_deref(), &cli.overrides)
 }
 
 fn log_open_files_limit(cfg: &Config) {
@@ -394,10 +345,19 @@ fn run_workers(mut reactors: Vec<Reactor>, wakers: Option<Wakers>) -> std::io::R
     // The main thread may be the one a stop signal interrupts: it checks every 50 ms and
     // wakes the workers, which would otherwise see it on their next idle wakeup (1 s).
     let mut passed_on = false;
+    let mut reloads = redis_cluster_proxy::signals::reload_generation();
     let first = loop {
         match done_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(r) => break r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // A reload (SIGHUP) taken by this thread: the workers are woken for it.
+                let now = redis_cluster_proxy::signals::reload_generation();
+                if now != reloads {
+                    reloads = now;
+                    if let Some(w) = &wakers {
+                        w.wake_all();
+                    }
+                }
                 if !passed_on && redis_cluster_proxy::signals::requested().is_some() {
                     if let Some(w) = &wakers {
                         w.wake_all();

@@ -174,6 +174,10 @@ pub struct Reactor {
     /// `tls_port`'s listener and the TLS configuration its clients get.
     pub(crate) tls_listener: Option<TcpListener>,
     pub(crate) tls_acceptor: Option<crate::conn::tls::TlsAcceptor>,
+    /// Where the configuration came from (file, flags), for reloads, and the reload
+    /// generation this worker has applied.
+    pub(crate) source: Option<crate::reload::Source>,
+    pub(crate) reloads_seen: u64,
     pub(crate) clients: Slab<Client>,
     pub(crate) core: Core,
     /// A `TimerKind::Accept` is due.
@@ -362,6 +366,8 @@ impl Reactor {
             listener,
             tls_listener,
             tls_acceptor,
+            source: None,
+            reloads_seen: crate::signals::reload_generation(),
             clients: Slab::new(),
             core,
             accept_again: false,
@@ -380,6 +386,39 @@ impl Reactor {
     /// Joins the process's other workers, so CLIENT LIST and KILL cover their clients too.
     pub fn join(&mut self, crew: Crew) {
         self.crew = Some(crew);
+    }
+
+    /// The configuration's file and flags, so that SIGHUP and PROXY RELOAD can load it again.
+    pub fn set_source(
+        &mut self,
+        path: Option<std::path::PathBuf>,
+        overrides: Vec<(String, String)>,
+    ) {
+        self.source = Some((path, overrides));
+    }
+
+    /// A reload was asked for: the configuration is loaded again and what can change live
+    /// is taken (`Core::apply_reload`); a file that does not load changes nothing.
+    fn reload(&mut self) {
+        self.reloads_seen = signals::reload_generation();
+        let Some((path, overrides)) = &self.source else {
+            return;
+        };
+        match crate::reload::load(path.as_deref(), overrides) {
+            Ok(new) => {
+                if let (Some(acceptor), Some(files)) = (self.tls_acceptor.as_mut(), &new.tls) {
+                    if let Err(e) = acceptor.replace(files) {
+                        warn!("reload: tls: {e}; keeping the previous certificates");
+                    }
+                }
+                self.core.apply_reload(new);
+            }
+            Err(e) => {
+                if self.core.worker == 0 {
+                    warn!("reload: {e}; keeping the previous configuration");
+                }
+            }
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -402,6 +441,9 @@ impl Reactor {
             } else if let Some(sig) = signals::requested() {
                 self.start_drain(sig);
                 continue;
+            }
+            if signals::reload_generation() != self.reloads_seen {
+                self.reload();
             }
             let timeout = self.poll_timeout();
             if !self.spin(&mut events, timeout) {

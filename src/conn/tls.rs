@@ -52,6 +52,16 @@ impl TlsAcceptor {
         })
     }
 
+    /// Other files (a reload): used from the next client on.
+    pub fn replace(&mut self, files: &TlsConfig) -> Result<(), String> {
+        if *files != self.files {
+            self.config = server_config(files)?;
+            self.stamps = stamps(files);
+            self.files = files.clone();
+        }
+        Ok(())
+    }
+
     /// A server connection for a new client, with the newest certificate.
     pub fn accept(&mut self, now: Instant) -> Result<ServerConnection, String> {
         if now.duration_since(self.checked) >= RECHECK {

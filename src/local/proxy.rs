@@ -4,7 +4,7 @@ use crate::error::ProxyError;
 use crate::inflight::ClientRef;
 use crate::reactor::{Core, Reactor};
 use crate::resp::encode::{self};
-use log::warn;
+use log::{info, warn};
 use std::time::Duration;
 
 impl Reactor {
@@ -32,6 +32,13 @@ impl Reactor {
                     encode::bulk(&mut out, v.as_bytes());
                 }
             }
+            ("RELOAD", 2) if self.core.cfg.allow_admin_commands => {
+                let who = self.clients.get(cref.idx).map(|c| c.addr.to_string());
+                info!("PROXY RELOAD from {}", who.unwrap_or_default());
+                crate::signals::request_reload();
+                encode::simple(&mut out, "OK");
+            }
+            ("RELOAD", 2) => out = ProxyError::AdminRefused("PROXY RELOAD".into()).to_frame(),
             ("SHUTDOWN", 2) => {
                 if self.core.cfg.allow_admin_commands {
                     let who = self.clients.get(cref.idx).map(|c| c.addr.to_string());

@@ -1,0 +1,189 @@
+//! The configuration as the proxy loads it, at start and again on SIGHUP or PROXY RELOAD:
+//! the file, the command line's flags over it, every check that can refuse it (values,
+//! password sources, TLS files, users' rules). On a reload, what can change live changes
+//! for every worker at its next turn; a key that needs a restart is named and keeps its
+//! value; a file that does not load keeps the whole previous configuration. No client is
+//! dropped by a reload.
+//!
+//! ```text
+//!   SIGHUP / PROXY RELOAD --> signals::reload_generation() moves on
+//!   each worker's turn: generation seen? no --> load(file, flags)
+//!        --Err--> warn, keep everything
+//!        --Ok(new)--> restart-only keys that differ: warn by name, keep the old value
+//!                     the rest: into Core (limits, timeouts, address_map, users, creds...)
+//! ```
+
+use std::path::Path;
+
+use log::{info, warn};
+
+use crate::config::{parse_duration, Config};
+use crate::reactor::Core;
+
+/// Where a configuration comes from: its file (none: the defaults) and the command line's
+/// flags, which win over it.
+pub type Source = (Option<std::path::PathBuf>, Vec<(String, String)>);
+
+/// The configuration file (or the defaults), the flags' overrides, validated and with its
+/// secrets read.
+pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Config, String> {
+    let mut cfg = match path {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    apply_overrides(&mut cfg, overrides).and_then(|_| cfg.validate().map_err(|e| e.0))?;
+    if let Some(auth) = cfg.backend_auth.as_mut() {
+        auth.resolve().map_err(|e| e.0)?;
+    }
+    // The TLS files, loaded now so that a missing or bad one is a configuration error.
+    if let (Some(t), true) = (&cfg.tls, cfg.tls_port != 0) {
+        crate::conn::tls::server_config(t)?;
+    }
+    if let Some(t) = &cfg.backend_tls {
+        crate::conn::tls::client_config(t)?;
+    }
+    // The users' rules, checked now so that a bad one is a configuration error.
+    if let Some(auth) = &cfg.auth {
+        crate::acl::Users::from_config(auth).map_err(|e| e.0)?;
+    }
+    Ok(cfg)
+}
+
+/// The command line's flags, which win over the file.
+pub fn apply_overrides(cfg: &mut Config, overrides: &[(String, String)]) -> Result<(), String> {
+    for (k, v) in overrides {
+        match k.as_str() {
+            "port" => {
+                cfg.proxy_port = v
+                    .parse()
+                    .map_err(|_| format!("--port: '{v}' is not a port number"))?
+            }
+            "bind" => cfg.bind = v.clone(),
+            "nodes" => {
+                cfg.redis_nodes = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "auto_redirect" => {
+                cfg.auto_redirect = match v.as_str() {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => return Err(format!("--auto-redirect: '{v}' is not true or false")),
+                }
+            }
+            "refresh_interval" => {
+                cfg.refresh_interval = parse_duration(v)
+                    .ok_or_else(|| format!("--refresh-interval: '{v}' is not a duration"))?
+            }
+            "log_level" => cfg.log_level = v.clone(),
+            "busy_poll" => {
+                cfg.busy_poll = parse_duration(v)
+                    .ok_or_else(|| format!("--busy-poll: '{v}' is not a duration"))?
+            }
+            "workers" => {
+                cfg.workers = v
+                    .parse()
+                    .map_err(|_| format!("--workers: '{v}' is not a number"))?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The log level of `log_level` when it is a plain level (not per-module directives).
+pub fn plain_level(s: &str) -> Option<log::LevelFilter> {
+    s.trim().parse().ok()
+}
+
+/// The keys a reload cannot change (the listeners, the worker threads, the pools): their
+/// names, where the new configuration differs from the running one.
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |name: &'static str, same: bool| {
+        if !same {
+            keys.push(name);
+        }
+    };
+    check("proxy_port", old.proxy_port == new.proxy_port);
+    check("bind", old.bind == new.bind);
+    check("workers", old.workers == new.workers);
+    check("tls_port", old.tls_port == new.tls_port);
+    check("socket", old.socket == new.socket);
+    check("busy_poll", old.busy_poll == new.busy_poll);
+    check(
+        "backend_connections",
+        old.backend_connections == new.backend_connections,
+    );
+    check(
+        "announce_address",
+        old.announce_address == new.announce_address,
+    );
+    check("backend_tls", old.backend_tls == new.backend_tls);
+    check("cluster_view", old.cluster_view == new.cluster_view);
+    keys
+}
+
+impl Core {
+    /// Takes what can change live from `new`; names what cannot.
+    pub(crate) fn apply_reload(&mut self, mut new: Config) {
+        let kept = restart_only(&self.cfg, &new);
+        if !kept.is_empty() {
+            warn!(
+                "reload: {} changed in the file but need a restart; keeping the running values",
+                kept.join(", ")
+            );
+        }
+        // The restart-only keys keep their running values.
+        new.proxy_port = self.cfg.proxy_port;
+        new.bind = self.cfg.bind.clone();
+        new.workers = self.cfg.workers;
+        new.tls_port = self.cfg.tls_port;
+        new.socket = self.cfg.socket.clone();
+        new.busy_poll = self.cfg.busy_poll;
+        new.backend_connections = self.cfg.backend_connections;
+        new.announce_address = self.cfg.announce_address.clone();
+        new.backend_tls = self.cfg.backend_tls.clone();
+        new.cluster_view = self.cfg.cluster_view;
+        if new.log_level != self.cfg.log_level && std::env::var_os("RUST_LOG").is_none() {
+            match plain_level(&new.log_level) {
+                Some(level) => log::set_max_level(level),
+                None => warn!(
+                    "reload: log_level '{}' is not a plain level; keeping the running one",
+                    new.log_level
+                ),
+            }
+        }
+        self.addr_map = crate::topology::AddressMap::new(new.address_map.clone());
+        self.creds = new.backend_auth.as_ref().and_then(|a| {
+            crate::auth::NodeCredentials::new(a.user.as_deref(), a.resolved.as_ref()?)
+        });
+        if let Some(a) = &new.auth {
+            // Checked by `load`: cannot fail; clients keep the user they logged in as.
+            if let Ok(users) = crate::acl::Users::from_config(a) {
+                self.users = users;
+            }
+        }
+        self.acl_open = new.auth.is_none();
+        if new.auth.is_none() && self.cfg.auth.is_some() {
+            self.users = crate::acl::Users::open();
+        }
+        let bind: std::net::IpAddr = new.bind.parse().unwrap_or([127, 0, 0, 1].into());
+        self.protected = crate::auth::protected_refuses(
+            new.protected_mode,
+            new.auth.is_some(),
+            bind,
+            [10, 0, 0, 1].into(),
+        );
+        self.wake.limits.max_pending = new.client_max_pending;
+        self.wake.limits.soft_output = (new.client_output_limit / 8).max(64 * 1024);
+        self.wake.limits.hard_output = new.client_output_limit;
+        self.seeds = new.redis_nodes.clone();
+        if self.worker == 0 {
+            info!("configuration reloaded");
+        }
+        self.cfg = new;
+    }
+}
