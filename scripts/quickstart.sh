@@ -135,7 +135,9 @@ cmd_start() {
     fi
 
     mkdir -p "$DATA"
-    log "starting: target/release/redis-cluster-proxy ${args[*]} (log: .cluster/proxy.log)"
+    # The previous run's log is kept (one generation), not truncated.
+    [[ -s "$LOG" ]] && mv -f "$LOG" "$LOG.1"
+    log "starting: target/release/redis-cluster-proxy ${args[*]} (log: .cluster/proxy.log, previous: proxy.log.1)"
     nohup "$BIN" "${args[@]}" </dev/null >"$LOG" 2>&1 &
     pid=$!
     echo "$pid" >"$PIDFILE"

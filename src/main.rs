@@ -154,6 +154,11 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("error: {e}");
+            if cli.config.is_none() {
+                eprintln!(
+                    "hint: give the configuration with --config FILE (see config.yaml), or the seeds with --nodes host:port; --help lists the flags"
+                );
+            }
             return ExitCode::from(2);
         }
     };
@@ -180,7 +185,7 @@ fn main() -> ExitCode {
     let (topo, version) = match first_topology(&cfg) {
         Ok(found) => found,
         Err(e) => {
-            error!("{e}");
+            // Once: stderr is where the log goes too.
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
@@ -193,7 +198,7 @@ fn main() -> ExitCode {
     let (mut reactors, wakers) = match start_reactors(&cfg, &topo, &version) {
         Ok(started) => started,
         Err(e) => {
-            error!("{e}");
+            // Once: stderr is where the log goes too.
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }

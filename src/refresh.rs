@@ -118,9 +118,21 @@ impl Core {
             Ok(ranges) if !ranges.is_empty() => {
                 let change = self.topo.apply(&ranges);
                 if !change.is_empty() {
+                    // One line per change, naming where slots went: a failover reads
+                    // "5461 slots: 127.0.0.1:7000 -> 127.0.0.1:7004".
+                    let moves: Vec<String> = change
+                        .moves
+                        .iter()
+                        .map(|(from, to, n)| format!("{n} slots: {from} -> {to}"))
+                        .collect();
                     info!(
-                        "topology from {asked}: {} slots changed owner{}{}",
+                        "topology from {asked}: {} slots changed owner{}{}{}",
                         change.slots_moved,
+                        if moves.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", moves.join(", "))
+                        },
                         if change.nodes_added.is_empty() {
                             String::new()
                         } else {

@@ -129,6 +129,16 @@ fn killed_master_errors_fast_then_proxy_follows_the_promoted_replica() {
         t_served - t_kill
     );
     proxy.assert_running();
+    // The log names where the slots went: the old master -> the promoted replica.
+    let moved = format!("127.0.0.1:{victim} -> 127.0.0.1:{replica}");
+    let named = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        proxy.log_text().contains(&moved).then_some(())
+    });
+    assert!(
+        named.is_some(),
+        "no log line names '{moved}':\n{}",
+        proxy.log_tail(30)
+    );
 
     // Reads and writes for the slot go to the new master, from fresh and old connections.
     for (i, k) in vkeys.iter().enumerate() {

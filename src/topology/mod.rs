@@ -57,6 +57,9 @@ pub struct Topology {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Change {
     pub slots_moved: usize,
+    /// (old owner, new owner, slots) for each pair that moved slots, addresses as known
+    /// ("none" for slots that had no owner or have none now).
+    pub moves: Vec<(String, String, usize)>,
     pub nodes_added: Vec<String>,
     pub nodes_gone: Vec<String>,
 }
@@ -194,12 +197,19 @@ impl Topology {
                 node.role = Role::Replica;
             }
         }
-        change.slots_moved = self
-            .owner
-            .iter()
-            .zip(owner.iter())
-            .filter(|(a, b)| a != b)
-            .count();
+        let mut pairs: std::collections::BTreeMap<(u16, u16), usize> = Default::default();
+        for (a, b) in self.owner.iter().zip(owner.iter()).filter(|(a, b)| a != b) {
+            *pairs.entry((*a, *b)).or_default() += 1;
+        }
+        change.slots_moved = pairs.values().sum();
+        let name = |n: u16| match self.nodes.get(n as usize) {
+            Some(node) if n != NO_NODE => node.addr.clone(),
+            _ => "none".to_string(),
+        };
+        change.moves = pairs
+            .into_iter()
+            .map(|((a, b), n)| (name(a), name(b), n))
+            .collect();
         for (i, node) in self.nodes.iter().enumerate() {
             let was = before.get(i).copied();
             match (was, node.role) {

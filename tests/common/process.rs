@@ -140,9 +140,25 @@ fn port_is_free(port: u32) -> bool {
 /// The range free ports are drawn from: 20000..35000 (bus ports up to 45000), narrowed to
 /// stay below the kernel's ephemeral range when that leaves room, so that outgoing
 /// connections (cluster bus, proxy backends) cannot grab a chosen port before it is bound.
-fn port_range() -> (u32, u32) {
+/// The ports the harness takes: (low, span).
+pub fn port_range() -> (u32, u32) {
     static R: OnceLock<(u32, u32)> = OnceLock::new();
     *R.get_or_init(|| {
+        // RCP_TEST_PORTS=LOW-HIGH moves the range (the bus ports, +10000, must fit too), for
+        // a host where other clusters use 20000-45000.
+        if let Ok(v) = std::env::var("RCP_TEST_PORTS") {
+            let parsed = v.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+            });
+            match parsed {
+                Some((low, high)) if low >= 1024 && high > low && high + 10000 <= 65535 => {
+                    return (low, high - low)
+                }
+                _ => {
+                    panic!("RCP_TEST_PORTS={v}: expected LOW-HIGH with 1024 <= LOW < HIGH <= 55535")
+                }
+            }
+        }
         let eph_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
             .ok()
             .and_then(|s| {
@@ -157,7 +173,7 @@ fn port_range() -> (u32, u32) {
     })
 }
 
-/// A free 127.0.0.1 port P in 20000..35000 with P+10000 (the cluster bus port) free as well.
+/// A free 127.0.0.1 port P in 20000..35000 (or RCP_TEST_PORTS) with P+10000 (the cluster bus port) free as well.
 /// Each call in this process returns a different port (process-wide counter from a random,
 /// per-process start), so tests running in parallel threads do not collide.
 pub fn free_port() -> u16 {
