@@ -108,6 +108,21 @@ else
     log "installed python redis module: $("$PYTHON" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo unknown)"
 fi
 
+# --- Python prometheus_client: the metrics test parses /metrics with its parser ----
+if command -v "$PYTHON" >/dev/null 2>&1; then
+    if "$PYTHON" -c 'import prometheus_client' >/dev/null 2>&1; then
+        log "python prometheus_client present"
+    else
+        did_something=1
+        export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+        log "pip install prometheus-client"
+        "$PYTHON" -m pip install -q prometheus-client ||
+            "$PYTHON" -m pip install -q --break-system-packages prometheus-client ||
+            apt_install python3-prometheus-client ||
+            log "could not install prometheus-client"
+    fi
+fi
+
 # --- Rust (not installed here, only checked) ---------------------------------
 if ! command -v cargo >/dev/null 2>&1; then
     log "warning: cargo not found; install Rust from https://rustup.rs to build the proxy"

@@ -99,6 +99,9 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// TLS towards the nodes (a cluster with `tls-port`, `port 0`, `tls-cluster yes`).
     pub backend_tls: Option<BackendTlsConfig>,
+    /// `host:port` of the metrics endpoint (Prometheus /metrics, /healthz, /readyz); unset:
+    /// none.
+    pub metrics_address: Option<String>,
     /// A second port for TLS clients (0: none); needs `tls`.
     pub tls_port: u16,
     /// The TLS port's certificate and key, and a CA for client certificates (mTLS).
@@ -345,6 +348,7 @@ impl Default for Config {
             backend_auth: None,
             auth: None,
             tls_port: 0,
+            metrics_address: None,
             backend_tls: None,
             tls: None,
             protected_mode: true,
@@ -406,6 +410,11 @@ impl Config {
                     "auth: give a password (the default user's) or users; an empty auth lets no one in"
                         .into(),
                 );
+            }
+        }
+        if let Some(m) = &self.metrics_address {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                return err(format!("metrics_address: '{m}' is not ip:port"));
             }
         }
         if self.tls_port != 0 && self.tls.is_none() {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod inflight;
 pub mod input;
 pub mod local;
+pub mod metrics;
 pub mod pubsub;
 pub mod reactor;
 pub mod refresh;

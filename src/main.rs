@@ -195,6 +195,19 @@ fn main() -> ExitCode {
         // Every worker listens on the same port; the kernel spreads connections over them.
         cfg.socket.reuse_port = true;
     }
+    let metrics = match cfg
+        .metrics_address
+        .as_deref()
+        .map(std::net::TcpListener::bind)
+    {
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            let addr = cfg.metrics_address.as_deref().unwrap_or_default();
+            eprintln!("error: cannot listen on metrics_address {addr}: {e}");
+            return ExitCode::from(1);
+        }
+        None => None,
+    };
     let (mut reactors, wakers) = match start_reactors(&cfg, &topo, &version) {
         Ok(started) => started,
         Err(e) => {
@@ -205,6 +218,17 @@ fn main() -> ExitCode {
     };
     for r in reactors.iter_mut() {
         r.set_source(cli.config.clone(), cli.overrides.clone());
+    }
+    if let Some(listener) = metrics {
+        let totals = reactors[0].totals();
+        let started = std::time::Instant::now();
+        if let Err(e) = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || redis_cluster_proxy::metrics::serve(listener, totals, started))
+        {
+            eprintln!("error: cannot start the metrics thread: {e}");
+            return ExitCode::from(1);
+        }
     }
     match reactors[0].local_addr() {
         Ok(a) => info!(

@@ -349,6 +349,12 @@ impl Reactor {
             totals,
         );
         let now = core.now;
+        if worker == 0 {
+            // Discovery brought the first slot map before any reactor was made.
+            let nodes = core.topo.nodes().len();
+            core.totals.set_cluster(core.topo.masters().count(), nodes);
+            core.totals.set_ready(true);
+        }
         if core.protected && worker == 0 {
             warn!(
                 "protected mode: bound to {} with no auth configured, so only loopback clients are served; set auth (a password or users) or protected_mode: false",
@@ -419,6 +425,11 @@ impl Reactor {
                 }
             }
         }
+    }
+
+    /// The process-wide figures, for the metrics endpoint.
+    pub fn totals(&self) -> Arc<Totals> {
+        Arc::clone(&self.core.totals)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -528,9 +539,9 @@ impl Reactor {
         self.resume();
         self.run_deferred();
         self.feed_monitors();
-        if self.crew.is_some() {
+        if self.crew.is_some() || self.core.cfg.metrics_address.is_some() {
             // Before the replies go out: whoever reads one and asks another worker
-            // finds its command counted.
+            // finds its command counted (and a scrape sees it).
             self.core.publish_counters();
         }
         self.flush();
@@ -582,6 +593,7 @@ impl Reactor {
             "shutting down ({sig}): {} clients, {due} replies due{waiting}",
             self.clients.len()
         );
+        self.core.totals.set_ready(false);
         let _ = self.core.registry.deregister(&mut self.listener);
         if let Some(l) = self.tls_listener.as_mut() {
             let _ = self.core.registry.deregister(l);
@@ -646,6 +658,7 @@ impl Reactor {
                 let _ = stream.write(&ProxyError::ProtectedMode.to_frame());
             }
             debug!("client {addr} refused: protected mode");
+            self.core.stats.rejected += 1;
             return;
         }
         // The limit is the process's, over every worker.
@@ -658,6 +671,7 @@ impl Reactor {
                 "client {addr} refused: max_clients ({}) reached",
                 self.core.cfg.max_clients
             );
+            self.core.stats.rejected += 1;
             return;
         }
         let session = match (tls, self.tls_acceptor.as_mut()) {

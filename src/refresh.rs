@@ -117,6 +117,11 @@ impl Core {
         match parsed {
             Ok(ranges) if !ranges.is_empty() => {
                 let change = self.topo.apply(&ranges);
+                self.stats.refreshes += 1;
+                if self.worker == 0 {
+                    let live = self.topo.nodes().iter().filter(|n| n.role != Role::Gone);
+                    self.totals.set_cluster(self.topo.masters().count(), live.count());
+                }
                 if !change.is_empty() {
                     // One line per change, naming where slots went: a failover reads
                     // "5461 slots: 127.0.0.1:7000 -> 127.0.0.1:7004".

@@ -123,6 +123,10 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check("backend_tls", old.backend_tls == new.backend_tls);
     check("cluster_view", old.cluster_view == new.cluster_view);
+    check(
+        "metrics_address",
+        old.metrics_address == new.metrics_address,
+    );
     keys
 }
 
@@ -147,6 +151,7 @@ impl Core {
         new.announce_address = self.cfg.announce_address.clone();
         new.backend_tls = self.cfg.backend_tls.clone();
         new.cluster_view = self.cfg.cluster_view;
+        new.metrics_address = self.cfg.metrics_address.clone();
         if new.log_level != self.cfg.log_level && std::env::var_os("RUST_LOG").is_none() {
             match plain_level(&new.log_level) {
                 Some(level) => log::set_max_level(level),

@@ -23,9 +23,13 @@ pub struct Counters {
     pub auth_failures: u64,
     /// Requests refused by a user's ACL rules (NOPERM).
     pub acl_denied: u64,
+    /// Clients refused at accept (max_clients, protected mode).
+    pub rejected: u64,
+    /// Topology refreshes that brought a slot map.
+    pub refreshes: u64,
 }
 
-const FIELDS: usize = 8;
+const FIELDS: usize = 10;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -38,6 +42,8 @@ impl Counters {
             self.node_failures,
             self.auth_failures,
             self.acl_denied,
+            self.rejected,
+            self.refreshes,
         ]
     }
 
@@ -51,6 +57,8 @@ impl Counters {
             node_failures: a[5],
             auth_failures: a[6],
             acl_denied: a[7],
+            rejected: a[8],
+            refreshes: a[9],
         }
     }
 
@@ -72,6 +80,10 @@ struct Published {
 
 pub struct Totals {
     connected: AtomicUsize,
+    /// The cluster as worker 0 last saw it (masters, nodes), for the metrics endpoint.
+    cluster: [AtomicUsize; 2],
+    /// Serving: the first slot map is loaded and no stop was asked (`/readyz`).
+    ready: std::sync::atomic::AtomicBool,
     /// MONITOR clients over every worker: while any is elsewhere, a worker sends its
     /// commands' lines to the others.
     monitors: AtomicUsize,
@@ -92,6 +104,8 @@ impl Totals {
     pub fn new(workers: usize) -> Totals {
         Totals {
             connected: AtomicUsize::new(0),
+            cluster: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            ready: std::sync::atomic::AtomicBool::new(false),
             monitors: AtomicUsize::new(0),
             workers: (0..workers.max(1)).map(|_| Published::default()).collect(),
             baseline: Mutex::new(Counters::default()),
@@ -162,6 +176,41 @@ impl Totals {
             connected: self.connected.load(Relaxed),
             blocked,
         }
+    }
+
+    /// The process's counters as published (never reset: what a metrics scrape wants), the
+    /// connected and blocked clients.
+    pub fn published(&self) -> Sums {
+        let mut sum = Counters::default();
+        let mut blocked = 0;
+        for p in self.workers.iter() {
+            let a = std::array::from_fn(|i| p.counters[i].load(Acquire));
+            sum = sum.zip(Counters::from_array(a), u64::saturating_add);
+            blocked += p.blocked.load(Acquire);
+        }
+        Sums {
+            counters: sum,
+            connected: self.connected.load(Relaxed),
+            blocked,
+        }
+    }
+
+    pub fn set_cluster(&self, masters: usize, nodes: usize) {
+        self.cluster[0].store(masters, Relaxed);
+        self.cluster[1].store(nodes, Relaxed);
+    }
+
+    /// (masters, nodes) as worker 0 last saw them.
+    pub fn cluster(&self) -> (usize, usize) {
+        (self.cluster[0].load(Relaxed), self.cluster[1].load(Relaxed))
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Relaxed);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Relaxed)
     }
 
     /// CONFIG RESETSTAT: the counters of every worker start over from here.

@@ -164,6 +164,10 @@ impl Core {
             ),
             ("tls_port".into(), c.tls_port.to_string()),
             (
+                "metrics_address".into(),
+                c.metrics_address.clone().unwrap_or_default(),
+            ),
+            (
                 "backend_tls".into(),
                 match &c.backend_tls {
                     Some(t) if t.verify => "on".into(),

@@ -1,0 +1,108 @@
+//! The metrics endpoint: /metrics in Prometheus's text format (checked with
+//! prometheus_client's own parser), agreeing with INFO and moving as commands run;
+//! /healthz and /readyz; a garbage request gets 400 and the endpoint goes on serving.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/scrape.py");
+    let mut py = Command::new("python3");
+    py.arg(script).arg(addr);
+    let out = run_with_timeout(&mut py, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("SCRAPE OK"),
+        "tests/py/scrape.py (needs prometheus-client: scripts/install-deps.sh):\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn http(addr: &str, request: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[test]
+fn metrics_are_scraped_and_agree_with_info() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    });
+    let addr = format!("127.0.0.1:{}", free_port());
+    let proxy = Proxy::start(&cluster, &format!("metrics_address: \"{addr}\"\n"));
+    let before = scrape(&addr);
+    assert_eq!(before["redis_cluster_proxy_ready"], 1.0);
+    assert_eq!(before["redis_cluster_proxy_cluster_masters"], 3.0);
+    let mut c = proxy.raw();
+    for i in 0..50 {
+        assert_eq!(
+            c.cmd(&["SET", &format!("m:{i}"), "v"]).text().as_deref(),
+            Some("OK")
+        );
+    }
+    let after = scrape(&addr);
+    let commands = "redis_cluster_proxy_commands_total";
+    assert!(
+        after[commands] >= before[commands] + 50.0,
+        "{} -> {}",
+        before[commands],
+        after[commands]
+    );
+    // As INFO counts them (INFO itself is one more command).
+    let info = parse_info(&c.cmd(&["INFO", "proxy"]).text().unwrap_or_default());
+    let info_commands: f64 = info["total_commands_processed"].parse().unwrap();
+    let now = scrape(&addr);
+    assert!(
+        (now[commands] - info_commands).abs() <= 1.0,
+        "metrics {} vs INFO {info_commands}",
+        now[commands]
+    );
+    assert_eq!(
+        now["redis_cluster_proxy_clients_connected"],
+        info["connected_clients"].parse::<f64>().unwrap()
+    );
+
+    // Health and readiness; a garbage request gets 400 and the endpoint keeps serving.
+    assert!(http(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .starts_with("HTTP/1.1 200"));
+    assert!(http(
+        &addr,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .starts_with("HTTP/1.1 200"));
+    assert!(
+        http(&addr, b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 404")
+    );
+    assert!(http(&addr, b"\x16\x03\x01 garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(http(&addr, &vec![b'A'; 20_000]).starts_with("HTTP/1.1 400"));
+    assert!(
+        http(&addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .starts_with("HTTP/1.1 200")
+    );
+    // Keep-alive: two requests on one connection.
+    let two = http(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\n\r\nGET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two}");
+}
