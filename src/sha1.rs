@@ -10,13 +10,7 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
         0x1032_5476,
         0xC3D2_E1F0,
     ];
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
+    let msg = padded(data);
     for block in msg.chunks_exact(64) {
         let mut w = [0u32; 80];
         for (i, word) in block.chunks_exact(4).enumerate() {
@@ -59,6 +53,20 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
 /// The lower-case hex digest, as SCRIPT LOAD returns it.
 pub fn sha1_hex(data: &[u8]) -> String {
     sha1(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The message padded as SHA-1 and SHA-256 both pad it: a 1 bit, zeros, and the length
+/// in bits, big-endian, to a whole number of 64-byte blocks.
+pub(crate) fn padded(data: &[u8]) -> Vec<u8> {
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    let mut msg = Vec::with_capacity(data.len() + 72);
+    msg.extend_from_slice(data);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    msg
 }
 
 #[cfg(test)]

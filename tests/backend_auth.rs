@@ -275,11 +275,7 @@ fn cluster_id(c: &mut RawClient) -> String {
 
 #[test]
 fn a_wrong_password_is_a_start_up_error_naming_the_node() {
-    let mut cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let mut cluster = Cluster::start_masters(3);
     require_password(&mut cluster);
     let dir = unique_temp_dir("rcp-auth-wrong");
     let seed = Cluster::addr(cluster.masters()[0]);

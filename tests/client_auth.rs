@@ -235,11 +235,7 @@ fn an_empty_auth_is_a_configuration_error() {
 /// address with no `auth` says it is in protected mode and still serves loopback clients.
 #[test]
 fn protected_mode_is_on_by_default_for_a_reachable_proxy_without_auth() {
-    let cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let cluster = Cluster::start_masters(3);
     let proxy = Proxy::start(&cluster, "bind: 0.0.0.0\n");
     let mut c = proxy.raw();
     assert_eq!(c.cmd(&["PING"]).text().as_deref(), Some("PONG"));

@@ -40,11 +40,7 @@ fn http(addr: &str, request: &[u8]) -> String {
 
 #[test]
 fn metrics_are_scraped_and_agree_with_info() {
-    let cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let cluster = Cluster::start_masters(3);
     let addr = format!("127.0.0.1:{}", free_port());
     let proxy = Proxy::start(&cluster, &format!("metrics_address: \"{addr}\"\n"));
     let before = scrape(&addr);

@@ -17,11 +17,7 @@ fn config_get(c: &mut RawClient, key: &str) -> String {
 
 #[test]
 fn sighup_reloads_while_clients_stay_connected() {
-    let cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let cluster = Cluster::start_masters(3);
     let mut proxy = Proxy::start(&cluster, "log_level: info\nmax_redirects: 5\n");
     let mut clients: Vec<RawClient> = (0..20).map(|_| proxy.raw()).collect();
     for (i, c) in clients.iter_mut().enumerate() {
@@ -126,11 +122,7 @@ fn sighup_reloads_while_clients_stay_connected() {
 
 #[test]
 fn every_worker_takes_the_reload() {
-    let cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let cluster = Cluster::start_masters(3);
     let mut proxy = Proxy::start(&cluster, "workers: 2\nmax_redirects: 5\n");
     // Connections spread over both workers (SO_REUSEPORT); each answers from its own.
     let mut clients: Vec<RawClient> = (0..12).map(|_| proxy.raw()).collect();

@@ -37,11 +37,7 @@ fn cli(port: u16, args: &[&str]) -> (bool, String) {
 #[test]
 fn clients_reach_the_proxy_over_tls() {
     let certs = make_certs();
-    let cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let cluster = Cluster::start_masters(3);
     let tls_port = free_port();
     let mut proxy = Proxy::start(&cluster, &tls_yaml(&certs, tls_port, false));
     let ca = certs.path("ca.pem");
@@ -108,11 +104,7 @@ fn clients_reach_the_proxy_over_tls() {
 #[test]
 fn mutual_tls_wants_a_client_certificate_signed_by_the_ca() {
     let certs = make_certs();
-    let cluster = Cluster::start_with(ClusterOptions {
-        masters: 3,
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    });
+    let cluster = Cluster::start_masters(3);
     let tls_port = free_port();
     let mut proxy = Proxy::start(&cluster, &tls_yaml(&certs, tls_port, true));
     let ca = certs.path("ca.pem");

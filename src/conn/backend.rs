@@ -219,11 +219,7 @@ impl Backend {
         if self.state != BackendState::Ready {
             return Verdict::Continue;
         }
-        let written = match self.tls.as_deref_mut() {
-            Some(tls) => tls::write(tls, &mut self.stream, &mut self.wbuf),
-            None => self.wbuf.write_to(&mut self.stream),
-        };
-        match written {
+        match tls::write_out(self.tls.as_deref_mut(), &mut self.stream, &mut self.wbuf) {
             WriteOutcome::Done => {
                 self.wbuf.shrink(SHRINK_ABOVE);
                 Verdict::Continue

@@ -427,11 +427,7 @@ impl Client {
     }
 
     pub fn flush(&mut self) -> Verdict {
-        let written = match self.tls.as_deref_mut() {
-            Some(tls) => tls::write(tls, &mut self.stream, &mut self.wbuf),
-            None => self.wbuf.write_to(&mut self.stream),
-        };
-        match written {
+        match tls::write_out(self.tls.as_deref_mut(), &mut self.stream, &mut self.wbuf) {
             WriteOutcome::Done => {
                 // A buffer that grew for a burst is given back at once; a small one is kept
                 // for the next reply (no allocation per request) until the client idles.

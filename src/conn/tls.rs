@@ -218,6 +218,18 @@ pub fn write(tls: &mut Connection, stream: &mut TcpStream, wbuf: &mut OutBuf) ->
     }
 }
 
+/// A connection's output, through its TLS session when it has one.
+pub fn write_out(
+    tls: Option<&mut Connection>,
+    stream: &mut TcpStream,
+    wbuf: &mut OutBuf,
+) -> WriteOutcome {
+    match tls {
+        Some(tls) => write(tls, stream, wbuf),
+        None => wbuf.write_to(stream),
+    }
+}
+
 /// rustls's plaintext writer, taking at most `left` bytes (then "would block").
 struct Piece<'a> {
     inner: rustls::Writer<'a>,

@@ -186,6 +186,15 @@ impl Cluster {
         Cluster::start_with(ClusterOptions::default())
     }
 
+    /// `masters` masters and no replica: for tests that need a cluster but no failover.
+    pub fn start_masters(masters: usize) -> Cluster {
+        Cluster::start_with(ClusterOptions {
+            masters,
+            replicas_per_master: 0,
+            ..ClusterOptions::default()
+        })
+    }
+
     pub fn start_with(opts: ClusterOptions) -> Cluster {
         let permit = ClusterPermit::acquire();
         let t0 = Instant::now();
