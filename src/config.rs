@@ -404,25 +404,7 @@ impl Config {
                 return err(format!("redis_nodes: '{n}' is not host:port"));
             }
         }
-        if let Some(a) = &self.auth {
-            if a.password.is_none() && a.users.is_empty() {
-                return err(
-                    "auth: give a password (the default user's) or users; an empty auth lets no one in"
-                        .into(),
-                );
-            }
-        }
-        if let Some(m) = &self.metrics_address {
-            if m.parse::<std::net::SocketAddr>().is_err() {
-                return err(format!("metrics_address: '{m}' is not ip:port"));
-            }
-        }
-        if self.tls_port != 0 && self.tls.is_none() {
-            return err("tls_port: needs tls (cert_file and key_file)".into());
-        }
-        if self.tls_port != 0 && self.tls_port == self.proxy_port {
-            return err("tls_port: must differ from proxy_port".into());
-        }
+        self.validate_access()?;
         if self.bind.parse::<IpAddr>().is_err() {
             return err(format!("bind: '{}' is not an IP address", self.bind));
         }
@@ -486,6 +468,31 @@ impl Config {
                     return err(format!("{name}: must be between 1024 and 67108864 bytes"));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `auth`, `metrics_address`, `tls_port`: who may connect and where.
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if let Some(a) = &self.auth {
+            if a.password.is_none() && a.users.is_empty() {
+                return err(
+                    "auth: give a password (the default user's) or users; an empty auth lets no one in"
+                        .into(),
+                );
+            }
+        }
+        if let Some(m) = &self.metrics_address {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                return err(format!("metrics_address: '{m}' is not ip:port"));
+            }
+        }
+        if self.tls_port != 0 && self.tls.is_none() {
+            return err("tls_port: needs tls (cert_file and key_file)".into());
+        }
+        if self.tls_port != 0 && self.tls_port == self.proxy_port {
+            return err("tls_port: must differ from proxy_port".into());
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //!
 //! The modules are public so tests, benchmarks and fuzz targets reach the parsers.
 
+pub mod accept;
 pub mod acl;
 pub mod alloc;
 pub mod auth;

@@ -166,21 +166,7 @@ fn main() -> ExitCode {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
-    // A plain level is applied as the global maximum over a trace filter, so a reload can
-    // raise it as well as lower it; module directives (or RUST_LOG) are taken as they are.
-    let plain = redis_cluster_proxy::reload::plain_level(&cfg.log_level);
-    let filter = match plain {
-        Some(_) => "trace",
-        None => cfg.log_level.as_str(),
-    };
-    env_logger::Builder::new()
-        .parse_filters(filter)
-        .parse_env("RUST_LOG")
-        .format_timestamp_millis()
-        .init();
-    if let (Some(level), None) = (plain, std::env::var_os("RUST_LOG")) {
-        log::set_max_level(level);
-    }
+    init_logging(&cfg.log_level);
     log_open_files_limit(&cfg);
     let (topo, version) = match first_topology(&cfg) {
         Ok(found) => found,
@@ -220,12 +206,7 @@ fn main() -> ExitCode {
         r.set_source(cli.config.clone(), cli.overrides.clone());
     }
     if let Some(listener) = metrics {
-        let totals = reactors[0].totals();
-        let started = std::time::Instant::now();
-        if let Err(e) = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || redis_cluster_proxy::metrics::serve(listener, totals, started))
-        {
+        if let Err(e) = start_metrics(listener, reactors[0].totals()) {
             eprintln!("error: cannot start the metrics thread: {e}");
             return ExitCode::from(1);
         }
@@ -247,6 +228,36 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// A plain level is applied as the global maximum over a trace filter, so a reload can raise
+/// it as well as lower it; module directives (or RUST_LOG) are taken as they are.
+fn init_logging(log_level: &str) {
+    let plain = redis_cluster_proxy::reload::plain_level(log_level);
+    let filter = match plain {
+        Some(_) => "trace",
+        None => log_level,
+    };
+    env_logger::Builder::new()
+        .parse_filters(filter)
+        .parse_env("RUST_LOG")
+        .format_timestamp_millis()
+        .init();
+    if let (Some(level), None) = (plain, std::env::var_os("RUST_LOG")) {
+        log::set_max_level(level);
+    }
+}
+
+/// The metrics endpoint's thread.
+fn start_metrics(
+    listener: std::net::TcpListener,
+    totals: Arc<redis_cluster_proxy::totals::Totals>,
+) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || redis_cluster_proxy::metrics::serve(listener, totals, started))
+        .map(|_| ())
 }
 
 /// The configuration file (or the defaults), the command line's overrides, validated.

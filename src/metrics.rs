@@ -107,113 +107,120 @@ pub fn render(totals: &Totals, started: Instant) -> String {
     let sums = totals.published();
     let c = sums.counters;
     let (masters, nodes) = totals.cluster();
-    let mut out = String::with_capacity(2048);
-    let mut family = |name: &str, kind: &str, help: &str, value: f64| {
+    let ready = if totals.ready() { 1 } else { 0 };
+    let uptime = started.elapsed().as_secs();
+    // (name, type, help, value): one table, so every family has its HELP and TYPE.
+    let families: [(&str, &str, &str, u64); 18] = [
+        ("up", "gauge", "1 while the proxy runs.", 1),
+        (
+            "ready",
+            "gauge",
+            "1 once the first slot map is loaded and until a stop begins.",
+            ready,
+        ),
+        (
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the proxy started.",
+            uptime,
+        ),
+        (
+            "clients_connected",
+            "gauge",
+            "Clients connected now.",
+            sums.connected as u64,
+        ),
+        (
+            "clients_blocked",
+            "gauge",
+            "Clients waiting on a blocking command.",
+            sums.blocked,
+        ),
+        (
+            "clients_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            c.connections_received,
+        ),
+        (
+            "clients_rejected_total",
+            "counter",
+            "Client connections refused (max_clients, protected mode).",
+            c.rejected,
+        ),
+        (
+            "commands_total",
+            "counter",
+            "Commands taken from clients.",
+            c.commands,
+        ),
+        (
+            "redirects_moved_total",
+            "counter",
+            "MOVED redirections followed.",
+            c.moved,
+        ),
+        (
+            "redirects_ask_total",
+            "counter",
+            "ASK redirections followed.",
+            c.ask,
+        ),
+        (
+            "retries_total",
+            "counter",
+            "Requests retried after TRYAGAIN or CLUSTERDOWN.",
+            c.retries,
+        ),
+        (
+            "node_connection_failures_total",
+            "counter",
+            "Node connections that failed or broke.",
+            c.node_failures,
+        ),
+        (
+            "topology_refreshes_total",
+            "counter",
+            "Topology refreshes that brought a slot map.",
+            c.refreshes,
+        ),
+        (
+            "auth_failures_total",
+            "counter",
+            "AUTH and HELLO AUTH refused.",
+            c.auth_failures,
+        ),
+        (
+            "acl_denied_total",
+            "counter",
+            "Requests refused by a user's ACL rules.",
+            c.acl_denied,
+        ),
+        (
+            "cluster_masters",
+            "gauge",
+            "Masters owning slots, as the proxy sees the cluster.",
+            masters as u64,
+        ),
+        (
+            "cluster_nodes",
+            "gauge",
+            "Nodes known (masters and replicas).",
+            nodes as u64,
+        ),
+        (
+            "workers",
+            "gauge",
+            "Reactor threads.",
+            totals.workers() as u64,
+        ),
+    ];
+    let mut out = String::with_capacity(3072);
+    for (name, kind, help, value) in families {
+        let name = format!("redis_cluster_proxy_{name}");
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
-    };
-    family(
-        "redis_cluster_proxy_up",
-        "gauge",
-        "1 while the proxy runs.",
-        1.0,
-    );
-    family(
-        "redis_cluster_proxy_ready",
-        "gauge",
-        "1 once the first slot map is loaded and until a stop begins.",
-        if totals.ready() { 1.0 } else { 0.0 },
-    );
-    family(
-        "redis_cluster_proxy_uptime_seconds",
-        "gauge",
-        "Seconds since the proxy started.",
-        started.elapsed().as_secs_f64().floor(),
-    );
-    family(
-        "redis_cluster_proxy_clients_connected",
-        "gauge",
-        "Clients connected now.",
-        sums.connected as f64,
-    );
-    family(
-        "redis_cluster_proxy_clients_blocked",
-        "gauge",
-        "Clients waiting on a blocking command.",
-        sums.blocked as f64,
-    );
-    family(
-        "redis_cluster_proxy_clients_accepted_total",
-        "counter",
-        "Client connections accepted.",
-        c.connections_received as f64,
-    );
-    family(
-        "redis_cluster_proxy_clients_rejected_total",
-        "counter",
-        "Client connections refused (max_clients, protected mode).",
-        c.rejected as f64,
-    );
-    family(
-        "redis_cluster_proxy_commands_total",
-        "counter",
-        "Commands taken from clients.",
-        c.commands as f64,
-    );
-    family(
-        "redis_cluster_proxy_redirects_moved_total",
-        "counter",
-        "MOVED redirections followed.",
-        c.moved as f64,
-    );
-    family(
-        "redis_cluster_proxy_redirects_ask_total",
-        "counter",
-        "ASK redirections followed.",
-        c.ask as f64,
-    );
-    family(
-        "redis_cluster_proxy_retries_total",
-        "counter",
-        "Requests retried after TRYAGAIN or CLUSTERDOWN.",
-        c.retries as f64,
-    );
-    family(
-        "redis_cluster_proxy_node_connection_failures_total",
-        "counter",
-        "Node connections that failed or broke.",
-        c.node_failures as f64,
-    );
-    family(
-        "redis_cluster_proxy_topology_refreshes_total",
-        "counter",
-        "Topology refreshes that brought a slot map.",
-        c.refreshes as f64,
-    );
-    family(
-        "redis_cluster_proxy_auth_failures_total",
-        "counter",
-        "AUTH and HELLO AUTH refused.",
-        c.auth_failures as f64,
-    );
-    family(
-        "redis_cluster_proxy_acl_denied_total",
-        "counter",
-        "Requests refused by a user's ACL rules.",
-        c.acl_denied as f64,
-    );
-    family(
-        "redis_cluster_proxy_cluster_masters",
-        "gauge",
-        "Masters owning slots, as the proxy sees the cluster.",
-        masters as f64,
-    );
-    family(
-        "redis_cluster_proxy_cluster_nodes",
-        "gauge",
-        "Nodes known (masters and replicas).",
-        nodes as f64,
-    );
+    }
     out
 }

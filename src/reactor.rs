@@ -31,7 +31,6 @@ use crate::conn::net::{self};
 use crate::conn::pool::{BackendRef, Pool};
 use crate::crew::Gather;
 use crate::crew::{Crew, WAKER};
-use crate::error::ProxyError;
 use crate::inflight::{ClientRef, InFlight};
 use crate::resp::encode::Proto;
 use crate::route::Local;
@@ -46,9 +45,9 @@ const LISTENER: Token = Token(usize::MAX);
 /// Odd, as node tokens are, but never one: node slab indexes stay far below it.
 const TLS_LISTENER: Token = Token(usize::MAX - 2);
 /// Connections accepted per listener event before other sockets get their turn.
-const ACCEPT_BUDGET: usize = 256;
+pub(crate) const ACCEPT_BUDGET: usize = 256;
 /// How soon a failed accept (out of file descriptors) is tried again.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// The longest an idle reactor sleeps before looking for a stop signal another thread took.
 const SIGNAL_CHECK: Duration = Duration::from_secs(1);
 /// How long a stopping proxy waits for the replies it owes, and how often it looks.
@@ -292,6 +291,25 @@ impl Core {
     }
 }
 
+/// `tls_port`'s listener, registered, and the configuration its clients get.
+fn tls_listener(
+    cfg: &Config,
+    ip: std::net::IpAddr,
+    registry: &Registry,
+) -> io::Result<(Option<TcpListener>, Option<crate::conn::tls::TlsAcceptor>)> {
+    let (Some(files), port) = (&cfg.tls, cfg.tls_port) else {
+        return Ok((None, None));
+    };
+    if port == 0 {
+        return Ok((None, None));
+    }
+    let acceptor = crate::conn::tls::TlsAcceptor::new(files)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut l = net::listen(SocketAddr::new(ip, port), &cfg.socket)?;
+    registry.register(&mut l, TLS_LISTENER, Interest::READABLE)?;
+    Ok((Some(l), Some(acceptor)))
+}
+
 /// The address the `proxy` cluster view announces: `announce_address`, else the bound
 /// address (127.0.0.1 for a wildcard bind) and the listening port.
 fn announce_address(cfg: &Config, ip: std::net::IpAddr, port: u16) -> String {
@@ -326,17 +344,7 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let port = listener.local_addr().map_or(cfg.proxy_port, |a| a.port());
-        let (tls_listener, tls_acceptor) = match (&cfg.tls, cfg.tls_port) {
-            (Some(files), p) if p != 0 => {
-                let acceptor = crate::conn::tls::TlsAcceptor::new(files)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let mut l = net::listen(SocketAddr::new(ip, p), &cfg.socket)?;
-                poll.registry()
-                    .register(&mut l, TLS_LISTENER, Interest::READABLE)?;
-                (Some(l), Some(acceptor))
-            }
-            _ => (None, None),
-        };
+        let (tls_listener, tls_acceptor) = tls_listener(&cfg, ip, poll.registry())?;
         let announce = announce_address(&cfg, ip, port);
         let registry = poll.registry().try_clone()?;
         let mut core = Core::new(
@@ -401,30 +409,6 @@ impl Reactor {
         overrides: Vec<(String, String)>,
     ) {
         self.source = Some((path, overrides));
-    }
-
-    /// A reload was asked for: the configuration is loaded again and what can change live
-    /// is taken (`Core::apply_reload`); a file that does not load changes nothing.
-    fn reload(&mut self) {
-        self.reloads_seen = signals::reload_generation();
-        let Some((path, overrides)) = &self.source else {
-            return;
-        };
-        match crate::reload::load(path.as_deref(), overrides) {
-            Ok(new) => {
-                if let (Some(acceptor), Some(files)) = (self.tls_acceptor.as_mut(), &new.tls) {
-                    if let Err(e) = acceptor.replace(files) {
-                        warn!("reload: tls: {e}; keeping the previous certificates");
-                    }
-                }
-                self.core.apply_reload(new);
-            }
-            Err(e) => {
-                if self.core.worker == 0 {
-                    warn!("reload: {e}; keeping the previous configuration");
-                }
-            }
-        }
     }
 
     /// The process-wide figures, for the metrics endpoint.
@@ -611,115 +595,6 @@ impl Reactor {
             .filter(|&(idx, c)| !self.core.holds_connection(ClientRef { idx, gen: c.gen }))
             .map(|(_, c)| c.pending().max(usize::from(c.output_len() > 0)))
             .sum()
-    }
-
-    /// Takes the connections waiting on both listeners.
-    pub(crate) fn accept(&mut self) {
-        self.accept_from(false);
-        if self.tls_listener.is_some() {
-            self.accept_from(true);
-        }
-    }
-
-    /// Takes connections waiting on the plain listener, or the TLS one.
-    fn accept_from(&mut self, tls: bool) {
-        if self.drain_until.is_some() {
-            return;
-        }
-        for _ in 0..ACCEPT_BUDGET {
-            let accepted = match (&self.tls_listener, tls) {
-                (Some(l), true) => l.accept(),
-                _ => self.listener.accept(),
-            };
-            match accepted {
-                Ok((stream, addr)) => self.admit(stream, addr, tls),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of file descriptors, most likely: the pending connection stays in the
-                    // backlog and is tried again shortly (not at once: that would spin).
-                    warn!("accept failed: {e}");
-                    return self.accept_later(ACCEPT_RETRY);
-                }
-            }
-        }
-        // The budget ran out: the rest of the backlog next turn, after the others' events.
-        self.accept_later(Duration::ZERO);
-    }
-
-    /// A new client, unless protected mode or `max_clients` refuses it.
-    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: SocketAddr, tls: bool) {
-        use std::io::Write;
-        // Protected mode, as Redis's: no `auth` and a reachable address, so only loopback
-        // clients are served; the others hear why (decided at start-up for the bind:
-        // auth::protected_refuses). Over TLS they would not read it: just closed.
-        if self.core.protected && !addr.ip().is_loopback() {
-            if !tls {
-                let _ = stream.write(&ProxyError::ProtectedMode.to_frame());
-            }
-            debug!("client {addr} refused: protected mode");
-            self.core.stats.rejected += 1;
-            return;
-        }
-        // The limit is the process's, over every worker.
-        if !self.core.totals.try_connect(self.core.cfg.max_clients) {
-            // Best effort, as Redis: the socket is new, its buffer empty.
-            if !tls {
-                let _ = stream.write(&ProxyError::MaxClients.to_frame());
-            }
-            warn!(
-                "client {addr} refused: max_clients ({}) reached",
-                self.core.cfg.max_clients
-            );
-            self.core.stats.rejected += 1;
-            return;
-        }
-        let session = match (tls, self.tls_acceptor.as_mut()) {
-            (true, Some(acceptor)) => match acceptor.accept(self.core.now) {
-                Ok(s) => Some(Box::new(rustls::Connection::Server(s))),
-                Err(e) => {
-                    warn!("client {addr}: no TLS session: {e}");
-                    self.core.totals.disconnect();
-                    return;
-                }
-            },
-            _ => None,
-        };
-        if let Err(e) = net::apply_stream_options(&stream, &self.core.cfg.socket) {
-            debug!("client {addr}: socket options not applied: {e}");
-        }
-        let entry = self.clients.vacant_entry();
-        let idx = entry.key();
-        if let Err(e) = self.core.registry.register(
-            &mut stream,
-            client_token(idx),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!("client {addr}: cannot register: {e}");
-            self.core.totals.disconnect();
-            return;
-        }
-        let gen = self.core.gen();
-        let id = self.core.next_client_id;
-        self.core.next_client_id += self.core.cfg.workers.max(1) as u64;
-        let laddr = stream.local_addr().unwrap_or(addr);
-        let c = entry.insert(Client::new(gen, id, addr, stream, self.core.now));
-        c.local_addr = laddr;
-        c.user = self.core.users.initial();
-        c.tls = session;
-        self.core.stats.connections_received += 1;
-        debug!(
-            "client {addr} connected (id {id}{})",
-            if tls { ", TLS" } else { "" }
-        );
-    }
-
-    fn accept_later(&mut self, after: Duration) {
-        if !self.accept_again {
-            self.accept_again = true;
-            let at = self.core.now + after;
-            self.core.timers.add(at, TimerKind::Accept);
-        }
     }
 
     fn fire_timers(&mut self) {

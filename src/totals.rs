@@ -205,6 +205,10 @@ impl Totals {
         (self.cluster[0].load(Relaxed), self.cluster[1].load(Relaxed))
     }
 
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Relaxed);
     }

@@ -63,7 +63,7 @@ impl Core {
             0 => format!("{}ms", d.as_millis()),
             _ => format!("{}us", d.as_micros()),
         };
-        vec![
+        let mut pairs = vec![
             ("proxy_port".into(), c.proxy_port.to_string()),
             ("bind".into(), c.bind.clone()),
             ("redis_nodes".into(), c.redis_nodes.join(",")),
@@ -141,6 +141,15 @@ impl Core {
                     .and_then(|a| a.user.clone())
                     .unwrap_or_default(),
             ),
+        ];
+        pairs.extend(self.access_pairs());
+        pairs
+    }
+
+    /// Who may connect and how (passwords shown as set, never themselves).
+    fn access_pairs(&self) -> Vec<(String, String)> {
+        let c = &self.cfg;
+        vec![
             ("protected_mode".into(), c.protected_mode.to_string()),
             (
                 "auth.users".into(),
