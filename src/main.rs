@@ -213,8 +213,9 @@ fn main() -> ExitCode {
     }
     match reactors[0].local_addr() {
         Ok(a) => info!(
-            "redis-cluster-proxy {VERSION} listening on {a} ({workers} worker{})",
-            if workers == 1 { "" } else { "s" }
+            "redis-cluster-proxy {VERSION} listening on {a} ({workers} worker{}){}",
+            if workers == 1 { "" } else { "s" },
+            listeners_note(&cfg)
         ),
         Err(e) => error!("listener has no address: {e}"),
     }
@@ -245,6 +246,36 @@ fn init_logging(log_level: &str) {
         .init();
     if let (Some(level), None) = (plain, std::env::var_os("RUST_LOG")) {
         log::set_max_level(level);
+    }
+}
+
+/// What else the proxy serves and how, for the start-up line.
+fn listeners_note(cfg: &Config) -> String {
+    let mut parts = Vec::new();
+    if cfg.tls_port != 0 {
+        let mtls = cfg.tls.as_ref().is_some_and(|t| t.ca_file.is_some());
+        let port = cfg.tls_port;
+        parts.push(format!(
+            "TLS on {}:{port}{}",
+            cfg.bind,
+            if mtls { " (mutual)" } else { "" }
+        ));
+    }
+    if cfg.backend_tls.is_some() {
+        parts.push("TLS to the nodes".to_string());
+    }
+    if cfg.backend_auth.is_some() {
+        parts.push("a password to the nodes".to_string());
+    }
+    if cfg.auth.is_some() {
+        parts.push("clients authenticate".to_string());
+    }
+    if let Some(m) = &cfg.metrics_address {
+        parts.push(format!("metrics on http://{m}/metrics"));
+    }
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("; {}", parts.join(", ")),
     }
 }
 
@@ -346,7 +377,7 @@ fn start_reactors(
             w,
             Arc::clone(&totals),
         )
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", cfg.bind, cfg.proxy_port))?;
+        .map_err(|e| e.to_string())?;
         reactors.push(r);
     }
     if workers == 1 {

@@ -291,6 +291,11 @@ impl Core {
     }
 }
 
+/// An error that names the address it could not listen on.
+fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
 /// `tls_port`'s listener, registered, and the configuration its clients get.
 fn tls_listener(
     cfg: &Config,
@@ -305,7 +310,8 @@ fn tls_listener(
     }
     let acceptor = crate::conn::tls::TlsAcceptor::new(files)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut l = net::listen(SocketAddr::new(ip, port), &cfg.socket)?;
+    let addr = SocketAddr::new(ip, port);
+    let mut l = net::listen(addr, &cfg.socket).map_err(|e| listen_error(addr, e))?;
     registry.register(&mut l, TLS_LISTENER, Interest::READABLE)?;
     Ok((Some(l), Some(acceptor)))
 }
@@ -340,7 +346,7 @@ impl Reactor {
             .parse()
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
         let addr = SocketAddr::new(ip, cfg.proxy_port);
-        let mut listener = net::listen(addr, &cfg.socket)?;
+        let mut listener = net::listen(addr, &cfg.socket).map_err(|e| listen_error(addr, e))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let port = listener.local_addr().map_or(cfg.proxy_port, |a| a.port());

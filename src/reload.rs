@@ -130,13 +130,60 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     keys
 }
 
+/// The keys a reload changes live, where they differ (no values: some are secrets).
+fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |name: &'static str, same: bool| {
+        if !same {
+            keys.push(name);
+        }
+    };
+    check("log_level", old.log_level == new.log_level);
+    check("max_redirects", old.max_redirects == new.max_redirects);
+    check("auto_redirect", old.auto_redirect == new.auto_redirect);
+    check("address_map", old.address_map == new.address_map);
+    check("read_from", old.read_from == new.read_from);
+    check("redis_nodes", old.redis_nodes == new.redis_nodes);
+    check(
+        "refresh_interval",
+        old.refresh_interval == new.refresh_interval,
+    );
+    check(
+        "connect_timeout",
+        old.connect_timeout == new.connect_timeout,
+    );
+    check(
+        "backend_timeout",
+        old.backend_timeout == new.backend_timeout,
+    );
+    check("client_timeout", old.client_timeout == new.client_timeout);
+    check("max_clients", old.max_clients == new.max_clients);
+    check(
+        "client_max_pending",
+        old.client_max_pending == new.client_max_pending,
+    );
+    check(
+        "client_output_limit",
+        old.client_output_limit == new.client_output_limit,
+    );
+    check(
+        "allow_admin_commands",
+        old.allow_admin_commands == new.allow_admin_commands,
+    );
+    check("auth", old.auth == new.auth);
+    check("backend_auth", old.backend_auth == new.backend_auth);
+    check("protected_mode", old.protected_mode == new.protected_mode);
+    check("tls", old.tls == new.tls);
+    keys
+}
+
 impl Core {
     /// Takes what can change live from `new`; names what cannot.
     pub(crate) fn apply_reload(&mut self, mut new: Config) {
         let kept = restart_only(&self.cfg, &new);
         if !kept.is_empty() {
             warn!(
-                "reload: {} changed in the file but need a restart; keeping the running values",
+                "reload: {} changed in the file, but a restart is needed for that; the running values stay",
                 kept.join(", ")
             );
         }
@@ -187,7 +234,11 @@ impl Core {
         self.wake.limits.hard_output = new.client_output_limit;
         self.seeds = new.redis_nodes.clone();
         if self.worker == 0 {
-            info!("configuration reloaded");
+            let changed = live_changes(&self.cfg, &new);
+            match changed.is_empty() {
+                true => info!("configuration reloaded: nothing that applies live changed"),
+                false => info!("configuration reloaded: {} changed", changed.join(", ")),
+            }
         }
         self.cfg = new;
     }

@@ -61,7 +61,7 @@ fn sighup_reloads_while_clients_stay_connected() {
     let log = proxy.log_text();
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(
-        log.contains("reload: proxy_port changed in the file but need a restart"),
+        log.contains("reload: proxy_port changed in the file, but a restart is needed for that"),
         "{log}"
     );
     // Every client is still there and served.

@@ -173,6 +173,33 @@ impl Core {
             ),
             ("tls_port".into(), c.tls_port.to_string()),
             (
+                "tls.cert_file".into(),
+                tls_file(c.tls.as_ref().map(|t| &t.cert_file)),
+            ),
+            (
+                "tls.key_file".into(),
+                tls_file(c.tls.as_ref().map(|t| &t.key_file)),
+            ),
+            (
+                "tls.ca_file".into(),
+                tls_file(c.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
+            ),
+            (
+                "backend_tls.ca_file".into(),
+                tls_file(c.backend_tls.as_ref().and_then(|t| t.ca_file.as_ref())),
+            ),
+            (
+                "backend_tls.cert_file".into(),
+                tls_file(c.backend_tls.as_ref().and_then(|t| t.cert_file.as_ref())),
+            ),
+            (
+                "backend_tls.server_name".into(),
+                c.backend_tls
+                    .as_ref()
+                    .and_then(|t| t.server_name.clone())
+                    .unwrap_or_default(),
+            ),
+            (
                 "metrics_address".into(),
                 c.metrics_address.clone().unwrap_or_default(),
             ),
@@ -222,6 +249,11 @@ pub(crate) fn glob_match(p: &[u8], s: &[u8]) -> bool {
         }
     }
     p[pi.min(p.len())..].iter().all(|&c| c == b'*')
+}
+
+/// A file's path as PROXY CONFIG GET shows it (empty when unset).
+fn tls_file(p: Option<&std::path::PathBuf>) -> String {
+    p.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -63,9 +63,23 @@ fn ask(
             let host = addr.ip().to_string();
             let session = crate::conn::tls::client_session(config, name, &host)?;
             let stream = rustls::StreamOwned::new(session, s);
-            ask_over(seed, stream, creds).map_err(|e| format!("over TLS: {e}"))
+            ask_over(seed, stream, creds).map_err(|e| {
+                let hint = if e.contains("CertificateRequired") {
+                    " (the nodes want a client certificate: set backend_tls.cert_file and key_file, or tls-auth-clients no on the nodes)"
+                } else {
+                    ""
+                };
+                format!("over TLS: {e}{hint}")
+            })
         }
-        None => ask_over(seed, s, creds),
+        None => ask_over(seed, s, creds).map_err(|e| {
+            // A TLS-only node drops a plain connection at its first bytes.
+            if e.contains("reset by peer") || e.contains("connection closed") {
+                format!("{e} (if the nodes speak TLS only, set backend_tls)")
+            } else {
+                e
+            }
+        }),
     }
 }
 
