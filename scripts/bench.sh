@@ -8,7 +8,8 @@
 #                        ratios are coarse (runs last about one 250 ms progress tick)
 #   -n, --requests N     requests per -P 1 run (default 200000); -P 16 runs use 10*N
 #                        and the -c 1 latency run N/5, so each run lasts a few seconds
-#   --base PORT          base port of the cluster started here (default 7300..7305)
+#   --base PORT          base port of the cluster started here (default 7300..7305;
+#                        with --tls 7310..7315)
 #   --cluster HOST:PORT  use this existing cluster (any node) instead of starting one
 #   --proxy HOST:PORT    benchmark an already running proxy (e.g. predixy)
 #   --peer HOST:PORT     also benchmark this already running second proxy (e.g. predixy)
@@ -23,6 +24,14 @@
 #   --rounds R           run every workload R times per target (default 1), as R whole
 #                        passes over the workload list; the table then shows medians over
 #                        the rounds and the min-max of the per-round ratios
+#   --tls                TLS end to end: makes a throwaway CA and a certificate for 127.0.0.1
+#                        with openssl (scripts/cluster.sh certs, in a temp dir), starts a
+#                        TLS-only 3+3 cluster (CLUSTER_TLS_DIR=... scripts/cluster.sh start,
+#                        default base 7310..7315) and the proxy with tls_port, tls and
+#                        backend_tls in a config file, and runs every workload with
+#                        redis-benchmark --tls --cacert ca.pem against the proxy's TLS port
+#                        and directly against the TLS cluster (--cluster); not with
+#                        --cluster, --proxy or --peer
 #   -h, --help           print this help
 #
 # Workloads: redis-benchmark -c 50 -d 64 -r KEYSPACE (N/2, at most 100000), SET and GET at
@@ -45,7 +54,7 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 PIN=0 ROUNDS=1 BASE=7300 CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
+N='' QUICK=0 PIN=0 TLS=0 ROUNDS=1 BASE='' CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
 MGET_KEYS=10 # keys per MGET in the "MGET 10 keys" workload
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -57,6 +66,7 @@ while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
         --pin) PIN=1 ;;
+        --tls) TLS=1 ;;
         -h | --help) usage 0 ;;
         -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers | --busy-poll | --rounds)
             (($# >= 2)) || die "$1 needs a value"
@@ -77,11 +87,13 @@ while (($#)); do
     shift
 done
 [[ -z "$N" ]] && { ((QUICK)) && N=20000 || N=200000; }
+[[ -z "$BASE" ]] && { ((TLS)) && BASE=7310 || BASE=7300; } # --tls: its own cluster, beside a plain one
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 100 ]] || die "--requests must be a number >= 100, got '$N'"
 [[ "$ROUNDS" =~ ^[1-9][0-9]{0,2}$ ]] || die "--rounds must be a number 1..999, got '$ROUNDS'"
 [[ "$BASE" =~ ^[0-9]+$ && "$BASE" -ge 1024 && "$BASE" -le 55530 ]] || die "--base must be 1024..55530"
 [[ -n "$PROXY" && -n "$PROXY_BIN" ]] && die "--proxy and --proxy-bin exclude each other"
 [[ -n "$PEER" && "$PEER" == "$PROXY" ]] && die "--peer and --proxy are the same ($PEER)"
+((TLS)) && [[ -n "$CLUSTER$PROXY$PEER" ]] && die "--tls starts its own TLS cluster and proxy: not with --cluster, --proxy or --peer"
 CPUS="$(nproc)" PROXY_CPU='' OTHER_CPUS='' ALL_CPUS="0-$(($(nproc) - 1))"
 if ((PIN)); then
     command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
@@ -89,7 +101,9 @@ if ((PIN)); then
     PROXY_CPU=$((CPUS - 1)) OTHER_CPUS=0 OTHER_LABEL="CPU 0"
     ((CPUS == 2)) || OTHER_CPUS="0-$((CPUS - 2))" OTHER_LABEL="CPUs 0-$((CPUS - 2))"
 fi
-for t in redis-benchmark redis-cli timeout getconf; do
+TOOLS=(redis-benchmark redis-cli timeout getconf)
+((TLS)) && TOOLS+=(openssl)
+for t in "${TOOLS[@]}"; do
     command -v "$t" >/dev/null || die "$t not found (scripts/install-deps.sh installs redis)"
 done
 KEYSPACE=$((N / 2 < 100000 ? N / 2 : 100000)) # every GET key is written ~22 times before (direct: ~22/masters)
@@ -130,23 +144,34 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-rcli() { local hp=$1; shift; timeout 3 redis-cli -h "${hp%:*}" -p "${hp##*:}" "$@" </dev/null 2>/dev/null | tr -d '\r'; }
+rcli() { local hp=$1; shift; timeout 3 redis-cli "${TLS_CLI[@]}" -h "${hp%:*}" -p "${hp##*:}" "$@" </dev/null 2>/dev/null | tr -d '\r'; }
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 pid_of() { # pid_of HOST:PORT -> pid listening there if on this host and ss can tell, else ''
     [[ "${1%:*}" =~ ^(127\.0\.0\.1|localhost)$ ]] && command -v ss >/dev/null || return 0
     ss -Hltnp "sport = :${1##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2 || true
 }
 
+# --- TLS -----------------------------------------------------------------------------
+TLS_CLI=() # redis-cli's and redis-benchmark's TLS arguments with --tls
+if ((TLS)); then
+    "$ROOT/scripts/cluster.sh" certs "$TMP/tls" >"$TMP/certs.log" 2>&1 || { cat "$TMP/certs.log" >&2; die "could not make TLS certificates"; }
+    export CLUSTER_TLS_DIR="$TMP/tls" # cluster.sh start, status and stop: the TLS-only cluster
+    TLS_CLI=(--tls --cacert "$TMP/tls/ca.pem")
+    redis-cli --help 2>&1 | grep -q -- --tls || die "redis-cli is built without TLS"
+    redis-benchmark --help 2>&1 | grep -q -- --tls || die "redis-benchmark is built without TLS"
+fi
+
 # --- cluster -------------------------------------------------------------------------
 if [[ -z "$CLUSTER" ]]; then
     if "$ROOT/scripts/cluster.sh" status "$BASE" >/dev/null 2>&1; then
         log "reusing the healthy cluster already running on $BASE..$((BASE + 5)) (left running)"
     else
-        log "starting a 3+3 cluster on $BASE..$((BASE + 5))"
+        log "starting a 3+3 ${TLS_CLI[0]:+TLS-only }cluster on $BASE..$((BASE + 5))"
         STARTED_CLUSTER=1
         timeout 150 "$ROOT/scripts/cluster.sh" start "$BASE" >"$TMP/cluster.log" 2>&1 || {
             tail -n 20 "$TMP/cluster.log" >&2
             STARTED_CLUSTER=2 # only what this run may have started is cleaned up, quietly
+            ((TLS)) && die "could not start a TLS cluster on $BASE..$((BASE + 5)) (a TLS cluster left by an earlier run answers only its own, deleted, CA: stop it by its pids in .cluster/*/redis.pid); use --base PORT for other ports"
             die "could not start a cluster on $BASE..$((BASE + 5)); use --base PORT for other ports, or --cluster HOST:PORT to benchmark a running cluster (e.g. the quick start's, 127.0.0.1:7000)"
         }
     fi
@@ -169,21 +194,29 @@ if [[ -z "$PROXY" ]]; then
     fi
     for _ in 1 2 3 4 5; do
         for _ in {1..50}; do port=$((40000 + RANDOM % 10000)); port_open "$port" || break; done
-        ${PROXY_CPU:+taskset -c "$PROXY_CPU"} "$BIN" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} ${BUSY:+--busy-poll "$BUSY"} </dev/null >"$TMP/proxy.log" 2>&1 &
+        conf=() bport=$port # bport: the port benchmarked, the TLS port with --tls
+        if ((TLS)); then
+            for _ in {1..50}; do bport=$((40000 + RANDOM % 10000)); ((bport != port)) && ! port_open "$bport" && break; done
+            printf '%s\n' "redis_nodes: [\"$CLUSTER\"]" "tls_port: $bport" \
+                "tls: { cert_file: \"$TMP/tls/server.pem\", key_file: \"$TMP/tls/server.key\" }" \
+                "backend_tls: { ca_file: \"$TMP/tls/ca.pem\" }" >"$TMP/proxy.yaml"
+            conf=(--config "$TMP/proxy.yaml")
+        fi
+        ${PROXY_CPU:+taskset -c "$PROXY_CPU"} "$BIN" "${conf[@]}" --port "$port" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} ${BUSY:+--busy-poll "$BUSY"} </dev/null >"$TMP/proxy.log" 2>&1 &
         PROXY_PID=$!
         deadline=$((SECONDS + 20))
         while alive "$PROXY_PID" && ((SECONDS < deadline)); do
-            [[ "$(rcli "127.0.0.1:$port" ping)" == PONG ]] && { PROXY="127.0.0.1:$port"; break; }
+            [[ "$(rcli "127.0.0.1:$bport" ping)" == PONG ]] && { PROXY="127.0.0.1:$bport"; break; }
             sleep 0.2
         done
         [[ -n "$PROXY" ]] && break
         alive "$PROXY_PID" || ! grep -qi 'listen' "$TMP/proxy.log" || { PROXY_PID=; continue; } # port race
         tail -n 20 "$TMP/proxy.log" >&2
-        die "the proxy ($BIN) did not answer PING on port $port within 20s"
+        die "the proxy ($BIN) did not answer PING on port $bport${TLS_CLI[0]:+ (TLS)} within 20s"
     done
     [[ -n "$PROXY" ]] || die "could not find a free port for the proxy"
     PID=$PROXY_PID
-    log "proxy $BIN running on $PROXY (pid $PID)"
+    log "proxy $BIN running on $PROXY${TLS_CLI[0]:+ (its TLS port; plain port $port)} (pid $PID)"
 else
     [[ "$(rcli "$PROXY" ping)" == PONG ]] || die "--proxy $PROXY does not answer PING"
     PID="$(pid_of "$PROXY")"
@@ -250,7 +283,7 @@ bench() {
     local target=$1 test=$2 args title hp
     local cmd=("${@:8}")
     R="- - -"
-    args=(-P "$3" -c "$4" -n "$5" -d "$6" -r "$7" --threads "$MASTERS")
+    args=("${TLS_CLI[@]}" -P "$3" -c "$4" -n "$5" -d "$6" -r "$7" --threads "$MASTERS")
     if [[ "$test" == - ]]; then
         ((${#cmd[@]})) || die "bench: test '-' needs a command"
         args+=("${cmd[@]}") title="${cmd[*]}"
@@ -418,6 +451,7 @@ echo "proxy:    $PROXY ${PROXY_PID:+($BIN)}${PID:+ pid $PID}; cluster: $CLUSTER$
 [[ -n "$PEER" ]] && echo "peer:     $PEER${PEER_PID:+ pid $PEER_PID} ($(ps -o comm= -p "${PEER_PID:-0}" 2>/dev/null || echo 'process unknown'))"
 ((PIN)) && echo "pinned:   proxy${PEER:+ and peer} on CPU $PROXY_CPU; the cluster's redis-servers and redis-benchmark on $OTHER_LABEL (taskset)"
 echo "rps:      requests done by redis-benchmark's last progress report over the time to it (a run shorter than its 250 ms period: the closing figure)"
+((TLS)) && echo "tls:      TLS end to end: redis-benchmark --tls to the proxy's tls_port and directly to the TLS-only cluster (port 0, tls-port, tls-cluster yes); the proxy to the nodes with backend_tls; throwaway RSA-2048 certificates, rustls (proxy) and OpenSSL $(openssl version | cut -d' ' -f2) (redis)"
 ((QUICK)) && echo "quick:    runs this short are timed to redis-benchmark's 250 ms tick, so rps and ratios are coarse (0.50, 0.67, 1.00...); leave out --quick for figures"
 echo "keyspace: -r $KEYSPACE; 1 KB values -r $KS1K; 100 KB values -r $KS100K; -d 64; --threads $MASTERS"
 if ((ROUNDS > 1)); then
@@ -489,5 +523,9 @@ if ((ROUNDS > 1)); then
         "of known values the mean of the two middle ones; unknown values (-) are left out. ratio: of the median rps;" \
         "ratio range: min-max over the rounds of proxy rps / direct rps of the same round${PEER:+ (peer ratio range: peer / direct)};" \
         "proxy RSS: max after the proxy runs of the workload over the rounds"
+fi
+if [[ -n "$PROXY_PID" && -s "$TMP/proxy.log" ]]; then # started with --log-level warn: anything is news
+    echo "proxy log: $(wc -l <"$TMP/proxy.log") lines at warn or above, the first 5:"
+    head -n 5 "$TMP/proxy.log" | cut -c 1-300
 fi
 ((FAILED == 0)) || die "some runs failed (see above)"

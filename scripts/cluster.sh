@@ -8,8 +8,14 @@
 #   scripts/cluster.sh status [BASE_PORT]   print node states; exit 0 only if healthy
 #   scripts/cluster.sh stop   [BASE_PORT]   shut nodes down, remove their data
 #   scripts/cluster.sh stop   all           stop every node under .cluster/ (any base)
+#   scripts/cluster.sh certs  DIR           make throwaway TLS files in DIR with openssl: a CA
+#                                           (ca.pem, ca.key) and a server certificate for
+#                                           127.0.0.1 signed by it (server.pem, server.key)
 #
-# Environment: CLUSTER_READY_TIMEOUT (seconds, default 30).
+# Environment: CLUSTER_READY_TIMEOUT (seconds, default 30). CLUSTER_TLS_DIR=DIR (a
+# directory made by `certs`): start, status and stop a TLS-only cluster: every node with
+# port 0 and tls-port BASE_PORT+i, tls-cluster and tls-replication yes, tls-auth-clients no
+# (clients: redis-cli --tls --cacert DIR/ca.pem); give it to stop as well as to start.
 set -euo pipefail
 
 ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -17,12 +23,21 @@ DATA="$ROOT/.cluster"
 HOST=127.0.0.1
 COUNT=6
 READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-30}"
+TLS_DIR="${CLUSTER_TLS_DIR:-}"
+TLS_CLI=() # redis-cli's TLS arguments with CLUSTER_TLS_DIR
+if [[ -n "$TLS_DIR" ]]; then
+    TLS_DIR="$(cd -P -- "$TLS_DIR" 2>/dev/null && pwd -P)" || {
+        printf '[cluster] error: CLUSTER_TLS_DIR %s is not a directory\n' "$CLUSTER_TLS_DIR" >&2
+        exit 1
+    }
+    TLS_CLI=(--tls --cacert "$TLS_DIR/ca.pem")
+fi
 
 log() { printf '[cluster] %s\n' "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -30,7 +45,7 @@ usage() {
 rcli() {
     local port=$1
     shift
-    timeout 3 redis-cli -h "$HOST" -p "$port" "$@" </dev/null 2>/dev/null | tr -d '\r'
+    timeout 3 redis-cli "${TLS_CLI[@]}" -h "$HOST" -p "$port" "$@" </dev/null 2>/dev/null | tr -d '\r'
 }
 
 # Is something accepting TCP connections on HOST:port?
@@ -234,11 +249,15 @@ cmd_stop() {
 }
 
 start_node() {
-    local port=$1 d="$DATA/$1"
+    local port=$1 d="$DATA/$1" listen=(--port "$1")
+    # CLUSTER_TLS_DIR: TLS only, for clients, the cluster bus and replication
+    [[ -n "$TLS_DIR" ]] && listen=(--port 0 --tls-port "$port" --tls-cert-file "$TLS_DIR/server.pem"
+        --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_DIR/ca.pem"
+        --tls-cluster yes --tls-replication yes --tls-auth-clients no)
     rm -rf "$d"
     mkdir -p "$d"
     if ! redis-server \
-        --port "$port" \
+        "${listen[@]}" \
         --bind "$HOST" \
         --dir "$d" \
         --cluster-enabled yes \
@@ -287,7 +306,7 @@ cmd_start() {
     fi
 
     mkdir -p "$DATA"
-    log "starting $COUNT redis-server nodes on $HOST:$base..$((base + COUNT - 1)) ($(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))"
+    log "starting $COUNT redis-server nodes on $HOST:$base..$((base + COUNT - 1)) ($(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))${TLS_DIR:+, TLS only (certificates in $TLS_DIR)}"
     for port in $(ports_for "$base"); do
         if ! start_node "$port"; then
             for p in $(ports_for "$base"); do stop_node "$p" >/dev/null; done
@@ -310,7 +329,7 @@ cmd_start() {
     local addrs=()
     for port in $(ports_for "$base"); do addrs+=("$HOST:$port"); done
     log "creating cluster (--cluster-replicas 1)"
-    if ! timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+    if ! timeout 60 redis-cli "${TLS_CLI[@]}" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
         </dev/null >"$DATA/create-$base.log" 2>&1; then
         tail -n 30 "$DATA/create-$base.log" >&2 || true
         for p in $(ports_for "$base"); do stop_node "$p" >/dev/null; done
@@ -329,7 +348,7 @@ cmd_start() {
 
 print_ready() {
     local base=$1
-    log "ready: 3 masters + 3 replicas on $HOST:$base..$((base + COUNT - 1)); try: redis-cli -c -p $base"
+    log "ready: 3 masters + 3 replicas on $HOST:$base..$((base + COUNT - 1)); try: redis-cli${TLS_DIR:+ --tls --cacert $TLS_DIR/ca.pem} -c -p $base"
     # quickstart.sh prints its own stop command (which stops the proxy too).
     if [[ -n "${CLUSTER_NO_STOP_HINT:-}" ]]; then
         return 0
@@ -369,9 +388,33 @@ cmd_status() {
     return 1
 }
 
+# certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (2 days), as the
+# tests make them (tests/common/tls.rs)
+cmd_certs() {
+    local dir=$1
+    command -v openssl >/dev/null 2>&1 || die "openssl not found (scripts/install-deps.sh installs it)"
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=redis-cluster-proxy test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj /CN=server -keyout server.key -out server.csr
+        echo 'subjectAltName=IP:127.0.0.1' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem
+        chmod 644 server.key # redis-server and the proxy read it
+    ) </dev/null >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; die "openssl failed in $dir"; }
+    log "made ca.pem, server.pem, server.key in $dir"
+}
+
 main() {
     local cmd=${1:-} base=${2:-}
     [[ $# -le 2 ]] || usage
+    if [[ "$cmd" == certs ]]; then
+        [[ -n "$base" ]] || die "certs needs a directory"
+        cmd_certs "$base"
+        return
+    fi
     if [[ -n "$base" && ! ("$cmd" == stop && "$base" == all) ]] && ! [[ "$base" =~ ^[0-9]+$ && "$base" -ge 1 && "$base" -le 55530 ]]; then
         die "BASE_PORT must be a number between 1 and 55530 (ports up to BASE+5 and bus ports +10000 must be valid), got '$base'"
     fi
