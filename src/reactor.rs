@@ -43,7 +43,7 @@ use crate::totals::{Counters, Totals};
 
 const LISTENER: Token = Token(usize::MAX);
 /// Odd, as node tokens are, but never one: node slab indexes stay far below it.
-const TLS_LISTENER: Token = Token(usize::MAX - 2);
+pub(crate) const TLS_LISTENER: Token = Token(usize::MAX - 2);
 /// Connections accepted per listener event before other sockets get their turn.
 pub(crate) const ACCEPT_BUDGET: usize = 256;
 /// How soon a failed accept (out of file descriptors) is tried again.
@@ -291,31 +291,6 @@ impl Core {
     }
 }
 
-/// An error that names the address it could not listen on.
-fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-}
-
-/// `tls_port`'s listener, registered, and the configuration its clients get.
-fn tls_listener(
-    cfg: &Config,
-    ip: std::net::IpAddr,
-    registry: &Registry,
-) -> io::Result<(Option<TcpListener>, Option<crate::conn::tls::TlsAcceptor>)> {
-    let (Some(files), port) = (&cfg.tls, cfg.tls_port) else {
-        return Ok((None, None));
-    };
-    if port == 0 {
-        return Ok((None, None));
-    }
-    let acceptor = crate::conn::tls::TlsAcceptor::new(files)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let addr = SocketAddr::new(ip, port);
-    let mut l = net::listen(addr, &cfg.socket).map_err(|e| listen_error(addr, e))?;
-    registry.register(&mut l, TLS_LISTENER, Interest::READABLE)?;
-    Ok((Some(l), Some(acceptor)))
-}
-
 /// The address the `proxy` cluster view announces: `announce_address`, else the bound
 /// address (127.0.0.1 for a wildcard bind) and the listening port.
 fn announce_address(cfg: &Config, ip: std::net::IpAddr, port: u16) -> String {
@@ -346,11 +321,12 @@ impl Reactor {
             .parse()
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
         let addr = SocketAddr::new(ip, cfg.proxy_port);
-        let mut listener = net::listen(addr, &cfg.socket).map_err(|e| listen_error(addr, e))?;
+        let mut listener =
+            net::listen(addr, &cfg.socket).map_err(|e| crate::accept::listen_error(addr, e))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let port = listener.local_addr().map_or(cfg.proxy_port, |a| a.port());
-        let (tls_listener, tls_acceptor) = tls_listener(&cfg, ip, poll.registry())?;
+        let (tls_listener, tls_acceptor) = crate::accept::tls_listener(&cfg, ip, poll.registry())?;
         let announce = announce_address(&cfg, ip, port);
         let registry = poll.registry().try_clone()?;
         let mut core = Core::new(

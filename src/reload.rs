@@ -98,89 +98,112 @@ pub fn plain_level(s: &str) -> Option<log::LevelFilter> {
     s.trim().parse().ok()
 }
 
-/// The keys a reload cannot change (the listeners, the worker threads, the pools): their
-/// names, where the new configuration differs from the running one.
-fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |name: &'static str, same: bool| {
-        if !same {
-            keys.push(name);
-        }
-    };
-    check("proxy_port", old.proxy_port == new.proxy_port);
-    check("bind", old.bind == new.bind);
-    check("workers", old.workers == new.workers);
-    check("tls_port", old.tls_port == new.tls_port);
-    check("socket", old.socket == new.socket);
-    check("busy_poll", old.busy_poll == new.busy_poll);
-    check(
-        "backend_connections",
-        old.backend_connections == new.backend_connections,
-    );
-    check(
-        "announce_address",
-        old.announce_address == new.announce_address,
-    );
-    check("backend_tls", old.backend_tls == new.backend_tls);
-    check("cluster_view", old.cluster_view == new.cluster_view);
-    check(
-        "metrics_address",
-        old.metrics_address == new.metrics_address,
-    );
-    keys
+/// Where the new configuration differs from the running one: each key's name and whether a
+/// reload applies it live (false: the listeners, the worker threads, the pools, which need a
+/// restart). Names only: some values are secrets.
+fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
+    let keys = [
+        ("proxy_port", false, old.proxy_port != new.proxy_port),
+        ("bind", false, old.bind != new.bind),
+        ("workers", false, old.workers != new.workers),
+        ("tls_port", false, old.tls_port != new.tls_port),
+        ("socket", false, old.socket != new.socket),
+        ("busy_poll", false, old.busy_poll != new.busy_poll),
+        ("backend_tls", false, old.backend_tls != new.backend_tls),
+        ("cluster_view", false, old.cluster_view != new.cluster_view),
+        ("log_level", true, old.log_level != new.log_level),
+        (
+            "max_redirects",
+            true,
+            old.max_redirects != new.max_redirects,
+        ),
+        (
+            "auto_redirect",
+            true,
+            old.auto_redirect != new.auto_redirect,
+        ),
+        ("address_map", true, old.address_map != new.address_map),
+        ("read_from", true, old.read_from != new.read_from),
+        ("redis_nodes", true, old.redis_nodes != new.redis_nodes),
+        (
+            "client_timeout",
+            true,
+            old.client_timeout != new.client_timeout,
+        ),
+        ("max_clients", true, old.max_clients != new.max_clients),
+        ("auth", true, old.auth != new.auth),
+        ("backend_auth", true, old.backend_auth != new.backend_auth),
+        (
+            "protected_mode",
+            true,
+            old.protected_mode != new.protected_mode,
+        ),
+        ("tls", true, old.tls != new.tls),
+        (
+            "backend_connections",
+            false,
+            old.backend_connections != new.backend_connections,
+        ),
+        (
+            "announce_address",
+            false,
+            old.announce_address != new.announce_address,
+        ),
+        (
+            "metrics_address",
+            false,
+            old.metrics_address != new.metrics_address,
+        ),
+        (
+            "refresh_interval",
+            true,
+            old.refresh_interval != new.refresh_interval,
+        ),
+        (
+            "connect_timeout",
+            true,
+            old.connect_timeout != new.connect_timeout,
+        ),
+        (
+            "backend_timeout",
+            true,
+            old.backend_timeout != new.backend_timeout,
+        ),
+        (
+            "client_max_pending",
+            true,
+            old.client_max_pending != new.client_max_pending,
+        ),
+        (
+            "client_output_limit",
+            true,
+            old.client_output_limit != new.client_output_limit,
+        ),
+        (
+            "allow_admin_commands",
+            true,
+            old.allow_admin_commands != new.allow_admin_commands,
+        ),
+    ];
+    keys.into_iter()
+        .filter(|(_, _, differs)| *differs)
+        .map(|(name, live, _)| (name, live))
+        .collect()
 }
 
-/// The keys a reload changes live, where they differ (no values: some are secrets).
-fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |name: &'static str, same: bool| {
-        if !same {
-            keys.push(name);
-        }
-    };
-    check("log_level", old.log_level == new.log_level);
-    check("max_redirects", old.max_redirects == new.max_redirects);
-    check("auto_redirect", old.auto_redirect == new.auto_redirect);
-    check("address_map", old.address_map == new.address_map);
-    check("read_from", old.read_from == new.read_from);
-    check("redis_nodes", old.redis_nodes == new.redis_nodes);
-    check(
-        "refresh_interval",
-        old.refresh_interval == new.refresh_interval,
-    );
-    check(
-        "connect_timeout",
-        old.connect_timeout == new.connect_timeout,
-    );
-    check(
-        "backend_timeout",
-        old.backend_timeout == new.backend_timeout,
-    );
-    check("client_timeout", old.client_timeout == new.client_timeout);
-    check("max_clients", old.max_clients == new.max_clients);
-    check(
-        "client_max_pending",
-        old.client_max_pending == new.client_max_pending,
-    );
-    check(
-        "client_output_limit",
-        old.client_output_limit == new.client_output_limit,
-    );
-    check(
-        "allow_admin_commands",
-        old.allow_admin_commands == new.allow_admin_commands,
-    );
-    check("auth", old.auth == new.auth);
-    check("backend_auth", old.backend_auth == new.backend_auth);
-    check("protected_mode", old.protected_mode == new.protected_mode);
-    check("tls", old.tls == new.tls);
-    keys
+/// The changed keys that are (`live`) or are not applied by a reload.
+fn changed_keys(old: &Config, new: &Config, live: bool) -> Vec<&'static str> {
+    changes(old, new)
+        .into_iter()
+        .filter(|(_, l)| *l == live)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 impl Core {
     /// Takes what can change live from `new`; names what cannot.
     pub(crate) fn apply_reload(&mut self, mut new: Config) {
-        let kept = restart_only(&self.cfg, &new);
+        let kept = changed_keys(&self.cfg, &new, false);
         if !kept.is_empty() {
             warn!(
                 "reload: {} changed in the file, but a restart is needed for that; the running values stay",
@@ -234,7 +257,7 @@ impl Core {
         self.wake.limits.hard_output = new.client_output_limit;
         self.seeds = new.redis_nodes.clone();
         if self.worker == 0 {
-            let changed = live_changes(&self.cfg, &new);
+            let changed = changed_keys(&self.cfg, &new, true);
             match changed.is_empty() {
                 true => info!("configuration reloaded: nothing that applies live changed"),
                 false => info!("configuration reloaded: {} changed", changed.join(", ")),
