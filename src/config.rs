@@ -15,6 +15,10 @@ pub const DEFAULT_BIND: &str = "127.0.0.1";
 pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Longer than a failover takes with Redis's default `cluster-node-timeout` of 15 s would
+/// be too long for a client to wait; 5 s covers a cluster tuned for fast failover (2-3 s)
+/// and the promotion itself.
+pub const DEFAULT_FAILOVER_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKEND_CONNECTIONS: usize = 1;
 const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
@@ -49,6 +53,11 @@ pub struct Config {
     /// 0 disables the check.
     #[serde(deserialize_with = "duration")]
     pub backend_timeout: Duration,
+    /// How long a request for a node that is down (refused, reset, timed out) or that
+    /// answers CLUSTERDOWN, MASTERDOWN, TRYAGAIN or LOADING waits for the cluster to mend
+    /// (a replica promoted, the node back) before its client gets an error; 0 fails at once.
+    #[serde(deserialize_with = "duration")]
+    pub failover_wait: Duration,
     /// Shared, pipelined connections per node (and per protocol).
     pub backend_connections: usize,
     /// Internal `host:port` -> public `host:port`, applied to addresses shown to clients.
@@ -331,6 +340,7 @@ impl Default for Config {
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,
+            failover_wait: DEFAULT_FAILOVER_WAIT,
             backend_connections: DEFAULT_BACKEND_CONNECTIONS,
             address_map: BTreeMap::new(),
             log_level: "info".to_string(),

@@ -25,6 +25,19 @@ pub enum ProxyError {
         node: String,
         why: String,
     },
+    /// The connection broke after the request was written to it: the node may or may not
+    /// have run it, and a write is never re-sent in doubt.
+    InDoubt {
+        node: String,
+        why: String,
+    },
+    /// A held request's `failover_wait` ran out: `what` is why it waited (the node's own
+    /// error line, or why the node was unusable).
+    WaitedTooLong {
+        node: String,
+        what: String,
+        waited_ms: u64,
+    },
     TooManyRedirects {
         max: u32,
         last: String,
@@ -153,6 +166,21 @@ impl fmt::Display for ProxyError {
             ProxyError::NodeUnavailable { node, why } => {
                 write!(f, "ERR cluster node {node} unavailable: {why}")
             }
+            ProxyError::InDoubt { node, why } => write!(
+                f,
+                "ERR cluster node {node} unavailable ({why}) after the command was sent to it: \
+                 it may or may not have been applied"
+            ),
+            ProxyError::WaitedTooLong {
+                node,
+                what,
+                waited_ms,
+            } => write!(
+                f,
+                "CLUSTERDOWN cluster node {node} still unusable after failover_wait ({}.{} s): {what}",
+                waited_ms / 1000,
+                waited_ms % 1000 / 100
+            ),
             ProxyError::TooManyRedirects { max, last } => write!(
                 f,
                 "ERR too many cluster redirections (max_redirects {max}), last: {last}"
@@ -348,6 +376,8 @@ mod tests {
             (ProxyError::SlotUnserved(7), false, "CLUSTERDOWN Hash slot 7 is not served by any node the proxy knows"),
             (ProxyError::NoMaster, false, "CLUSTERDOWN no master is known to the proxy"),
             (ProxyError::NodeUnavailable { node: s("a:1"), why: s("refused") }, false, "ERR cluster node a:1 unavailable: refused"),
+            (ProxyError::InDoubt { node: s("a:1"), why: s("reset") }, false, "ERR cluster node a:1 unavailable (reset) after the command was sent to it: it may or may not have been applied"),
+            (ProxyError::WaitedTooLong { node: s("a:1"), what: s("refused"), waited_ms: 5000 }, false, "CLUSTERDOWN cluster node a:1 still unusable after failover_wait (5.0 s): refused"),
             (ProxyError::TooManyRedirects { max: 5, last: s("MOVED 1 a:1") }, false, "ERR too many cluster redirections (max_redirects 5), last: MOVED 1 a:1"),
             (ProxyError::NodeTableFull, false, "ERR node table full"),
             (ProxyError::TooManyBlocking(1024), false, "ERR too many blocking commands in progress through the proxy (1024)"),
@@ -410,6 +440,8 @@ mod tests {
                 | ProxyError::NoMaster
                 | ProxyError::NodeUnavailable { .. }
                 | ProxyError::TooManyRedirects { .. }
+                | ProxyError::InDoubt { .. }
+                | ProxyError::WaitedTooLong { .. }
                 | ProxyError::NodeTableFull
                 | ProxyError::TooManyBlocking(_)
                 | ProxyError::Unsupported { .. }
@@ -473,6 +505,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 63);
+        assert_eq!(all.len(), 65);
     }
 }

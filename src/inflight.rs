@@ -82,6 +82,9 @@ pub struct InFlight {
     /// asks for: `Shared`, or `Dedicated` for a blocking command, whose redirections travel
     /// on a connection of their own too).
     pub role: BackendRole,
+    /// When it first went into the hold queue (a node down, CLUSTERDOWN, ...): it waits at
+    /// most `failover_wait` from then, over every later hold.
+    pub held_since: Option<Instant>,
 }
 
 /// What to do with a request after its node answered with an error.

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod crew;
 pub mod dispatch;
 pub mod error;
+pub mod hold;
 pub mod inflight;
 pub mod input;
 pub mod local;

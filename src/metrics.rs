@@ -110,7 +110,7 @@ pub fn render(totals: &Totals, started: Instant) -> String {
     let ready = if totals.ready() { 1 } else { 0 };
     let uptime = started.elapsed().as_secs();
     // (name, type, help, value): one table, so every family has its HELP and TYPE.
-    let families: [(&str, &str, &str, u64); 18] = [
+    let families: [(&str, &str, &str, u64); 22] = [
         ("up", "gauge", "1 while the proxy runs.", 1),
         (
             "ready",
@@ -195,6 +195,30 @@ pub fn render(totals: &Totals, started: Instant) -> String {
             "counter",
             "Requests refused by a user's ACL rules.",
             c.acl_denied,
+        ),
+        (
+            "requests_held",
+            "gauge",
+            "Requests waiting for a node or a new master (failover_wait).",
+            c.held.saturating_sub(c.unheld),
+        ),
+        (
+            "requests_held_total",
+            "counter",
+            "Requests that waited for a node or a new master.",
+            c.held,
+        ),
+        (
+            "requests_held_expired_total",
+            "counter",
+            "Held requests failed when failover_wait ran out.",
+            c.held_expired,
+        ),
+        (
+            "requests_in_doubt_total",
+            "counter",
+            "Writes failed as possibly applied: their connection broke after they were sent.",
+            c.in_doubt,
         ),
         (
             "cluster_masters",

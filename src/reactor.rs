@@ -83,6 +83,10 @@ pub struct Core {
     pub(crate) resume_backends: Vec<usize>,
     /// Requests waiting out a TRYAGAIN/CLUSTERDOWN backoff, with the protocol they use.
     pub(crate) parked: Vec<(InFlight, Proto)>,
+    /// Requests waiting for their node or a new master (`hold.rs`), oldest first.
+    pub(crate) held: std::collections::VecDeque<crate::hold::Held>,
+    /// A `TimerKind::Hold` is pending: one at a time.
+    pub(crate) hold_armed: bool,
     pub(crate) refresh: RefreshState,
     /// A refresh was asked for while one was running.
     pub(crate) refresh_again: bool,
@@ -255,6 +259,8 @@ impl Core {
             },
             resume_backends: Vec::new(),
             parked: Vec::new(),
+            held: std::collections::VecDeque::new(),
+            hold_armed: false,
             refresh: RefreshState::Idle,
             refresh_again: false,
             degraded_since: None,
@@ -593,6 +599,10 @@ impl Reactor {
                     self.core.check_backend(&mut self.clients, idx, gen)
                 }
                 TimerKind::Parked => self.core.resend_parked(&mut self.clients),
+                TimerKind::Hold => {
+                    self.core.hold_armed = false;
+                    self.core.release_held(&mut self.clients);
+                }
                 TimerKind::ClientSweep => self.sweep_idle_clients(),
                 TimerKind::Accept => {
                     self.accept_again = false;

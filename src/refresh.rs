@@ -1,6 +1,7 @@
 //! The topology refresh: CLUSTER NODES from a live node (rotating, seeds as the last
 //! resort), applied to the slot map; fast while degraded, every `refresh_interval` else.
 
+use crate::conn::client::Client;
 use crate::conn::role::BackendRole;
 use crate::inflight::{Attempt, InFlight, Owner};
 use crate::reactor::{Core, Kill};
@@ -11,6 +12,7 @@ use crate::topology::RefreshState;
 use crate::topology::{self, NodeId, Role};
 use bytes::Bytes;
 use log::{debug, info, trace, warn};
+use slab::Slab;
 use std::time::Duration;
 
 /// CLUSTER NODES, not SLOTS: SLOTS leaves out replicas that have not replicated anything yet.
@@ -87,6 +89,7 @@ impl Core {
                 attempt: Attempt::Sent { redirects: 0 },
                 sent_at: self.now,
                 role: BackendRole::Shared,
+                held_since: None,
             };
             if self
                 .send(node, Proto::Resp2, self.refresh_rr, req, None)
@@ -102,7 +105,7 @@ impl Core {
         self.request_refresh(DEGRADED_REFRESH_SLOW);
     }
 
-    pub(crate) fn refresh_done(&mut self, from: NodeId, frame: &[u8]) {
+    pub(crate) fn refresh_done(&mut self, clients: &mut Slab<Client>, from: NodeId, frame: &[u8]) {
         self.refresh = RefreshState::Idle;
         let asked = self.topo.node(from).addr.clone();
         let parsed = value::decode(frame)
@@ -151,6 +154,9 @@ impl Core {
                     );
                 }
                 self.close_gone_idle();
+                if !change.is_empty() {
+                    self.release_held(clients);
+                }
             }
             Ok(_) => warn!("topology refresh from {asked}: the node reports no slots"),
             Err(e) if e.starts_with("NOAUTH") && self.creds.is_none() => warn!(
@@ -159,7 +165,9 @@ impl Core {
             Err(e) => warn!("topology refresh from {asked} failed: {e}"),
         }
         let degraded = self.degraded();
-        let next = if degraded || self.refresh_again {
+        let next = if !self.held.is_empty() {
+            crate::hold::HOLD_REFRESH
+        } else if degraded || self.refresh_again {
             let since = *self.degraded_since.get_or_insert(self.now);
             if self.now.duration_since(since) > DEGRADED_FAST_FOR {
                 DEGRADED_REFRESH_SLOW

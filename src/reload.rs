@@ -170,6 +170,11 @@ fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             old.backend_timeout != new.backend_timeout,
         ),
         (
+            "failover_wait",
+            true,
+            old.failover_wait != new.failover_wait,
+        ),
+        (
             "client_max_pending",
             true,
             old.client_max_pending != new.client_max_pending,

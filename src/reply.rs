@@ -4,7 +4,9 @@
 
 use crate::conn::backend::{self, BackendState};
 use crate::conn::client::Client;
+use crate::conn::role::BackendRole;
 use crate::error::ProxyError;
+use crate::hold::{Reason, HOLD_POLL};
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::reactor::{Core, Kill, Reactor, Wake};
 use crate::resp::encode::{self, Proto};
@@ -46,6 +48,7 @@ impl Reactor {
                 let addr = &self.core.topo.node(node).addr;
                 if self.core.pool.mark_up(node) {
                     info!("node {addr} reachable again");
+                    self.core.release_held(&mut self.clients);
                 } else {
                     debug!("connected to node {addr}");
                 }
@@ -98,7 +101,7 @@ impl Core {
         let (client, seq, part) = match req.owner {
             Owner::Client { client, seq, part } => (client, seq, part),
             Owner::Stream(to) => return self.stream_frame(clients, to, frame),
-            Owner::Refresh => return self.refresh_done(from, &frame),
+            Owner::Refresh => return self.refresh_done(clients, from, &frame),
             Owner::Internal | Owner::Hello | Owner::Auth => {
                 return self.own_reply(from, &req.owner, &frame)
             }
@@ -109,6 +112,25 @@ impl Core {
         }
         if frame.starts_with(b"-NOAUTH") && self.creds.is_none() {
             self.warn_noauth(from);
+        }
+        // The node did not run it and says why (no master for the slot yet, an election, a
+        // migration, a load from disk): held until the cluster mends.
+        if self.cfg.auto_redirect && !self.cfg.failover_wait.is_zero() && worth_holding(&frame) {
+            self.stats.retries += 1;
+            debug!(
+                "{} from {}; held",
+                String::from_utf8_lossy(&frame).trim_end(),
+                self.topo.node(from).addr
+            );
+            if frame.starts_with(b"-CLUSTERDOWN") {
+                self.request_refresh(Duration::ZERO);
+            }
+            let reason = Reason::Answered(frame);
+            if let Err(failed) = self.hold_request(req, proto, Some(from), reason, HOLD_POLL) {
+                let (req, frame) = *failed;
+                deliver_frame(clients, &mut self.wake, req, frame);
+            }
+            return;
         }
         let kind = classify_error(&frame);
         let next = inflight::on_error(
@@ -273,7 +295,11 @@ impl Core {
         };
         if let Err(failed) = self.send(node, proto, client_idx, req, prefix) {
             let (e, req) = *failed;
-            fail(clients, &mut self.wake, req, e);
+            if matches!(e, ProxyError::NodeUnavailable { .. }) {
+                self.hold_or_fail(clients, req, proto, Some(node), Reason::Unusable(e));
+            } else {
+                fail(clients, &mut self.wake, req, e);
+            }
         }
     }
 
@@ -319,6 +345,7 @@ impl Core {
             Duration::ZERO
         };
         self.unhold(|(_, d)| d.idx != idx || d.gen != b.gen);
+        let unsent_from = b.unsent_from();
         match b.state {
             BackendState::Connecting { .. } => {
                 warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
@@ -336,14 +363,30 @@ impl Core {
             // client lets it reconnect and subscribe again, as after a server restart.
             self.wake.kill.push((to, Kill::SubscriptionLost));
         }
-        for req in b.inflight.drain(..) {
+        let (node, proto) = (b.node, b.proto);
+        for (i, req) in b.inflight.drain(..).enumerate() {
             match req.owner {
                 Owner::Client { .. } => {
+                    let unsent = i >= unsent_from;
                     let e = ProxyError::NodeUnavailable {
                         node: addr.clone(),
                         why: why.to_string(),
                     };
-                    fail(clients, &mut self.wake, req, e);
+                    // What never left, or only reads, can go again; a write that may have
+                    // run is never re-sent, and its client is told it is in doubt.
+                    let again = matches!(req.role, BackendRole::Shared | BackendRole::Dedicated);
+                    if again && (unsent || read_only(&req.req)) {
+                        self.hold_or_fail(clients, req, proto, Some(node), Reason::Unusable(e));
+                    } else if unsent {
+                        fail(clients, &mut self.wake, req, e);
+                    } else {
+                        self.stats.in_doubt += 1;
+                        let e = ProxyError::InDoubt {
+                            node: addr.clone(),
+                            why: why.to_string(),
+                        };
+                        fail(clients, &mut self.wake, req, e);
+                    }
                 }
                 Owner::Refresh => {
                     warn!("topology refresh from {addr} failed: {why}");
@@ -425,6 +468,33 @@ impl Core {
     }
 }
 
+/// Replies that say the node did not run the request and that the cluster may soon be
+/// able to: worth holding the request for (`hold.rs`).
+pub(crate) fn worth_holding(frame: &[u8]) -> bool {
+    [
+        &b"-CLUSTERDOWN "[..],
+        b"-TRYAGAIN ",
+        b"-MASTERDOWN ",
+        b"-LOADING ",
+    ]
+    .iter()
+    .any(|p| frame.starts_with(p))
+}
+
+/// Whether a request is read-only by the command table (GET, not INCR, EVAL or BLPOP), so
+/// that running it twice cannot change anything: only those are re-sent when a connection
+/// broke with them in flight.
+pub(crate) fn read_only(req: &[u8]) -> bool {
+    let mut p = crate::resp::request::RequestParser::new();
+    if !matches!(p.parse(req), Ok(Some(Frame::Multibulk { .. }))) {
+        return false;
+    }
+    let args: Vec<&[u8]> = p.args().iter().filter_map(|r| req.get(r.clone())).collect();
+    use crate::command::flag;
+    crate::command::lookup(&args[..])
+        .is_some_and(|c| c.has(flag::READONLY) && !c.has(flag::WRITE) && !c.has(flag::BLOCKING))
+}
+
 /// The digest an EVALSHA/EVALSHA_RO request names, lower-cased.
 pub(crate) fn script_sha(req: &[u8]) -> Option<String> {
     let mut p = crate::resp::request::RequestParser::new();
@@ -487,7 +557,17 @@ pub(crate) fn deliver(
 }
 
 pub(crate) fn fail(clients: &mut Slab<Client>, wake: &mut Wake, req: InFlight, e: ProxyError) {
+    deliver_frame(clients, wake, req, Bytes::from(e.to_frame()));
+}
+
+/// Answers a request with `frame` (an error line), if a client waits for it.
+pub(crate) fn deliver_frame(
+    clients: &mut Slab<Client>,
+    wake: &mut Wake,
+    req: InFlight,
+    frame: Bytes,
+) {
     if let Owner::Client { client, seq, part } = req.owner {
-        deliver(clients, wake, client, seq, part, Bytes::from(e.to_frame()));
+        deliver(clients, wake, client, seq, part, frame);
     }
 }

@@ -8,6 +8,7 @@ use crate::conn::client::Client;
 use crate::conn::pool::{proto_index, BackendRef};
 use crate::conn::role::{BackendRole, Idle};
 use crate::error::ProxyError;
+use crate::hold::Reason;
 use crate::inflight::{Attempt, ClientRef, InFlight, Owner};
 use crate::reactor::{backend_token, Core};
 use crate::resp::encode::Proto;
@@ -51,13 +52,50 @@ impl Core {
         frame: Bytes,
         slot: Option<Slot>,
     ) {
-        let Some(node) = node else {
-            let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
-            c.complete(seq, part, Bytes::from(e.to_frame()));
-            self.request_refresh(Duration::ZERO);
-            return;
-        };
-        self.send_client(c, cref, seq, part, node, frame, slot, BackendRole::Shared);
+        match node {
+            Some(node) => {
+                self.send_client(c, cref, seq, part, node, frame, slot, BackendRole::Shared)
+            }
+            None => {
+                // No node serves the slot (yet): held until one does, as for a node down.
+                self.request_refresh(Duration::ZERO);
+                let req = self.client_request(cref, seq, part, frame, slot, BackendRole::Shared);
+                let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
+                self.hold_client(c, req, None, e);
+            }
+        }
+    }
+
+    fn client_request(
+        &self,
+        client: ClientRef,
+        seq: u64,
+        part: u32,
+        frame: Bytes,
+        slot: Option<Slot>,
+        role: BackendRole,
+    ) -> InFlight {
+        InFlight {
+            owner: Owner::Client { client, seq, part },
+            req: frame,
+            slot,
+            attempt: Attempt::Sent { redirects: 0 },
+            sent_at: self.now,
+            role,
+            held_since: None,
+        }
+    }
+
+    /// Holds a client's request that cannot go to its node now (see `hold.rs`), or answers
+    /// it with `e` when holding is off.
+    fn hold_client(&mut self, c: &mut Client, req: InFlight, node: Option<NodeId>, e: ProxyError) {
+        let reason = Reason::Unusable(e);
+        if let Err(failed) = self.hold_request(req, c.proto, node, reason, Duration::ZERO) {
+            let (req, frame) = *failed;
+            if let Owner::Client { seq, part, .. } = req.owner {
+                c.complete(seq, part, frame);
+            }
+        }
     }
 
     /// Sends a client's request (or part of one) for reply place `seq`; a request that
@@ -75,21 +113,24 @@ impl Core {
         slot: Option<Slot>,
         role: BackendRole,
     ) {
-        let req = InFlight {
-            owner: Owner::Client {
-                client: cref,
-                seq,
-                part,
-            },
-            req: frame,
-            slot,
-            attempt: Attempt::Sent { redirects: 0 },
-            sent_at: self.now,
-            role,
-        };
+        let req = self.client_request(cref, seq, part, frame, slot, role);
+        // Behind the client's held requests: its requests reach the node in its order.
+        if self.has_held(cref) {
+            let why = "held behind the client's earlier requests".to_string();
+            let node_addr = self.topo.node(node).addr.clone();
+            let e = ProxyError::NodeUnavailable {
+                node: node_addr,
+                why,
+            };
+            return self.hold_client(c, req, Some(node), e);
+        }
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
-            let (e, _) = *failed;
-            c.complete(seq, part, Bytes::from(e.to_frame()));
+            let (e, req) = *failed;
+            if matches!(e, ProxyError::NodeUnavailable { .. }) {
+                self.hold_client(c, req, Some(node), e);
+            } else {
+                c.complete(seq, part, Bytes::from(e.to_frame()));
+            }
         }
     }
 
@@ -127,7 +168,7 @@ impl Core {
         if let Some(p) = prefix {
             b.push(p, Owner::Internal, req.slot, now);
         }
-        b.push_attempt(req.req, req.owner, req.slot, req.attempt, now);
+        b.push_request(req, now);
         if !b.timer_armed && !timeout.is_zero() && b.role.timed() {
             b.timer_armed = true;
             let gen = b.gen;

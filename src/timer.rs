@@ -14,6 +14,8 @@ pub enum TimerKind {
     Backend { idx: usize, gen: u64 },
     /// Re-send the requests parked after TRYAGAIN/CLUSTERDOWN whose time has come.
     Parked,
+    /// Look through the hold queue (`hold.rs`).
+    Hold,
     /// Look for clients idle past `client_timeout`.
     ClientSweep,
     /// Accept again: the listener's backlog may still hold connections (the last accept

@@ -27,9 +27,18 @@ pub struct Counters {
     pub rejected: u64,
     /// Topology refreshes that brought a slot map.
     pub refreshes: u64,
+    /// Requests put in the hold queue (a node down, CLUSTERDOWN, ...), and taken out of it
+    /// (sent, failed, or their client gone): the difference is how many wait now.
+    pub held: u64,
+    pub unheld: u64,
+    /// Held requests whose `failover_wait` ran out.
+    pub held_expired: u64,
+    /// Requests failed as "may or may not have been applied": written to a connection that
+    /// then broke, and not read-only.
+    pub in_doubt: u64,
 }
 
-const FIELDS: usize = 10;
+const FIELDS: usize = 14;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -44,6 +53,10 @@ impl Counters {
             self.acl_denied,
             self.rejected,
             self.refreshes,
+            self.held,
+            self.unheld,
+            self.held_expired,
+            self.in_doubt,
         ]
     }
 
@@ -59,6 +72,10 @@ impl Counters {
             acl_denied: a[7],
             rejected: a[8],
             refreshes: a[9],
+            held: a[10],
+            unheld: a[11],
+            held_expired: a[12],
+            in_doubt: a[13],
         }
     }
 

@@ -1,6 +1,7 @@
-//! A master dies under the proxy: its slots fail fast with an error naming the node, other
-//! slots keep working, and once the cluster promotes the replica the proxy serves the slots
-//! again without a restart.
+//! A master dies under a proxy with `failover_wait: 0`: its slots fail fast with an error
+//! naming the node, other slots keep working, and once the cluster promotes the replica the
+//! proxy serves the slots again without a restart. (With the default wait, requests wait
+//! for the promotion instead: tests/resilience.rs.)
 
 mod common;
 
@@ -16,7 +17,7 @@ fn killed_master_errors_fast_then_proxy_follows_the_promoted_replica() {
     let masters = cluster.masters();
     let victim = masters[1];
     let replica = cluster.replica_of(victim);
-    let mut proxy = Proxy::start(&cluster, "");
+    let mut proxy = Proxy::start(&cluster, "failover_wait: 0\n");
 
     // Keys on the victim, written directly and confirmed replicated before the kill.
     let vslot = cluster.first_slot_of(victim) + 7;

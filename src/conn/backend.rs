@@ -167,26 +167,47 @@ impl Backend {
         slot: Option<crate::slot::Slot>,
         now: Instant,
     ) {
-        self.push_attempt(req, owner, slot, Attempt::Sent { redirects: 0 }, now);
+        self.push_request(
+            InFlight {
+                owner,
+                req,
+                slot,
+                attempt: Attempt::Sent { redirects: 0 },
+                sent_at: now,
+                role: self.role,
+                held_since: None,
+            },
+            now,
+        );
     }
 
-    pub fn push_attempt(
-        &mut self,
-        req: Bytes,
-        owner: Owner,
-        slot: Option<crate::slot::Slot>,
-        attempt: Attempt,
-        now: Instant,
-    ) {
-        self.wbuf.push(&req);
-        self.inflight.push_back(InFlight {
-            owner,
-            req,
-            slot,
-            attempt,
-            sent_at: now,
-            role: self.role,
-        });
+    /// Queues a request as it is (a redirection or a hold keeps its history).
+    pub fn push_request(&mut self, mut req: InFlight, now: Instant) {
+        self.wbuf.push(&req.req);
+        req.sent_at = now;
+        req.role = self.role;
+        self.inflight.push_back(req);
+    }
+
+    /// Where the requests that surely never reached the node begin in `inflight`: all of
+    /// them while connecting, a TLS handshake is under way, or the node refused the
+    /// proxy's credentials (it answered NOAUTH to the rest); else those whose bytes all
+    /// still sit in the write buffer. Those before may or may not have run.
+    pub fn unsent_from(&self) -> usize {
+        let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
+        if !matches!(self.state, BackendState::Ready) || handshaking || self.auth_refused {
+            return 0;
+        }
+        let mut left = self.wbuf.len();
+        let mut from = self.inflight.len();
+        for req in self.inflight.iter().rev() {
+            if req.req.len() > left {
+                break;
+            }
+            left -= req.req.len();
+            from -= 1;
+        }
+        from
     }
 
     /// Completes a non-blocking connect, the mio way: writable, then `take_error`, then
@@ -292,6 +313,7 @@ impl Backend {
                                     attempt: Attempt::Sent { redirects: 0 },
                                     sent_at: self.opened,
                                     role: self.role,
+                                    held_since: None,
                                 },
                                 frame,
                             ));

@@ -111,7 +111,9 @@ impl Core {
              total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              redirects_moved:{}\r\nredirects_ask:{}\r\nretries_tryagain_clusterdown:{}\r\n\
              node_connection_failures:{}\r\ncluster_masters:{}\r\ncluster_nodes:{}\r\n\
-             workers:{}\r\nauto_redirect:{}\r\nauth_failures:{}\r\nacl_denied:{}\r\n",
+             workers:{}\r\nauto_redirect:{}\r\nauth_failures:{}\r\nacl_denied:{}\r\n\
+             held_requests:{}\r\nheld_requests_total:{}\r\nheld_requests_expired:{}\r\n\
+             in_doubt_failed:{}\r\n",
             crate::VERSION,
             self.now.duration_since(self.started).as_secs(),
             sums.connected,
@@ -131,6 +133,10 @@ impl Core {
             if self.cfg.auto_redirect { "yes" } else { "no" },
             s.auth_failures,
             s.acl_denied,
+            s.held.saturating_sub(s.unheld),
+            s.held,
+            s.held_expired,
+            s.in_doubt,
         ) + &crate::alloc::allocations()
             .map(|n| format!("allocations:{n}\r\n"))
             .unwrap_or_default()

@@ -80,6 +80,7 @@ impl Core {
             ("refresh_interval".into(), d(c.refresh_interval)),
             ("connect_timeout".into(), d(c.connect_timeout)),
             ("backend_timeout".into(), d(c.backend_timeout)),
+            ("failover_wait".into(), d(c.failover_wait)),
             (
                 "backend_connections".into(),
                 c.backend_connections.to_string(),

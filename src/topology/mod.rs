@@ -152,6 +152,15 @@ impl Topology {
     }
 
     /// Records what a MOVED said: `addr` now owns `slot`.
+    /// One slot the node serves, if any: a scan, for the rare request held on its way to
+    /// a master that died (it then follows that slot to the master that takes it over).
+    pub fn a_slot_of(&self, node: NodeId) -> Option<Slot> {
+        self.owner
+            .iter()
+            .position(|&n| n == node.0)
+            .map(|s| Slot(s as u16))
+    }
+
     pub fn set_owner(&mut self, slot: Slot, addr: &str) -> Option<NodeId> {
         let id = self.intern(addr, Role::Master)?;
         self.owner[slot.0 as usize] = id.0;

@@ -230,36 +230,7 @@ impl Cluster {
             let ndir = self.dir.join(port.to_string());
             fs::create_dir_all(&ndir).unwrap();
             let log = ndir.join("redis.log");
-            let mut cmd = Command::new(redis_server_bin());
-            cmd.arg("--port")
-                .arg(port.to_string())
-                .args(["--bind", LOCALHOST])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", "nodes.conf"])
-                .args([
-                    "--cluster-node-timeout",
-                    &self.opts.node_timeout_ms.to_string(),
-                ])
-                .args(["--cluster-require-full-coverage", "no"])
-                .args(["--repl-diskless-sync", "yes"])
-                .args(["--repl-diskless-sync-delay", "0"])
-                .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--protected-mode", "no"])
-                .args(["--daemonize", "no"])
-                .args(["--logfile", "redis.log"])
-                .args(if self.opts.enable_debug_command {
-                    &["--enable-debug-command", "local"][..]
-                } else {
-                    &[]
-                })
-                .arg("--dir")
-                .arg(&ndir)
-                .current_dir(&ndir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            die_with_parent(&mut cmd);
+            let mut cmd = self.node_command(port, &ndir);
             let child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
@@ -295,6 +266,66 @@ impl Cluster {
             }
         }
         panic!("{last_err}");
+    }
+
+    /// Starts a killed node again on its port, with its `nodes.conf` (so it rejoins with
+    /// its slots and no data: no persistence); returns once it answers PING.
+    pub fn restart(&mut self, port: u16) {
+        let ndir = self.dir.join(port.to_string());
+        let mut cmd = self.node_command(port, &ndir);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("unknown node");
+        assert!(n.child.is_none(), "node {port} is still running");
+        n.pid = child.id();
+        n.child = Some(child);
+        let up = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            ping_port(port, Duration::from_millis(500)).then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "node {port} did not come back\n{}",
+            log_tail(&self.node_log(port), 20)
+        );
+    }
+
+    fn node_command(&self, port: u16, ndir: &Path) -> Command {
+        let mut cmd = Command::new(redis_server_bin());
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", LOCALHOST])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args([
+                "--cluster-node-timeout",
+                &self.opts.node_timeout_ms.to_string(),
+            ])
+            .args(["--cluster-require-full-coverage", "no"])
+            .args(["--repl-diskless-sync", "yes"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--protected-mode", "no"])
+            .args(["--daemonize", "no"])
+            .args(["--logfile", "redis.log"])
+            .args(if self.opts.enable_debug_command {
+                &["--enable-debug-command", "local"][..]
+            } else {
+                &[]
+            })
+            .arg("--dir")
+            .arg(ndir)
+            .current_dir(ndir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        cmd
     }
 
     fn create(&self) {
