@@ -58,6 +58,11 @@ pub struct Config {
     /// (a replica promoted, the node back) before its client gets an error; 0 fails at once.
     #[serde(deserialize_with = "duration")]
     pub failover_wait: Duration,
+    /// A shared node connection whose oldest request has waited this long (a slow script,
+    /// a paused node) takes no other client's requests: they go on a fresh connection, so
+    /// one slow command never stalls every client of its node. 0 disables it.
+    #[serde(deserialize_with = "duration")]
+    pub slow_command_threshold: Duration,
     /// Shared, pipelined connections per node (and per protocol).
     pub backend_connections: usize,
     /// Internal `host:port` -> public `host:port`, applied to addresses shown to clients.
@@ -341,6 +346,7 @@ impl Default for Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,
             failover_wait: DEFAULT_FAILOVER_WAIT,
+            slow_command_threshold: Duration::from_secs(1),
             backend_connections: DEFAULT_BACKEND_CONNECTIONS,
             address_map: BTreeMap::new(),
             log_level: "info".to_string(),

@@ -138,7 +138,7 @@ impl Core {
             Route::Split { per_key, merge } => self.split(c, cref, args, per_key, merge, kind),
             Route::FanOut(merge) => {
                 self.effects(kind, args);
-                self.fan_out(c, cref, frame, merge);
+                self.fan_out(c, cref, frame, merge, kind);
             }
             Route::FanOutAll(merge) => {
                 self.effects(kind, args);
@@ -264,7 +264,14 @@ impl Core {
     }
 
     /// To every master, the replies merged.
-    fn fan_out(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, mut merge: Merge) {
+    fn fan_out(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        mut merge: Merge,
+        kind: Kind,
+    ) {
         let masters = self.topo.masters_sorted();
         if masters.is_empty() {
             return c.reply_now(&ProxyError::NoMaster.to_frame());
@@ -274,8 +281,13 @@ impl Core {
             *start = (self.any_rr % masters.len()) as u32;
         }
         let seq = c.reserve_parts(masters.len(), merge);
+        // A control command goes on a connection of its own, never behind a slow command.
+        let role = match kind {
+            Kind::Control => BackendRole::Dedicated,
+            _ => BackendRole::Shared,
+        };
         for (k, m) in masters.into_iter().enumerate() {
-            self.send_part(c, cref, seq, k as u32, Some(m), frame.clone(), None);
+            self.send_client(c, cref, seq, k as u32, m, frame.clone(), None, role);
         }
     }
 

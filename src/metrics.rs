@@ -110,7 +110,7 @@ pub fn render(totals: &Totals, started: Instant) -> String {
     let ready = if totals.ready() { 1 } else { 0 };
     let uptime = started.elapsed().as_secs();
     // (name, type, help, value): one table, so every family has its HELP and TYPE.
-    let families: [(&str, &str, &str, u64); 22] = [
+    let families: [(&str, &str, &str, u64); 23] = [
         ("up", "gauge", "1 while the proxy runs.", 1),
         (
             "ready",
@@ -219,6 +219,12 @@ pub fn render(totals: &Totals, started: Instant) -> String {
             "counter",
             "Writes failed as possibly applied: their connection broke after they were sent.",
             c.in_doubt,
+        ),
+        (
+            "slow_connections_retired_total",
+            "counter",
+            "Shared node connections other clients were moved off, behind a slow command.",
+            c.slow_retired,
         ),
         (
             "cluster_masters",

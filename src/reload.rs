@@ -175,6 +175,11 @@ fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             old.failover_wait != new.failover_wait,
         ),
         (
+            "slow_command_threshold",
+            true,
+            old.slow_command_threshold != new.slow_command_threshold,
+        ),
+        (
             "client_max_pending",
             true,
             old.client_max_pending != new.client_max_pending,

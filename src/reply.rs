@@ -337,7 +337,10 @@ impl Core {
         };
         let addr = self.topo.node(b.node).addr.clone();
         // A node closing an idle connection (its own `timeout`) is not a node failure.
-        let failure = matches!(b.state, BackendState::Connecting { .. }) || !b.inflight.is_empty();
+        // Nor is a slow connection the proxy already moved other clients off: the node
+        // answers them on the fresh one.
+        let failure = matches!(b.state, BackendState::Connecting { .. })
+            || (!b.inflight.is_empty() && b.retired.is_none());
         let wait = if failure {
             self.stats.node_failures += 1;
             self.pool.mark_down(b.node, self.now)

@@ -3,7 +3,7 @@
 //! opening, lending and closing node connections.
 
 use crate::config::ReadFrom;
-use crate::conn::backend::{Backend, Prelude};
+use crate::conn::backend::{Backend, BackendState, Prelude};
 use crate::conn::client::Client;
 use crate::conn::pool::{proto_index, BackendRef};
 use crate::conn::role::{BackendRole, Idle};
@@ -16,7 +16,7 @@ use crate::slot::Slot;
 use crate::timer::TimerKind;
 use crate::topology::{NodeId, Role};
 use bytes::Bytes;
-use log::{debug, warn};
+use log::{debug, info, warn};
 use std::time::Duration;
 
 /// Dedicated connections for blocking commands: at most this many open, and this many kept
@@ -24,6 +24,10 @@ use std::time::Duration;
 pub(crate) const MAX_DEDICATED: usize = 1024;
 
 pub(crate) const MAX_IDLE_DEDICATED: usize = 8;
+
+/// Slow shared connections retired and still draining, per node and protocol: past this,
+/// requests queue on the slow one again rather than opening ever more connections.
+pub(crate) const MAX_RETIRED: usize = 4;
 
 impl Core {
     /// Sends a client's new request to `node`, reserving its place in the reply order.
@@ -188,6 +192,11 @@ impl Core {
         client_idx: usize,
     ) -> Result<usize, ProxyError> {
         let p = proto_index(proto);
+        if !self.pool.node(node).retired[p].is_empty() {
+            if let Some(idx) = self.retired_for(node, p, client_idx) {
+                return Ok(idx);
+            }
+        }
         let places = self.cfg.backend_connections;
         let set = &mut self.pool.node(node).sets[p];
         if set.len() != places {
@@ -195,12 +204,66 @@ impl Core {
         }
         let i = client_idx % places;
         if let Some(r) = set[i] {
-            return Ok(r.idx);
+            if !self.is_slow(r.idx) || self.pool.node(node).retired[p].len() >= MAX_RETIRED {
+                return Ok(r.idx);
+            }
+            self.retire(node, p, i, r);
         }
         let idx = self.connect_one(node, proto)?;
         let gen = self.backends[idx].gen;
         self.pool.node(node).sets[p][i] = Some(BackendRef { idx, gen });
         Ok(idx)
+    }
+
+    /// Whether the oldest request on a shared connection has waited `slow_command_threshold`:
+    /// a script that loops, a node paused by CLIENT PAUSE. One comparison per request.
+    fn is_slow(&self, idx: usize) -> bool {
+        let t = self.cfg.slow_command_threshold;
+        let b = &self.backends[idx];
+        !t.is_zero()
+            && b.state == BackendState::Ready
+            && b.inflight
+                .front()
+                .is_some_and(|f| self.now.duration_since(f.sent_at) >= t)
+    }
+
+    /// Takes a slow shared connection out of its place, so the next request opens a fresh
+    /// one; the clients with requests on it keep using it until it drains (their order).
+    fn retire(&mut self, node: NodeId, p: usize, place: usize, r: BackendRef) {
+        let b = &mut self.backends[r.idx];
+        let mut clients: Vec<usize> = b
+            .inflight
+            .iter()
+            .filter_map(|f| match f.owner {
+                Owner::Client { client, .. } => Some(client.idx),
+                _ => None,
+            })
+            .collect();
+        clients.sort_unstable();
+        clients.dedup();
+        let waited = b
+            .inflight
+            .front()
+            .map_or(Duration::ZERO, |f| self.now.duration_since(f.sent_at));
+        b.retired = Some(clients);
+        let conns = self.pool.node(node);
+        conns.sets[p][place] = None;
+        conns.retired[p].push(r);
+        self.stats.slow_retired += 1;
+        info!(
+            "node {}: a request has waited {waited:?} on a shared connection (a slow command, a paused node); other clients go on a new connection",
+            self.topo.node(node).addr
+        );
+    }
+
+    /// The retired connection a client's earlier requests wait on, if any.
+    fn retired_for(&mut self, node: NodeId, p: usize, client_idx: usize) -> Option<usize> {
+        let retired = &self.pool.node(node).retired[p];
+        retired.iter().find_map(|r| {
+            let b = self.backends.get(r.idx).filter(|b| b.gen == r.gen)?;
+            let clients = b.retired.as_ref()?;
+            clients.binary_search(&client_idx).ok().map(|_| r.idx)
+        })
     }
 
     /// A connection of its own for a blocking command: an idle dedicated one to the node, or
@@ -231,6 +294,13 @@ impl Core {
         let Some(b) = self.backends.get(idx) else {
             return;
         };
+        if b.retired.is_some() {
+            if b.inflight.is_empty() {
+                debug!("closing a drained slow connection");
+                self.take_backend(idx);
+            }
+            return;
+        }
         // Held by a transaction or a subscriber: never lent while theirs.
         let idle = b.role.on_idle();
         if idle == Idle::Keep || !b.inflight.is_empty() {

@@ -36,9 +36,11 @@ pub struct Counters {
     /// Requests failed as "may or may not have been applied": written to a connection that
     /// then broke, and not read-only.
     pub in_doubt: u64,
+    /// Shared node connections retired behind a slow command (`slow_command_threshold`).
+    pub slow_retired: u64,
 }
 
-const FIELDS: usize = 14;
+const FIELDS: usize = 15;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -57,6 +59,7 @@ impl Counters {
             self.unheld,
             self.held_expired,
             self.in_doubt,
+            self.slow_retired,
         ]
     }
 
@@ -76,6 +79,7 @@ impl Counters {
             unheld: a[11],
             held_expired: a[12],
             in_doubt: a[13],
+            slow_retired: a[14],
         }
     }
 

@@ -255,3 +255,131 @@ fn master_down_at_start_its_slots_wait_then_fail_then_serve_when_it_returns() {
     assert_eq!(v, "back");
     proxy.assert_running();
 }
+
+/// The proxy's slow-connection threshold in the tests below, and the nodes'
+/// busy-reply-threshold, above it: once a node answers BUSY, the proxy has surely seen
+/// its connection as slow.
+const SLOW: &str = "slow_command_threshold: 100ms\n";
+const BUSY_MS: &str = "300";
+
+#[test]
+fn a_looping_script_stalls_no_other_client_and_script_kill_reaches_it() {
+    let cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    for &m in &masters {
+        let _: () = cluster.query(m, &["CONFIG", "SET", "busy-reply-threshold", BUSY_MS]);
+    }
+    let busy = masters[1];
+    let (script_key, other_key) = (
+        key_owned_by(&cluster, busy, "script:"),
+        key_owned_by(&cluster, busy, "other:"),
+    );
+    let elsewhere = key_owned_by(&cluster, masters[0], "elsewhere:");
+    let mut proxy = Proxy::start(&cluster, SLOW);
+    let mut b = proxy.raw_timeout(Duration::from_secs(5));
+    assert_eq!(b.cmd(&["SET", &other_key, "v"]), Resp::Simple("OK".into()));
+
+    let mut a = proxy.raw_timeout(Duration::from_secs(20));
+    a.send_cmd(&["EVAL", "while true do end", "1", &script_key]);
+    // The node runs it: direct clients get BUSY.
+    let running = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        let r: redis::RedisResult<String> = cluster.try_query(busy, &["PING"]);
+        matches!(r, Err(e) if e.to_string().contains("BUSY")).then_some(())
+    });
+    assert!(running.is_some(), "the script is not running on {busy}");
+
+    // Another client's request for that node: what a direct client gets, at once.
+    let t0 = Instant::now();
+    let r = b.cmd(&["GET", &other_key]);
+    let took = t0.elapsed();
+    eprintln!("GET on the busy node: {r:?} in {took:?}");
+    match &r {
+        Resp::Bulk(v) if v == b"v" => {}
+        Resp::Error(e) if e.starts_with("BUSY") => {}
+        other => proxy.fail(&format!("GET on the busy node answered {other:?}")),
+    }
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(b.cmd(&["SET", &elsewhere, "x"]), Resp::Simple("OK".into()));
+
+    // SCRIPT KILL through the proxy reaches the node that runs it.
+    let t0 = Instant::now();
+    let r = b.cmd(&["SCRIPT", "KILL"]);
+    eprintln!("SCRIPT KILL: {r:?} in {:?}", t0.elapsed());
+    assert_eq!(r, Resp::Simple("OK".into()), "{}", proxy.log_tail(20));
+    let r = a.reply();
+    let e = r
+        .error_text()
+        .unwrap_or_else(|| panic!("the script's client got {r:?}"));
+    assert!(e.contains("killed"), "{e}");
+
+    // Everything works afterwards, on the same client connections, and no node went down.
+    assert_eq!(b.cmd(&["GET", &other_key]), Resp::Bulk(b"v".to_vec()));
+    assert_eq!(a.cmd(&["GET", &other_key]), Resp::Bulk(b"v".to_vec()));
+    let info = parse_info(&b.cmd(&["INFO", "proxy"]).text().unwrap());
+    assert_eq!(
+        info["node_connection_failures"],
+        "0",
+        "{}",
+        proxy.log_tail(20)
+    );
+    assert!(info["slow_connections_retired"].parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        proxy.log_count("connection to node"),
+        0,
+        "{}",
+        proxy.log_tail(20)
+    );
+    proxy.assert_running();
+}
+
+#[test]
+fn client_pause_write_on_a_node_lets_reads_through_and_writes_finish_after() {
+    let cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    let paused = masters[2];
+    let (k1, k2, k3) = (
+        key_owned_by(&cluster, paused, "w1:"),
+        key_owned_by(&cluster, paused, "r2:"),
+        key_owned_by(&cluster, paused, "w3:"),
+    );
+    let mut proxy = Proxy::start(&cluster, SLOW);
+    let mut a = proxy.raw_timeout(Duration::from_secs(10));
+    let mut b = proxy.raw_timeout(Duration::from_secs(10));
+    assert_eq!(b.cmd(&["SET", &k2, "before"]), Resp::Simple("OK".into()));
+
+    // An operator pauses writes on the node itself.
+    let pause = Duration::from_millis(2000);
+    let _: () = cluster.query(paused, &["CLIENT", "PAUSE", "2000", "WRITE"]);
+    let t_pause = Instant::now();
+    a.send_cmd(&["SET", &k1, "during"]);
+    // Past the proxy's threshold (a time, not a condition), B's read is answered.
+    std::thread::sleep(Duration::from_millis(250));
+    let t0 = Instant::now();
+    let r = b.cmd(&["GET", &k2]);
+    eprintln!("GET during the pause: {r:?} in {:?}", t0.elapsed());
+    assert_eq!(r, Resp::Bulk(b"before".to_vec()));
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        t_pause.elapsed() < pause,
+        "the read came after the pause ended"
+    );
+    // Writes complete after the pause, A's and B's alike.
+    assert_eq!(b.cmd(&["SET", &k3, "after"]), Resp::Simple("OK".into()));
+    assert_eq!(a.reply(), Resp::Simple("OK".into()));
+    let done = t_pause.elapsed();
+    eprintln!("writes completed {done:?} after the pause began");
+    assert!(done >= pause - Duration::from_millis(100), "{done:?}");
+    assert_eq!(a.cmd(&["GET", &k1]), Resp::Bulk(b"during".to_vec()));
+    let info = parse_info(&b.cmd(&["INFO", "proxy"]).text().unwrap());
+    assert_eq!(
+        info["node_connection_failures"],
+        "0",
+        "{}",
+        proxy.log_tail(20)
+    );
+    proxy.assert_running();
+}

@@ -90,6 +90,10 @@ pub struct Backend {
     tls: Option<Box<rustls::Connection>>,
     /// The node refused `backend_auth`'s credentials on this connection.
     pub auth_refused: bool,
+    /// A shared connection retired for a slow command (`Core::backend_for`): the clients
+    /// (slab indexes, sorted) whose requests were on it keep using it, so theirs stay in
+    /// order; it closes once drained.
+    pub retired: Option<Vec<usize>>,
     /// When it was opened: the send time of a subscriber's stream frames (no request).
     opened: Instant,
 }
@@ -126,6 +130,7 @@ impl Backend {
             dirty: false,
             role: BackendRole::Shared,
             auth_refused: false,
+            retired: None,
             tls: match prelude.tls {
                 Some((config, name)) => {
                     let host = addr.ip().to_string();

@@ -34,6 +34,8 @@ pub struct NodeConns {
     pub sets: [Vec<Option<BackendRef>>; 2],
     /// Dedicated connections (for blocking commands) not in use, per protocol.
     pub idle_dedicated: [Vec<BackendRef>; 2],
+    /// Shared connections retired behind a slow command, still draining, per protocol.
+    pub retired: [Vec<BackendRef>; 2],
     pub health: Health,
 }
 
@@ -42,6 +44,7 @@ impl Default for NodeConns {
         NodeConns {
             sets: [Vec::new(), Vec::new()],
             idle_dedicated: [Vec::new(), Vec::new()],
+            retired: [Vec::new(), Vec::new()],
             health: Health::Up,
         }
     }
@@ -122,6 +125,7 @@ impl Pool {
             }
         }
         n.idle_dedicated[proto_index(proto)].retain(|r| *r != b);
+        n.retired[proto_index(proto)].retain(|r| *r != b);
     }
 }
 

@@ -81,6 +81,7 @@ impl Core {
             ("connect_timeout".into(), d(c.connect_timeout)),
             ("backend_timeout".into(), d(c.backend_timeout)),
             ("failover_wait".into(), d(c.failover_wait)),
+            ("slow_command_threshold".into(), d(c.slow_command_threshold)),
             (
                 "backend_connections".into(),
                 c.backend_connections.to_string(),

@@ -121,6 +121,10 @@ pub enum Kind {
     ResetStat,
     /// CONFIG GET: the nodes' passwords are redacted from the reply.
     ConfigGet,
+    /// SCRIPT KILL, FUNCTION KILL, CLIENT UNPAUSE: they must reach a node that is busy
+    /// with another client's command, so they never queue behind other work (a
+    /// connection of their own).
+    Control,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,7 @@ impl Kind {
             "SCRIPT|FLUSH" => Kind::ScriptFlush,
             "CONFIG|RESETSTAT" if args.argc() == 2 => Kind::ResetStat,
             "CONFIG|GET" => Kind::ConfigGet,
+            "SCRIPT|KILL" | "FUNCTION|KILL" | "CLIENT|UNPAUSE" => Kind::Control,
             _ => Kind::Plain,
         }
     }
