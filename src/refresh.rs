@@ -120,6 +120,13 @@ impl Core {
         match parsed {
             Ok(ranges) if !ranges.is_empty() => {
                 let change = self.topo.apply(&ranges);
+                if let Some((theirs, ours)) = change.stale {
+                    // A node cut off from the majority still names the masters it knew.
+                    info!(
+                        "topology from {asked} is older than the one in use (config epoch {theirs} < {ours}): not applied"
+                    );
+                    self.refresh_again = true;
+                }
                 self.stats.refreshes += 1;
                 if self.worker == 0 {
                     let live = self.topo.nodes().iter().filter(|n| n.role != Role::Gone);

@@ -383,3 +383,63 @@ fn client_pause_write_on_a_node_lets_reads_through_and_writes_finish_after() {
     );
     proxy.assert_running();
 }
+
+#[test]
+fn the_only_seed_killed_after_start_its_slots_wait_for_the_promotion() {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        node_timeout_ms: 1000,
+        ..Default::default()
+    });
+    let masters = cluster.masters();
+    let seed = masters[0];
+    let replica = cluster.replica_of(seed);
+    // The proxy knows the cluster only through `seed`.
+    let mut proxy = Proxy::start_with(
+        &cluster,
+        ProxyOptions {
+            seeds: vec![seed],
+            ..Default::default()
+        },
+    );
+    let seed_key = key_owned_by(&cluster, seed, "seed:");
+    let other_key = key_owned_by(&cluster, masters[2], "other:");
+    let mut raw = proxy.raw_timeout(Duration::from_secs(10));
+    assert_eq!(
+        raw.cmd(&["SET", &seed_key, "kept"]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(
+        raw.cmd(&["SET", &other_key, "x"]),
+        Resp::Simple("OK".into())
+    );
+    // Replicated before the kill (read on the replica itself).
+    let mut rep = cluster.conn(replica);
+    let _: () = redis::cmd("READONLY").query(&mut rep).unwrap();
+    let replicated = poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        let v: Option<String> = redis::cmd("GET").arg(&seed_key).query(&mut rep).ok()?;
+        (v.as_deref() == Some("kept")).then_some(())
+    });
+    assert!(replicated.is_some(), "the write did not reach the replica");
+
+    cluster.kill(seed);
+    let t_kill = Instant::now();
+    // Other masters at once; the seed's slot once its replica is promoted.
+    let t0 = Instant::now();
+    assert_eq!(raw.cmd(&["GET", &other_key]), Resp::Bulk(b"x".to_vec()));
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let r = raw.cmd(&["GET", &seed_key]);
+    let served = t_kill.elapsed();
+    assert_eq!(r, Resp::Bulk(b"kept".to_vec()), "{}", proxy.log_tail(20));
+    let promoted = cluster.wait_promoted(replica, Duration::from_secs(1));
+    eprintln!(
+        "the dead seed's slot served {served:?} after the kill (promotion seen {:?} after it)",
+        promoted - t_kill
+    );
+    // It was held by the proxy, not failed and retried.
+    let held_total = |p: &mut RawClient| {
+        let info = parse_info(&p.cmd(&["INFO", "proxy"]).text().unwrap());
+        info["held_requests_total"].parse::<u64>().unwrap()
+    };
+    assert!(held_total(&mut raw) >= 1, "the GET was not held");
+    proxy.assert_running();
+}

@@ -44,6 +44,8 @@ pub struct SlotRange {
     pub end: u16,
     pub master: String,
     pub replicas: Vec<String>,
+    /// The master's config epoch (CLUSTER NODES); 0 when unknown (CLUSTER SLOTS).
+    pub epoch: u64,
 }
 
 #[derive(Clone)]
@@ -51,7 +53,17 @@ pub struct Topology {
     nodes: Vec<Node>,
     by_addr: HashMap<String, NodeId>,
     owner: Box<[u16; SLOTS]>,
+    /// The highest config epoch of the last view applied: a view whose masters all have
+    /// lower epochs is older (a node cut off from the majority, that missed a failover).
+    max_epoch: u64,
+    /// Older views refused in a row: past `STALE_VIEWS_TRUSTED`, one is taken anyway (a
+    /// cluster re-created on the same addresses starts its epochs over).
+    stale_views: u32,
 }
+
+/// Older views refused in a row before one is believed. Refreshes rotate over the nodes,
+/// so one stale node is never asked this many times in a row.
+const STALE_VIEWS_TRUSTED: u32 = 3;
 
 /// What a refresh changed, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -62,6 +74,9 @@ pub struct Change {
     pub moves: Vec<(String, String, usize)>,
     pub nodes_added: Vec<String>,
     pub nodes_gone: Vec<String>,
+    /// The view was older than the one in use (its highest config epoch, ours) and was
+    /// left unapplied.
+    pub stale: Option<(u64, u64)>,
 }
 
 impl Change {
@@ -82,6 +97,8 @@ impl Topology {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             owner: Box::new([NO_NODE; SLOTS]),
+            max_epoch: 0,
+            stale_views: 0,
         }
     }
 
@@ -170,6 +187,16 @@ impl Topology {
     /// Replaces the slot map with a fresh CLUSTER SLOTS view.
     pub fn apply(&mut self, ranges: &[SlotRange]) -> Change {
         let mut change = Change::default();
+        let epoch = ranges.iter().map(|r| r.epoch).max().unwrap_or(0);
+        if epoch > 0 && epoch < self.max_epoch && self.stale_views + 1 < STALE_VIEWS_TRUSTED {
+            self.stale_views += 1;
+            change.stale = Some((epoch, self.max_epoch));
+            return change;
+        }
+        self.stale_views = 0;
+        if epoch > 0 {
+            self.max_epoch = epoch;
+        }
         let before: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
         let mut owner = Box::new([NO_NODE; SLOTS]);
         let mut seen = vec![false; self.nodes.len()];
@@ -321,6 +348,7 @@ pub fn parse_cluster_slots(v: &Value, asked: &str) -> Result<Vec<SlotRange>, Str
             end,
             master,
             replicas,
+            epoch: 0,
         });
     }
     Ok(out)
@@ -338,6 +366,7 @@ pub fn parse_cluster_nodes(text: &str, asked: &str) -> Result<Vec<SlotRange>, St
     struct Line<'a> {
         id: &'a str,
         addr: String,
+        epoch: u64,
         master: bool,
         failed: bool,
         master_id: &'a str,
@@ -379,6 +408,7 @@ pub fn parse_cluster_nodes(text: &str, asked: &str) -> Result<Vec<SlotRange>, St
         lines.push(Line {
             id: f[0],
             addr,
+            epoch: f[6].parse().unwrap_or(0),
             master: flags.contains(&"master"),
             failed: flags.contains(&"fail"),
             master_id: f[3],
@@ -413,6 +443,7 @@ pub fn parse_cluster_nodes(text: &str, asked: &str) -> Result<Vec<SlotRange>, St
                 end,
                 master: m.addr.clone(),
                 replicas: replicas.clone(),
+                epoch: m.epoch,
             });
         }
     }
@@ -538,6 +569,7 @@ mod tests {
                 end: 8191,
                 master: "127.0.0.1:7003".into(),
                 replicas: vec![],
+                epoch: 0,
             },
             r[1].clone(),
         ];
@@ -545,6 +577,40 @@ mod tests {
         assert_eq!(c.nodes_gone, vec!["127.0.0.1:7000".to_string()]);
         assert_eq!(t.node(t.owner(Slot(0)).unwrap()).addr, "127.0.0.1:7003");
         assert_eq!(t.node(a).role, Role::Gone);
+    }
+
+    #[test]
+    fn an_older_view_never_replaces_a_newer_one() {
+        // The majority's view after a failover: 7003 (epoch 7) took 7000's slots.
+        let majority = "\
+aaa 127.0.0.1:7000@17000 master,fail - 0 0 1 disconnected
+ddd 127.0.0.1:7003@17003 master - 0 0 7 connected 0-8191
+bbb 127.0.0.1:7001@17001 master - 0 0 2 connected 8192-16383
+";
+        // A node cut off before the failover still names 7000, at epoch 1.
+        let stale = "\
+aaa 127.0.0.1:7000@17000 master - 0 0 1 connected 0-8191
+ddd 127.0.0.1:7003@17003 slave aaa 0 0 1 connected
+bbb 127.0.0.1:7001@17001 myself,master - 0 0 2 connected 8192-16383
+";
+        let mut t = Topology::new();
+        t.apply(&parse_cluster_nodes(majority, "127.0.0.1:7001").unwrap());
+        let promoted = t.owner(Slot(0)).unwrap();
+        assert_eq!(t.node(promoted).addr, "127.0.0.1:7003");
+        let stale = parse_cluster_nodes(stale, "127.0.0.1:7001").unwrap();
+        for _ in 1..STALE_VIEWS_TRUSTED {
+            let c = t.apply(&stale);
+            assert_eq!(c.stale, Some((2, 7)));
+            assert_eq!(t.owner(Slot(0)), Some(promoted));
+        }
+        // The majority's view in between resets the count.
+        t.apply(&parse_cluster_nodes(majority, "127.0.0.1:7001").unwrap());
+        assert_eq!(t.apply(&stale).stale, Some((2, 7)));
+        // Only older views, time after time: the cluster was re-created; believed.
+        for _ in 1..STALE_VIEWS_TRUSTED {
+            t.apply(&stale);
+        }
+        assert_eq!(t.node(t.owner(Slot(0)).unwrap()).addr, "127.0.0.1:7000");
     }
 
     #[test]
@@ -564,7 +630,8 @@ fff 127.0.0.1:7009@17009 handshake - 0 0 0 connected
                 start: 0,
                 end: 5460,
                 master: "127.0.0.1:7000".into(),
-                replicas: vec!["127.0.0.1:7003".into()]
+                replicas: vec!["127.0.0.1:7003".into()],
+                epoch: 1,
             }
         );
         assert_eq!(r[1].master, "10.0.0.9:7001");
