@@ -108,7 +108,7 @@ impl Core {
             .or_else(|| node.and_then(|n| self.topo.a_slot_of(n)));
         self.arm_hold();
         self.stats.held += 1;
-        self.held.push_back(Held {
+        self.keep_held(Held {
             req,
             proto,
             node,
@@ -149,7 +149,14 @@ impl Core {
     /// Whether the client has requests in the hold queue: its new ones wait behind them, so
     /// its requests still reach a node in the order it sent them.
     pub(crate) fn has_held(&self, cref: ClientRef) -> bool {
-        !self.held.is_empty() && self.held.iter().any(|h| h.client() == Some(cref))
+        !self.held_by.is_empty() && self.held_by.contains_key(&cref)
+    }
+
+    fn keep_held(&mut self, h: Held) {
+        if let Some(c) = h.client() {
+            *self.held_by.entry(c).or_default() += 1;
+        }
+        self.held.push_back(h);
     }
 
     /// Sends every held request whose slot a usable node now serves, in the order they were
@@ -161,10 +168,12 @@ impl Core {
         }
         let wait = self.cfg.failover_wait;
         let mut queue = std::mem::take(&mut self.held);
+        // Counted again as entries go back into the queue.
+        self.held_by.clear();
         let mut sent = 0usize;
         let mut expired: Option<(usize, ProxyError)> = None;
         // A client with an earlier request still held keeps its later ones held too.
-        let mut waiting: Vec<ClientRef> = Vec::new();
+        let mut waiting: std::collections::HashSet<ClientRef> = Default::default();
         while let Some(h) = queue.pop_front() {
             let Some(cref) = h.client() else { continue };
             if clients.get(cref.idx).is_none_or(|c| c.gen != cref.gen) {
@@ -188,10 +197,8 @@ impl Core {
             let usable = target.filter(|&n| self.pool.may_connect(n, self.now));
             let (Some(node), true) = (usable, h.not_before <= self.now && !waiting.contains(&cref))
             else {
-                if !waiting.contains(&cref) {
-                    waiting.push(cref);
-                }
-                self.held.push_back(h);
+                waiting.insert(cref);
+                self.keep_held(h);
                 continue;
             };
             self.stats.unheld += 1;
@@ -199,7 +206,7 @@ impl Core {
             let before = self.held.len();
             self.resend(clients, node, h.proto, h.req, None);
             if self.held.len() > before {
-                waiting.push(cref);
+                waiting.insert(cref);
             }
         }
         // One line per pass, not one per request: a failover that outlasts the wait can

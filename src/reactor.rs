@@ -85,6 +85,8 @@ pub struct Core {
     pub(crate) parked: Vec<(InFlight, Proto)>,
     /// Requests waiting for their node or a new master (`hold.rs`), oldest first.
     pub(crate) held: std::collections::VecDeque<crate::hold::Held>,
+    /// How many requests each client has in `held`: its new requests wait behind them.
+    pub(crate) held_by: std::collections::HashMap<ClientRef, u32>,
     /// A `TimerKind::Hold` is pending: one at a time.
     pub(crate) hold_armed: bool,
     pub(crate) refresh: RefreshState,
@@ -260,6 +262,7 @@ impl Core {
             resume_backends: Vec::new(),
             parked: Vec::new(),
             held: std::collections::VecDeque::new(),
+            held_by: std::collections::HashMap::new(),
             hold_armed: false,
             refresh: RefreshState::Idle,
             refresh_again: false,

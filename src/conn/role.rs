@@ -13,7 +13,7 @@
 
 /// A reference to a client that survives the client: `gen` tells a newcomer in the same slab
 /// slot from the client that sent the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientRef {
     pub idx: usize,
     pub gen: u64,
