@@ -86,7 +86,7 @@ class Load:
 
     def run(self, i):
         rnd = random.Random(i)
-        c = redis.Redis(host=self.host, port=self.port, socket_timeout=5, retry=None)
+        c = redis.Redis(host=self.host, port=self.port, socket_timeout=5, retry=None, protocol=2)
         while not self.stop.is_set():
             key = f"chaos:{rnd.randrange(COUNTERS)}"
             phase = self.phase
@@ -98,7 +98,7 @@ class Load:
                 with self.lock:
                     self.errors.append((time.time(), phase, f"{type(e).__name__}: {e}"))
                 if isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
-                    c = redis.Redis(host=self.host, port=self.port, socket_timeout=5, retry=None)
+                    c = redis.Redis(host=self.host, port=self.port, socket_timeout=5, retry=None, protocol=2)
 
     def start(self):
         for t in self.threads:
@@ -110,11 +110,26 @@ class Load:
             t.join()
 
 
+def wait_agree(base, timeout=60):
+    """Until every node agrees on the slot map (redis-cli refuses to reshard before)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        r = subprocess.run(["redis-cli", "--cluster", "check", f"127.0.0.1:{base}"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit("the nodes do not agree on the slot map")
+
+
 def reshard(base, src, dst, n):
-    subprocess.run(
+    wait_agree(base)
+    r = subprocess.run(
         ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{base}", "--cluster-from", src,
          "--cluster-to", dst, "--cluster-slots", str(n), "--cluster-yes"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise SystemExit(f"reshard failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
 
 
 def key_slot(key):
@@ -187,13 +202,23 @@ def main():
         marks.append((name, time.time()))
         print(f"[chaos] {a.label}: {name}", flush=True)
 
+    try:
+        run_phases(a, load, phase)
+    finally:
+        load.finish()
+    report(a, host, port, load, marks)
+
+
+def run_phases(a, load, phase):
     time.sleep(2)
     ms = masters(a.cluster)
     phase("reshard 4000 slots there and back")
     reshard(a.cluster, ms[0][0], ms[1][0], 4000)
     reshard(a.cluster, ms[1][0], ms[0][0], 4000)
     phase("hot slot held half-migrated (3 s)")
+    wait_agree(a.cluster)
     half_migrate(a.cluster, 3)
+    wait_agree(a.cluster)
     phase("graceful CLUSTER FAILOVER")
     ms = masters(a.cluster)
     victim = ms[2]
@@ -209,17 +234,18 @@ def main():
     t_kill = time.time()
     os.kill(pid, signal.SIGKILL)
     t_prom = wait_promoted(rep[1])
+    print(f"[chaos] {a.label}: promotion {t_prom - t_kill:.2f} s after the kill", flush=True)
     time.sleep(3)
-    load.finish()
 
+
+def report(a, host, port, load, marks):
     final = redis.Redis(host=host, port=int(port), socket_timeout=10)
     lost = 0
     for key, n in load.acked.items():
         v = int(final.get(key) or 0)
         lost += max(0, n - v)
     total = sum(load.acked.values())
-    print(f"[chaos] {a.label}: {total} increments acknowledged; promotion "
-          f"{t_prom - t_kill:.2f} s after the kill")
+    print(f"[chaos] {a.label}: {total} increments acknowledged")
     by_phase = collections.defaultdict(list)
     for t, p, e in load.errors:
         by_phase[p].append(e)

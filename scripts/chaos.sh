@@ -6,11 +6,14 @@
 # FAILOVER and a SIGKILLed master. Prints the errors per phase and the acknowledged
 # increments lost, for each target, on a fresh cluster each time.
 #
-#   scripts/chaos.sh [--runs N] [--base PORT] [--proxy-bin PATH] [--predixy PATH]
+#   scripts/chaos.sh [--runs N] [--base PORT] [--proxy-bin PATH] [--peer-bin PATH]
+#                    [--predixy PATH]
 #
 #   --runs N          passes per target (default 1)
 #   --base PORT       cluster base port (default 7400); the proxy listens on PORT+80
 #   --proxy-bin PATH  the proxy binary (default: target/release, built here)
+#   --peer-bin PATH   also run another build of this proxy (e.g. an older commit's), as
+#                     "peer", without --failover-wait
 #   --predixy PATH    also run against predixy (a built binary), on PORT+81
 #   --failover-wait D the proxy's failover_wait (default: its own, 5s)
 set -euo pipefail
@@ -21,6 +24,7 @@ RUNS=1
 BASE=7400
 BIN=""
 PREDIXY=""
+PEER=""
 WAIT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -28,6 +32,7 @@ while [[ $# -gt 0 ]]; do
         --base) BASE=$2; shift 2 ;;
         --proxy-bin) BIN=$2; shift 2 ;;
         --predixy) PREDIXY=$2; shift 2 ;;
+        --peer-bin) PEER=$2; shift 2 ;;
         --failover-wait) WAIT=$2; shift 2 ;;
         -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "[chaos] unknown argument $1" >&2; exit 2 ;;
@@ -49,18 +54,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-one_pass() { # label
-    local label=$1
+one_pass() { # label [binary]
+    local label=$1 bin=${2:-$BIN}
     "$ROOT/scripts/cluster.sh" stop "$BASE" >/dev/null 2>&1 || true
     "$ROOT/scripts/cluster.sh" start "$BASE" >/dev/null
-    if [[ "$label" == proxy ]]; then
+    if [[ "$label" != predixy ]]; then
         {
             echo "proxy_port: $PPORT"
             echo "redis_nodes: [\"127.0.0.1:$BASE\"]"
             echo "log_level: warn"
-            [[ -n "$WAIT" ]] && echo "failover_wait: $WAIT"
+            if [[ -n "$WAIT" && "$label" == proxy ]]; then echo "failover_wait: $WAIT"; fi
         } >"$TMP/proxy.yaml"
-        "$BIN" --config "$TMP/proxy.yaml" >"$TMP/proxy.log" 2>&1 &
+        "$bin" --config "$TMP/proxy.yaml" >"$TMP/proxy.log" 2>&1 &
         PID=$!
         target="127.0.0.1:$PPORT"
     else
@@ -104,5 +109,6 @@ EOF
 for r in $(seq "$RUNS"); do
     echo "[chaos] run $r of $RUNS"
     one_pass proxy
-    [[ -n "$PREDIXY" ]] && one_pass predixy
+    if [[ -n "$PEER" ]]; then one_pass peer "$PEER"; fi
+    if [[ -n "$PREDIXY" ]]; then one_pass predixy; fi
 done

@@ -372,9 +372,26 @@ impl Core {
         for i in 2..args.argc() {
             encode::bulk(&mut out, args.arg(i));
         }
+        // COUNT, as Redis reads it (the last one wins; 10 by default): how many keys a page
+        // gathers over masters before it is answered. A bad COUNT is the node's to refuse.
+        let mut want = 10u32;
+        let mut i = 2;
+        while i + 1 < args.argc() {
+            if args.arg(i).eq_ignore_ascii_case(b"COUNT") {
+                if let Some(n) = std::str::from_utf8(args.arg(i + 1))
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                {
+                    want = n;
+                }
+            }
+            i += 2;
+        }
         let merge = Merge::Scan {
             master: idx,
             masters: masters.len() as u32,
+            want,
+            carried: Vec::new(),
         };
         let seq = c.reserve_parts(1, merge);
         self.send_part(c, cref, seq, 0, Some(node), out.freeze(), None);

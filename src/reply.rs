@@ -10,8 +10,10 @@ use crate::hold::{Reason, HOLD_POLL};
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::reactor::{Core, Kill, Reactor, Wake};
 use crate::resp::encode::{self, Proto};
+use crate::resp::reply::elements;
 use crate::resp::reply::{classify_error, ErrorKind, Redirect};
-use crate::resp::request::Frame;
+use crate::resp::request::{Frame, RequestParser};
+use crate::route::split::Merge;
 use crate::slot::Slot;
 use crate::timer::TimerKind;
 use crate::topology::RefreshState;
@@ -107,6 +109,12 @@ impl Core {
             }
         };
         if frame.first() != Some(&b'-') || req.role.held() {
+            // A SCAN page that a master ended short goes on to the next master.
+            if frame.starts_with(b"*2\r\n")
+                && self.scan_goes_on(clients, client, seq, &frame, &req.req)
+            {
+                return;
+            }
             deliver(clients, &mut self.wake, client, seq, part, frame);
             return;
         }
@@ -187,6 +195,88 @@ impl Core {
         if let Some(reply) = reply {
             deliver(clients, &mut self.wake, client, seq, part, reply);
         }
+    }
+
+    /// A SCAN reply whose master has no more keys while the page holds fewer than COUNT:
+    /// its keys are carried and the same SCAN goes to the next master from cursor 0, for
+    /// the same reply place, so a small keyspace comes back whole in one call (as from one
+    /// Redis) and MATCH and TYPE hold across the boundary.
+    fn scan_goes_on(
+        &mut self,
+        clients: &mut Slab<Client>,
+        cref: ClientRef,
+        seq: u64,
+        frame: &Bytes,
+        sent: &[u8],
+    ) -> bool {
+        let Some(c) = clients.get_mut(cref.idx).filter(|c| c.gen == cref.gen) else {
+            return false;
+        };
+        let Some(&mut Merge::Scan {
+            master,
+            masters,
+            want,
+            ref carried,
+        }) = c.merge_mut(seq)
+        else {
+            return false;
+        };
+        let Some((_, els)) = elements(frame).filter(|(_, e)| e.len() == 2) else {
+            return false;
+        };
+        let cursor_done = frame.get(els[0].clone()) == Some(&b"$1\r\n0\r\n"[..]);
+        let page = frame.slice(els[1].clone());
+        let Some((_, keys)) = elements(&page) else {
+            return false;
+        };
+        let next = master + 1;
+        let masters_now = self.topo.masters_sorted();
+        // The last master, a full page, or a topology that changed under the iteration:
+        // the page is answered as it is.
+        if !cursor_done
+            || next >= masters
+            || masters_now.len() as u32 != masters
+            || carried.len() + keys.len() >= want as usize
+        {
+            return false;
+        }
+        // The same SCAN (MATCH, COUNT, TYPE) from cursor 0 on the next master.
+        let mut p = RequestParser::new();
+        if !matches!(p.parse(sent), Ok(Some(Frame::Multibulk { .. }))) {
+            return false;
+        }
+        let args: Vec<&[u8]> = p
+            .args()
+            .iter()
+            .filter_map(|r| sent.get(r.clone()))
+            .collect();
+        if args.len() < 2 {
+            return false;
+        }
+        let mut out = BytesMut::new();
+        encode::array_header(&mut out, args.len());
+        for (i, a) in args.iter().enumerate() {
+            encode::bulk(&mut out, if i == 1 { b"0" } else { a });
+        }
+        if let Some(Merge::Scan {
+            master, carried, ..
+        }) = c.merge_mut(seq)
+        {
+            carried.extend(keys.into_iter().map(|k| page.slice(k)));
+            *master = next;
+        }
+        let node = masters_now[next as usize];
+        self.send_client(
+            c,
+            cref,
+            seq,
+            0,
+            node,
+            out.freeze(),
+            None,
+            BackendRole::Shared,
+        );
+        true
     }
 
     /// A reply to the proxy's own ASKING, READONLY or HELLO 3: only a refusal is of note.

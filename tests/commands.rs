@@ -1279,3 +1279,166 @@ fn more_key_positions_lmpop_sintercard_bitop_object_xinfo_memory() {
         ));
     }
 }
+
+/// SCAN pages as one Redis fills them: a master that runs out of keys hands over to the
+/// next in the same call, so a small keyspace comes back whole with cursor 0.
+#[test]
+fn scan_pages_go_on_to_the_next_master_like_one_redis() {
+    let cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    let proxy = Proxy::start(&cluster, "");
+    let mut raw = proxy.raw_timeout(Duration::from_secs(10));
+    let page = |raw: &mut RawClient, args: &[&str]| -> (String, BTreeSet<String>) {
+        match raw.cmd(args) {
+            Resp::Array(v) if v.len() == 2 => {
+                let cursor = v[0].text().expect("cursor");
+                let Resp::Array(keys) = &v[1] else {
+                    panic!("{v:?}")
+                };
+                (cursor, keys.iter().map(|k| k.text().unwrap()).collect())
+            }
+            other => panic!("SCAN answered {other:?}"),
+        }
+    };
+    // One key, on the last master: the first call finds it and ends the iteration.
+    let only = key_owned_by(&cluster, masters[2], "only:");
+    assert_eq!(raw.cmd(&["SET", &only, "v"]), Resp::Simple("OK".into()));
+    assert_eq!(
+        page(&mut raw, &["SCAN", "0"]),
+        ("0".to_string(), BTreeSet::from([only.clone()]))
+    );
+    // Ten keys over two masters (and the one above), COUNT allowing: one call.
+    let mut all = BTreeSet::from([only.clone()]);
+    for i in 0..5 {
+        for &m in &masters[..2] {
+            let k = key_owned_by(&cluster, m, &format!("ten{i}:"));
+            assert_eq!(raw.cmd(&["SET", &k, "v"]), Resp::Simple("OK".into()));
+            all.insert(k);
+        }
+    }
+    assert_eq!(
+        page(&mut raw, &["SCAN", "0", "COUNT", "100"]),
+        ("0".to_string(), all.clone())
+    );
+    // The default COUNT (10): pages of at least 10 keys until the last, every key once.
+    let (mut cursor, mut seen, mut calls) = ("0".to_string(), Vec::new(), 0);
+    loop {
+        let (next, keys) = page(&mut raw, &["SCAN", &cursor]);
+        calls += 1;
+        if next != "0" {
+            assert!(
+                keys.len() >= 10,
+                "a page of {} keys before the end",
+                keys.len()
+            );
+        }
+        seen.extend(keys);
+        cursor = next;
+        if cursor == "0" || calls > 20 {
+            break;
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, all.iter().cloned().collect::<Vec<_>>());
+    assert!(calls <= 2, "{calls} calls for 11 keys");
+    // MATCH and TYPE hold across the masters.
+    let mut hashes = BTreeSet::new();
+    for &m in &masters {
+        let k = key_owned_by(&cluster, m, "hash:");
+        assert_eq!(raw.cmd(&["HSET", &k, "f", "v"]), Resp::Int(1));
+        hashes.insert(k);
+    }
+    assert_eq!(
+        page(&mut raw, &["SCAN", "0", "TYPE", "hash", "COUNT", "1000"]),
+        ("0".to_string(), hashes.clone())
+    );
+    assert_eq!(
+        page(&mut raw, &["SCAN", "0", "MATCH", "hash:*", "COUNT", "1000"]),
+        ("0".to_string(), hashes)
+    );
+    assert_eq!(
+        page(
+            &mut raw,
+            &["SCAN", "0", "MATCH", "nothing*", "COUNT", "1000"]
+        ),
+        ("0".to_string(), BTreeSet::new())
+    );
+}
+
+/// SUNION, SINTER and SDIFF over keys on three masters, computed by the proxy: the same
+/// members (Redis's order is its hash table's, so compared as sets), the same reply type
+/// (RESP2 array, RESP3 set) and the same errors as one standalone Redis.
+#[test]
+fn set_reads_across_slots_match_a_standalone_server() {
+    let cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    let proxy = Proxy::start(&cluster, "");
+    let solo = Standalone::start();
+    let s: Vec<String> = masters
+        .iter()
+        .map(|&m| key_owned_by(&cluster, m, "set:"))
+        .collect();
+    let str_key = key_owned_by(&cluster, masters[1], "str:");
+    let none = key_owned_by(&cluster, masters[2], "none:");
+    let setup: Vec<Vec<String>> = vec![
+        ["SADD", &s[0], "a", "b", "c", "d"]
+            .map(String::from)
+            .to_vec(),
+        ["SADD", &s[1], "b", "c", "e"].map(String::from).to_vec(),
+        ["SADD", &s[2], "c", "d", "e", "f"]
+            .map(String::from)
+            .to_vec(),
+        ["SET", &str_key, "x"].map(String::from).to_vec(),
+    ];
+    let norm = |r: Resp| -> Resp {
+        match r {
+            Resp::Array(mut v) => {
+                v.sort_by_key(|e| format!("{e:?}"));
+                Resp::Array(v)
+            }
+            Resp::Set(mut v) => {
+                v.sort_by_key(|e| format!("{e:?}"));
+                Resp::Set(v)
+            }
+            other => other,
+        }
+    };
+    for proto in ["2", "3"] {
+        let mut p = proxy.raw_timeout(Duration::from_secs(10));
+        let mut r = solo.raw();
+        for c in [&mut p, &mut r] {
+            assert!(!c.cmd(&["HELLO", proto]).is_error());
+            for cmd in &setup {
+                c.cmd(cmd);
+            }
+        }
+        let cases: Vec<Vec<&str>> = vec![
+            vec![&s[0], &s[1], &s[2]],
+            vec![&s[2], &s[0]],
+            vec![&s[0], &none],
+            vec![&none, &s[1], &s[2]],
+            vec![&s[0], &s[1], &s[1]],
+            vec![&s[0], &str_key],
+            vec![&str_key, &s[2]],
+        ];
+        let mut computed = 0;
+        for op in ["SUNION", "SINTER", "SDIFF"] {
+            for keys in &cases {
+                let mut args = vec![op];
+                args.extend(keys.iter().copied());
+                let want = norm(r.cmd(&args));
+                let got = norm(p.cmd(&args));
+                assert_eq!(got, want, "RESP{proto} {args:?}");
+                computed += 1;
+            }
+        }
+        assert_eq!(computed, 21);
+    }
+    // The STORE forms write to one key: still CROSSSLOT.
+    let mut p = proxy.raw_timeout(Duration::from_secs(10));
+    let e = p.cmd(&["SUNIONSTORE", &s[0], &s[1], &s[2]]);
+    assert!(
+        e.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
+        "{e:?}"
+    );
+}

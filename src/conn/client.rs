@@ -345,6 +345,15 @@ impl Client {
     /// Fills the reply (or one part of it) for `seq`; moves every reply that is now in order
     /// to the output. Returns false when `seq` is not waiting (never expected; logged by the
     /// caller).
+    /// The merge a split request waits on at `seq`, while its parts are not all in.
+    pub fn merge_mut(&mut self, seq: u64) -> Option<&mut Merge> {
+        let i = seq.checked_sub(self.head_seq)?;
+        match self.pending.get_mut(i as usize)? {
+            Pending::Parts(p) => Some(&mut p.merge),
+            _ => None,
+        }
+    }
+
     pub fn complete(&mut self, seq: u64, part: u32, frame: Bytes) -> bool {
         let Some(i) = seq.checked_sub(self.head_seq) else {
             return false;

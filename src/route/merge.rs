@@ -6,7 +6,7 @@ use crate::error::ProxyError;
 use crate::resp::encode::{self, Proto};
 use crate::resp::parse_int;
 use crate::resp::reply::elements;
-use crate::route::split::{encode_scan_cursor, Merge};
+use crate::route::split::{encode_scan_cursor, Merge, SetOp};
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub(crate) fn is_error(f: &[u8]) -> bool {
@@ -107,6 +107,58 @@ pub(crate) fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> By
     out.freeze()
 }
 
+/// SUNION/SINTER/SDIFF from each slot's part: members as the nodes sent them (bulk
+/// strings), in the order first seen; a set in RESP3, an array in RESP2, as Redis answers.
+pub(crate) fn merge_sets(parts: &[Bytes], op: SetOp, proto: Proto) -> Bytes {
+    let mut sets: Vec<Vec<&[u8]>> = Vec::with_capacity(parts.len());
+    for p in parts {
+        let Some((_, els)) = elements(p) else {
+            return error_frame(ProxyError::UnexpectedReply("set members from a node"));
+        };
+        sets.push(els.into_iter().map(|r| &p[r]).collect());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out_members: Vec<&[u8]> = Vec::new();
+    match op {
+        SetOp::Union => {
+            for m in sets.iter().flatten() {
+                if seen.insert(*m) {
+                    out_members.push(m);
+                }
+            }
+        }
+        SetOp::Inter | SetOp::Diff => {
+            let Some((first, rest)) = sets.split_first() else {
+                return error_frame(ProxyError::NoReply);
+            };
+            let rest: Vec<std::collections::HashSet<&[u8]>> =
+                rest.iter().map(|s| s.iter().copied().collect()).collect();
+            for m in first {
+                let keep = match op {
+                    SetOp::Inter => rest.iter().all(|s| s.contains(m)),
+                    _ => !rest.iter().any(|s| s.contains(m)),
+                };
+                if keep && seen.insert(*m) {
+                    out_members.push(m);
+                }
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    match proto {
+        Proto::Resp3 => {
+            out.put_u8(b'~');
+            out.put_slice(out_members.len().to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        Proto::Resp2 => encode::array_header(&mut out, out_members.len()),
+    }
+    for m in out_members {
+        out.put_slice(m);
+    }
+    out.freeze()
+}
+
 pub(crate) fn error_frame(e: ProxyError) -> Bytes {
     Bytes::from(e.to_frame())
 }
@@ -139,8 +191,14 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             .unwrap_or_else(|| error_frame(ProxyError::NoReply)),
         Merge::Mget { order } => merge_mget(parts, order, proto),
         Merge::Concat => merge_concat(parts),
+        Merge::Sets(op) => merge_sets(parts, *op, proto),
         Merge::And => merge_and(parts),
-        Merge::Scan { master, masters } => merge_scan(parts, *master, *masters),
+        Merge::Scan {
+            master,
+            masters,
+            carried,
+            ..
+        } => merge_scan(parts, *master, *masters, carried),
         Merge::Redact => match parts.first() {
             Some(p) => redact_config(p),
             None => error_frame(ProxyError::NoReply),
@@ -256,7 +314,7 @@ pub(crate) fn merge_and(parts: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-pub(crate) fn merge_scan(parts: &[Bytes], master: u32, masters: u32) -> Bytes {
+pub(crate) fn merge_scan(parts: &[Bytes], master: u32, masters: u32, carried: &[Bytes]) -> Bytes {
     let Some(p) = parts.first() else {
         return error_frame(ProxyError::NoReply);
     };
@@ -285,7 +343,21 @@ pub(crate) fn merge_scan(parts: &[Bytes], master: u32, masters: u32) -> Bytes {
     let mut out = BytesMut::new();
     encode::array_header(&mut out, 2);
     encode::bulk(&mut out, next.to_string().as_bytes());
-    out.put_slice(&p[els[1].clone()]);
+    let page = &p[els[1].clone()];
+    if carried.is_empty() {
+        out.put_slice(page);
+        return out.freeze();
+    }
+    let Some((_, keys)) = elements(page) else {
+        return error_frame(ProxyError::UnexpectedReply("SCAN reply from a node"));
+    };
+    encode::array_header(&mut out, carried.len() + keys.len());
+    for k in carried {
+        out.put_slice(k);
+    }
+    for k in keys {
+        out.put_slice(&page[k]);
+    }
     out.freeze()
 }
 
@@ -751,10 +823,55 @@ mod tests {
     }
 
     #[test]
+    fn set_operations_over_slots() {
+        let a = b("*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        let b2 = b("*2\r\n$1\r\nb\r\n$1\r\nd\r\n");
+        let c3 = b("~2\r\n$1\r\nc\r\n$1\r\nb\r\n");
+        let u = merge(
+            &Merge::Sets(SetOp::Union),
+            &[a.clone(), b2.clone()],
+            Proto::Resp2,
+        );
+        assert_eq!(
+            &u[..],
+            b"*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n"
+        );
+        let i = merge(
+            &Merge::Sets(SetOp::Inter),
+            &[a.clone(), c3.clone()],
+            Proto::Resp3,
+        );
+        assert_eq!(&i[..], b"~2\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        let d = merge(
+            &Merge::Sets(SetOp::Diff),
+            &[a.clone(), b2.clone()],
+            Proto::Resp2,
+        );
+        assert_eq!(&d[..], b"*2\r\n$1\r\na\r\n$1\r\nc\r\n");
+        let empty = merge(
+            &Merge::Sets(SetOp::Inter),
+            &[a.clone(), b("*0\r\n")],
+            Proto::Resp2,
+        );
+        assert_eq!(&empty[..], b"*0\r\n");
+        let wrong = b("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+        assert_eq!(
+            merge(
+                &Merge::Sets(SetOp::Union),
+                &[a, wrong.clone()],
+                Proto::Resp2
+            ),
+            wrong
+        );
+    }
+
+    #[test]
     fn scan_cursor() {
         let m = Merge::Scan {
             master: 0,
             masters: 3,
+            want: 10,
+            carried: Vec::new(),
         };
         let r = merge(&m, &[b("*2\r\n$1\r\n0\r\n*1\r\n$1\r\na\r\n")], Proto::Resp2);
         let next = encode_scan_cursor(1, 0).unwrap().to_string();
@@ -765,9 +882,16 @@ mod tests {
         let last = Merge::Scan {
             master: 2,
             masters: 3,
+            want: 10,
+            carried: vec![b("$1\r\nz\r\n")],
         };
-        let r = merge(&last, &[b("*2\r\n$1\r\n0\r\n*0\r\n")], Proto::Resp2);
-        assert_eq!(&r[..], b"*2\r\n$1\r\n0\r\n*0\r\n");
+        // Keys carried from earlier masters come first.
+        let r = merge(
+            &last,
+            &[b("*2\r\n$1\r\n0\r\n*1\r\n$1\r\na\r\n")],
+            Proto::Resp2,
+        );
+        assert_eq!(&r[..], b"*2\r\n$1\r\n0\r\n*2\r\n$1\r\nz\r\n$1\r\na\r\n");
         let mid = merge(&last, &[b("*2\r\n$2\r\n17\r\n*0\r\n")], Proto::Resp2);
         let c = encode_scan_cursor(2, 17).unwrap();
         assert_eq!(decode_scan_cursor(c), (2, 17));

@@ -484,7 +484,18 @@ mod tests {
             Route::Refuse(ProxyError::CrossSlot)
         );
         assert_eq!(r("MSET foo 1 bar"), Route::Refuse(wrong_arity_for("mset")));
-        assert_eq!(r("SUNION foo bar"), Route::Refuse(ProxyError::CrossSlot));
+        // Set reads across slots are computed by the proxy; the STORE forms write.
+        assert_eq!(
+            r("SUNION foo bar"),
+            Route::Split {
+                per_key: 1,
+                merge: Merge::Sets(crate::route::split::SetOp::Union)
+            }
+        );
+        assert_eq!(
+            r("SUNIONSTORE dst foo bar"),
+            Route::Refuse(ProxyError::CrossSlot)
+        );
         assert_eq!(
             r("DEL foo bar"),
             Route::Split {

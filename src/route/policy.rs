@@ -51,6 +51,7 @@ fn merge_label(m: &Merge) -> &'static str {
         Merge::Concat => "concatenated",
         Merge::And => "AND",
         Merge::Scan { .. } => "one master at a time",
+        Merge::Sets(_) => "set operation computed by the proxy",
         Merge::FirstNonNull { .. } => "first non-empty",
         Merge::Rewrite { .. } => "addresses rewritten",
         Merge::Redact => "passwords redacted",
@@ -141,8 +142,10 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             AllMasters(Merge::Scan {
                 master: 0,
                 masters: 0,
+                want: 0,
+                carried: Vec::new(),
             }),
-            "the cursor encodes which master and that master's cursor",
+            "the cursor encodes which master and that master's cursor; a page a master ends short of COUNT goes on to the next master in the same call",
         ),
         "RANDOMKEY" => (
             AllMasters(Merge::FirstNonNull { start: 0 }),

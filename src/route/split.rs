@@ -33,8 +33,20 @@ pub enum Merge {
     /// Arrays of 0/1 combined element-wise with AND (SCRIPT EXISTS: 1 only where every
     /// master has the script).
     And,
-    /// One master's SCAN reply; its cursor is re-encoded as a proxy cursor.
-    Scan { master: u32, masters: u32 },
+    /// One master's SCAN reply; its cursor is re-encoded as a proxy cursor. A master that
+    /// finished with fewer than `want` keys (COUNT) passes them on in `carried` (each a
+    /// reply element, as the node sent it) and the call goes on to the next master, as
+    /// one Redis would fill the page.
+    Scan {
+        master: u32,
+        masters: u32,
+        want: u32,
+        carried: Vec<bytes::Bytes>,
+    },
+    /// SUNION, SINTER, SDIFF over keys of several slots, computed by the proxy from each
+    /// slot's part (that slot's keys under the same command; for SDIFF the first key's
+    /// part is an SDIFF, the others SUNIONs of theirs, subtracted).
+    Sets(SetOp),
     /// The first non-null reply, starting from a part chosen by the caller (RANDOMKEY).
     FirstNonNull { start: u32 },
     /// A node's CONFIG GET reply with the nodes' passwords (`requirepass`, `masterauth`)
@@ -50,6 +62,13 @@ pub enum Merge {
         server: String,
         clients: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    Union,
+    Inter,
+    Diff,
 }
 
 /// Part of a split request: its own frame, and the slot that routes it.
@@ -74,8 +93,20 @@ pub fn splittable(name: &str) -> Option<(usize, MergeFor)> {
     fn mget(_: usize) -> Merge {
         Merge::Mget { order: Vec::new() }
     }
+    fn union(_: usize) -> Merge {
+        Merge::Sets(SetOp::Union)
+    }
+    fn inter(_: usize) -> Merge {
+        Merge::Sets(SetOp::Inter)
+    }
+    fn diff(_: usize) -> Merge {
+        Merge::Sets(SetOp::Diff)
+    }
     match name {
         "MGET" => Some((1, mget)),
+        "SUNION" => Some((1, union)),
+        "SINTER" => Some((1, inter)),
+        "SDIFF" => Some((1, diff)),
         "DEL" | "UNLINK" | "EXISTS" | "TOUCH" => Some((1, sum)),
         "MSET" => Some((2, same)),
         _ => None,
@@ -102,12 +133,16 @@ pub fn split<A: Args + ?Sized>(args: &A, per_key: usize, merge: Merge) -> (Vec<P
         groups[g].1.push(i);
         i += per_key;
     }
+    // SDIFF: the first key's slot computes its own difference; every other slot only the
+    // union of its keys, which the merge subtracts.
+    let diff = matches!(merge, Merge::Sets(SetOp::Diff));
     let parts = groups
         .into_iter()
-        .map(|(slot, firsts)| {
+        .enumerate()
+        .map(|(g, (slot, firsts))| {
             let mut out = BytesMut::new();
             encode::array_header(&mut out, 1 + firsts.len() * per_key);
-            encode::bulk(&mut out, name);
+            encode::bulk(&mut out, if diff && g > 0 { b"SUNION" } else { name });
             for f in firsts {
                 for k in 0..per_key {
                     encode::bulk(&mut out, args.arg(f + k));
