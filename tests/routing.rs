@@ -196,11 +196,11 @@ fn split_and_cross_slot(server: Server) {
         );
     }
     assert_eq!(
-        raw.cmd(&["SUNION", "{user1}:set", "other"]),
+        raw.cmd(&["SUNIONSTORE", "{user1}:set", "other"]),
         want,
-        "cross-slot SUNION"
+        "cross-slot SUNIONSTORE"
     );
-    let err = redis::cmd("SUNION")
+    let err = redis::cmd("SUNIONSTORE")
         .arg("foo")
         .arg("bar")
         .query::<Vec<String>>(&mut con)
