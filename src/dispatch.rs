@@ -142,7 +142,7 @@ impl Core {
             }
             Route::FanOutAll(merge) => {
                 self.effects(kind, args);
-                self.fan_out_all(c, cref, frame, merge);
+                self.fan_out_all(c, cref, frame, merge, kind);
             }
             Route::Scan => self.scan(c, cref, args),
             Route::Info => self.info(c, cref, args, frame),
@@ -229,7 +229,10 @@ impl Core {
         merge: Merge,
         kind: Kind,
     ) {
-        let read = matches!(merge, Merge::Mget { .. }) || kind == Kind::ReadSplit;
+        let read = matches!(merge, Merge::Mget { .. } | Merge::Sets(_)) || kind == Kind::ReadSplit;
+        if matches!(merge, Merge::Sets(_)) {
+            self.stats.cross_slot_computed += 1;
+        }
         let (parts, merge) = split::split(args, per_key, merge);
         let seq = c.reserve_parts(parts.len(), merge);
         for (k, part) in parts.into_iter().enumerate() {
@@ -293,7 +296,14 @@ impl Core {
 
     /// To every node, masters and replicas, the replies merged (named, where the merge says
     /// which node failed).
-    fn fan_out_all(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, mut merge: Merge) {
+    fn fan_out_all(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        frame: Bytes,
+        mut merge: Merge,
+        kind: Kind,
+    ) {
         let nodes = self.topo.nodes_sorted();
         if nodes.is_empty() {
             return c.reply_now(&ProxyError::NoMaster.to_frame());
@@ -307,8 +317,12 @@ impl Core {
             _ => {}
         }
         let seq = c.reserve_parts(nodes.len(), merge);
+        let role = match kind {
+            Kind::Control => BackendRole::Dedicated,
+            _ => BackendRole::Shared,
+        };
         for (k, n) in nodes.into_iter().enumerate() {
-            self.send_part(c, cref, seq, k as u32, Some(n), frame.clone(), None);
+            self.send_client(c, cref, seq, k as u32, n, frame.clone(), None, role);
         }
     }
 

@@ -16,6 +16,8 @@ pub enum ProxyError {
     /// Redis's arity error; the name in lower case, full (`client|setname`).
     WrongArity(String),
     CrossSlot,
+    /// A blocking command (BLPOP, ...) with keys in several slots: it waits on one node.
+    CrossSlotBlocking,
     /// No node owns the slot (the cluster does not cover it, or the map is being refreshed).
     SlotUnserved(u16),
     /// No master is known at all.
@@ -31,10 +33,9 @@ pub enum ProxyError {
         node: String,
         why: String,
     },
-    /// A held request's `failover_wait` ran out: `what` is why it waited (the node's own
-    /// error line, or why the node was unusable).
+    /// A held request's `failover_wait` ran out: `what` is why it waited, naming the node
+    /// (the node's own error line, or why the node was unusable).
     WaitedTooLong {
-        node: String,
         what: String,
         waited_ms: u64,
     },
@@ -171,13 +172,9 @@ impl fmt::Display for ProxyError {
                 "ERR cluster node {node} unavailable ({why}) after the command was sent to it: \
                  it may or may not have been applied"
             ),
-            ProxyError::WaitedTooLong {
-                node,
-                what,
-                waited_ms,
-            } => write!(
+            ProxyError::WaitedTooLong { what, waited_ms } => write!(
                 f,
-                "CLUSTERDOWN cluster node {node} still unusable after failover_wait ({}.{} s): {what}",
+                "CLUSTERDOWN not served within failover_wait ({}.{} s): {what}",
                 waited_ms / 1000,
                 waited_ms % 1000 / 100
             ),
@@ -242,6 +239,7 @@ impl ProxyError {
     fn fixed_text(&self) -> Option<&'static str> {
         Some(match self {
             ProxyError::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot",
+            ProxyError::CrossSlotBlocking => "CROSSSLOT Keys in request don't hash to the same slot (a blocking command waits on one node: give its keys one hash tag)",
             ProxyError::NoMaster => "CLUSTERDOWN no master is known to the proxy",
             ProxyError::NodeTableFull => "ERR node table full",
             ProxyError::MoveRefused => "ERR MOVE is not allowed through the proxy: a cluster has only database 0",
@@ -352,6 +350,7 @@ mod tests {
             (ProxyError::UnknownCommand { name: s("FOO"), args: vec![s("a")] }, true, "ERR unknown command 'FOO', with args beginning with: 'a' "),
             (ProxyError::WrongArity(s("get")), true, "ERR wrong number of arguments for 'get' command"),
             (ProxyError::CrossSlot, true, "CROSSSLOT Keys in request don't hash to the same slot"),
+            (ProxyError::CrossSlotBlocking, false, "CROSSSLOT Keys in request don't hash to the same slot (a blocking command waits on one node: give its keys one hash tag)"),
             (ProxyError::SyntaxError, true, "ERR syntax error"),
             (ProxyError::DbIndexOutOfRange, true, "ERR DB index is out of range"),
             (ProxyError::NotAnInteger, true, "ERR value is not an integer or out of range"),
@@ -377,7 +376,7 @@ mod tests {
             (ProxyError::NoMaster, false, "CLUSTERDOWN no master is known to the proxy"),
             (ProxyError::NodeUnavailable { node: s("a:1"), why: s("refused") }, false, "ERR cluster node a:1 unavailable: refused"),
             (ProxyError::InDoubt { node: s("a:1"), why: s("reset") }, false, "ERR cluster node a:1 unavailable (reset) after the command was sent to it: it may or may not have been applied"),
-            (ProxyError::WaitedTooLong { node: s("a:1"), what: s("refused"), waited_ms: 5000 }, false, "CLUSTERDOWN cluster node a:1 still unusable after failover_wait (5.0 s): refused"),
+            (ProxyError::WaitedTooLong { what: s("ERR cluster node a:1 unavailable: refused"), waited_ms: 5000 }, false, "CLUSTERDOWN not served within failover_wait (5.0 s): ERR cluster node a:1 unavailable: refused"),
             (ProxyError::TooManyRedirects { max: 5, last: s("MOVED 1 a:1") }, false, "ERR too many cluster redirections (max_redirects 5), last: MOVED 1 a:1"),
             (ProxyError::NodeTableFull, false, "ERR node table full"),
             (ProxyError::TooManyBlocking(1024), false, "ERR too many blocking commands in progress through the proxy (1024)"),
@@ -436,6 +435,7 @@ mod tests {
                 | ProxyError::UnknownCommand { .. }
                 | ProxyError::WrongArity(_)
                 | ProxyError::CrossSlot
+                | ProxyError::CrossSlotBlocking
                 | ProxyError::SlotUnserved(_)
                 | ProxyError::NoMaster
                 | ProxyError::NodeUnavailable { .. }
@@ -505,6 +505,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 65);
+        assert_eq!(all.len(), 66);
     }
 }

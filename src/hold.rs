@@ -42,15 +42,31 @@ pub(crate) enum Reason {
     Unusable(ProxyError),
     /// The node answered this error line (CLUSTERDOWN, TRYAGAIN, ...).
     Answered(Bytes),
+    /// Its node is fine; the client's earlier requests wait for theirs (its order).
+    Behind,
 }
 
 impl Reason {
-    fn text(&self) -> String {
+    fn text(&self, node: Option<&str>) -> String {
         match self {
             Reason::Unusable(e) => e.to_string(),
-            Reason::Answered(line) => String::from_utf8_lossy(line.get(1..).unwrap_or_default())
-                .trim_end()
-                .to_string(),
+            Reason::Answered(line) => format!(
+                "{} (from {})",
+                String::from_utf8_lossy(line.get(1..).unwrap_or_default()).trim_end(),
+                node.unwrap_or("a node")
+            ),
+            Reason::Behind => {
+                "held behind the client's earlier requests, which waited for their node".into()
+            }
+        }
+    }
+
+    /// The error its client gets when holding is off.
+    fn into_frame(self) -> Bytes {
+        match self {
+            Reason::Unusable(e) => Bytes::from(e.to_frame()),
+            Reason::Answered(line) => line,
+            Reason::Behind => Bytes::from(ProxyError::NoReply.to_frame()),
         }
     }
 }
@@ -93,11 +109,7 @@ impl Core {
         let wait = self.cfg.failover_wait;
         let since = *req.held_since.get_or_insert(self.now);
         if wait.is_zero() || !matches!(req.owner, Owner::Client { .. }) {
-            let frame = match reason {
-                Reason::Unusable(e) => Bytes::from(e.to_frame()),
-                Reason::Answered(line) => line,
-            };
-            return Err(Box::new((req, frame)));
+            return Err(Box::new((req, reason.into_frame())));
         }
         if self.now.duration_since(since) >= wait {
             let e = self.waited_too_long(node, since, &reason);
@@ -136,12 +148,9 @@ impl Core {
     }
 
     fn waited_too_long(&self, node: Option<NodeId>, since: Instant, reason: &Reason) -> ProxyError {
-        let node = node
-            .map(|n| self.topo.node(n).addr.clone())
-            .unwrap_or_else(|| "(none serves the slot)".into());
+        let node = node.map(|n| self.topo.node(n).addr.as_str());
         ProxyError::WaitedTooLong {
-            node,
-            what: reason.text(),
+            what: reason.text(node),
             waited_ms: self.now.duration_since(since).as_millis() as u64,
         }
     }

@@ -110,7 +110,7 @@ pub fn render(totals: &Totals, started: Instant) -> String {
     let ready = if totals.ready() { 1 } else { 0 };
     let uptime = started.elapsed().as_secs();
     // (name, type, help, value): one table, so every family has its HELP and TYPE.
-    let families: [(&str, &str, &str, u64); 23] = [
+    let families: [(&str, &str, &str, u64); 24] = [
         ("up", "gauge", "1 while the proxy runs.", 1),
         (
             "ready",
@@ -225,6 +225,12 @@ pub fn render(totals: &Totals, started: Instant) -> String {
             "counter",
             "Shared node connections other clients were moved off, behind a slow command.",
             c.slow_retired,
+        ),
+        (
+            "cross_slot_computed_total",
+            "counter",
+            "Read-only commands over keys of several slots computed by the proxy (SUNION, ...).",
+            c.cross_slot_computed,
         ),
         (
             "cluster_masters",

@@ -439,14 +439,8 @@ impl Core {
         };
         self.unhold(|(_, d)| d.idx != idx || d.gen != b.gen);
         let unsent_from = b.unsent_from();
-        match b.state {
-            BackendState::Connecting { .. } => {
-                warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
-            }
-            BackendState::Ready => warn!(
-                "connection to node {addr} lost: {why} ({} requests in flight failed)",
-                b.inflight.len()
-            ),
+        if let BackendState::Connecting { .. } = b.state {
+            warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
         }
         if b.auth_refused {
             self.reread_backend_password(&addr);
@@ -457,6 +451,10 @@ impl Core {
             self.wake.kill.push((to, Kill::SubscriptionLost));
         }
         let (node, proto) = (b.node, b.proto);
+        let holding = !self.cfg.failover_wait.is_zero();
+        // For the log: requests held to go again, failed in doubt, failed.
+        let (mut again_n, mut doubt_n, mut failed_n) = (0, 0, 0);
+        let ready = b.state == BackendState::Ready;
         for (i, req) in b.inflight.drain(..).enumerate() {
             match req.owner {
                 Owner::Client { .. } => {
@@ -469,10 +467,17 @@ impl Core {
                     // run is never re-sent, and its client is told it is in doubt.
                     let again = matches!(req.role, BackendRole::Shared | BackendRole::Dedicated);
                     if again && (unsent || read_only(&req.req)) {
+                        if holding {
+                            again_n += 1;
+                        } else {
+                            failed_n += 1;
+                        }
                         self.hold_or_fail(clients, req, proto, Some(node), Reason::Unusable(e));
                     } else if unsent {
+                        failed_n += 1;
                         fail(clients, &mut self.wake, req, e);
                     } else {
+                        doubt_n += 1;
                         self.stats.in_doubt += 1;
                         let e = ProxyError::InDoubt {
                             node: addr.clone(),
@@ -489,6 +494,11 @@ impl Core {
                 Owner::Internal | Owner::Hello | Owner::Auth => {}
                 Owner::Stream(to) => self.wake.kill.push((to, Kill::SubscriptionLost)),
             }
+        }
+        if ready {
+            warn!(
+                "connection to node {addr} lost: {why} (of its requests in flight: {again_n} held to go again, {doubt_n} failed as possibly applied, {failed_n} failed)"
+            );
         }
         if failure {
             self.request_refresh(Duration::ZERO);

@@ -65,7 +65,7 @@ impl Core {
                 self.request_refresh(Duration::ZERO);
                 let req = self.client_request(cref, seq, part, frame, slot, BackendRole::Shared);
                 let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
-                self.hold_client(c, req, None, e);
+                self.hold_client(c, req, None, Reason::Unusable(e));
             }
         }
     }
@@ -92,8 +92,7 @@ impl Core {
 
     /// Holds a client's request that cannot go to its node now (see `hold.rs`), or answers
     /// it with `e` when holding is off.
-    fn hold_client(&mut self, c: &mut Client, req: InFlight, node: Option<NodeId>, e: ProxyError) {
-        let reason = Reason::Unusable(e);
+    fn hold_client(&mut self, c: &mut Client, req: InFlight, node: Option<NodeId>, reason: Reason) {
         if let Err(failed) = self.hold_request(req, c.proto, node, reason, Duration::ZERO) {
             let (req, frame) = *failed;
             if let Owner::Client { seq, part, .. } = req.owner {
@@ -120,18 +119,12 @@ impl Core {
         let req = self.client_request(cref, seq, part, frame, slot, role);
         // Behind the client's held requests: its requests reach the node in its order.
         if self.has_held(cref) {
-            let why = "held behind the client's earlier requests".to_string();
-            let node_addr = self.topo.node(node).addr.clone();
-            let e = ProxyError::NodeUnavailable {
-                node: node_addr,
-                why,
-            };
-            return self.hold_client(c, req, Some(node), e);
+            return self.hold_client(c, req, Some(node), Reason::Behind);
         }
         if let Err(failed) = self.send(node, c.proto, cref.idx, req, None) {
             let (e, req) = *failed;
             if matches!(e, ProxyError::NodeUnavailable { .. }) {
-                self.hold_client(c, req, Some(node), e);
+                self.hold_client(c, req, Some(node), Reason::Unusable(e));
             } else {
                 c.complete(seq, part, Bytes::from(e.to_frame()));
             }

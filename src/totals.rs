@@ -38,9 +38,11 @@ pub struct Counters {
     pub in_doubt: u64,
     /// Shared node connections retired behind a slow command (`slow_command_threshold`).
     pub slow_retired: u64,
+    /// Read-only commands over keys of several slots computed by the proxy (SUNION, ...).
+    pub cross_slot_computed: u64,
 }
 
-const FIELDS: usize = 15;
+const FIELDS: usize = 16;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -60,6 +62,7 @@ impl Counters {
             self.held_expired,
             self.in_doubt,
             self.slow_retired,
+            self.cross_slot_computed,
         ]
     }
 
@@ -80,6 +83,7 @@ impl Counters {
             held_expired: a[12],
             in_doubt: a[13],
             slow_retired: a[14],
+            cross_slot_computed: a[15],
         }
     }
 

@@ -1441,4 +1441,16 @@ fn set_reads_across_slots_match_a_standalone_server() {
         e.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
         "{e:?}"
     );
+    // A blocking command over several slots is refused, saying why.
+    let e = p.cmd(&["BLPOP", &s[0], &s[1], "0"]);
+    assert!(
+        e.error_text()
+            .is_some_and(|e| e.starts_with("CROSSSLOT") && e.contains("blocking command")),
+        "{e:?}"
+    );
+    let info = parse_info(&p.cmd(&["INFO", "proxy"]).text().unwrap());
+    assert_eq!(
+        info["cross_slot_computed"], "42",
+        "21 cases in RESP2 and in RESP3"
+    );
 }

@@ -303,8 +303,11 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
     if blocking {
         return match route {
             Route::Slot(s) | Route::ReadSlot(s) => Route::Blocking(s),
-            // Blocking commands with keys in several slots cannot be split.
-            Route::Split { .. } => Route::Refuse(ProxyError::CrossSlot),
+            // A blocking command with keys in several slots would wait on several nodes at
+            // once, and an element popped by a losing node could be lost: refused, saying why.
+            Route::Split { .. } | Route::Refuse(ProxyError::CrossSlot) => {
+                Route::Refuse(ProxyError::CrossSlotBlocking)
+            }
             other => other,
         };
     }
@@ -548,7 +551,10 @@ mod tests {
             Route::Blocking(crate::slot::key_slot(b"s"))
         );
         assert_eq!(r("BLPOP foo 0"), Route::Blocking(Slot(12182)));
-        assert_eq!(r("BLPOP foo bar 0"), Route::Refuse(ProxyError::CrossSlot));
+        assert_eq!(
+            r("BLPOP foo bar 0"),
+            Route::Refuse(ProxyError::CrossSlotBlocking)
+        );
         // Transactions are taken over by the reactor before the route is used.
         assert!(!matches!(r("MULTI"), Route::Refuse(_)));
         // Subscriptions, like transactions, are taken over by the reactor.

@@ -172,8 +172,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "a script exists only where every master has it",
         ),
         "SCRIPT|KILL" | "FUNCTION|KILL" => (
-            AllMasters(Merge::AnyOk),
-            "the busy script runs on one of the masters",
+            AllNodes(Merge::AnyOk),
+            "the busy script runs on one node: a master, or one demoted by a failover while it ran",
         ),
         "SCRIPT|HELP" | "FUNCTION|HELP" => (OneMaster, "the same text everywhere"),
         "SCRIPT|DEBUG" => (
