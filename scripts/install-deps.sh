@@ -67,6 +67,14 @@ else
     command -v openssl >/dev/null 2>&1 || die "openssl still missing after install"
 fi
 
+# --- ip and tc (iproute2): the partition test cuts a node off in its own namespace ----
+if command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; then
+    log "ip and tc present"
+else
+    apt_install iproute2
+    command -v tc >/dev/null 2>&1 || die "tc still missing after installing iproute2"
+fi
+
 # --- redis-server / redis-cli ------------------------------------------------
 if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     log "redis-server and redis-cli present: $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"

@@ -159,6 +159,11 @@ pub struct ClusterOptions {
     pub enable_debug_command: bool,
     /// Which server the nodes run.
     pub server: Server,
+    /// Each node's outgoing connections (cluster bus, replication) leave from an address
+    /// of its own, 127.0.0.(20 + its index), while it listens and announces 127.0.0.1: a
+    /// test can then cut one node off from the others by address and port (tc in a
+    /// network namespace of its own) while clients still reach it (tests/partition.rs).
+    pub source_addrs: bool,
 }
 
 /// The server a test cluster runs: Redis (Debian's 7.0, the default) or Valkey.
@@ -176,6 +181,7 @@ impl Default for ClusterOptions {
             replicas_per_master: 1,
             enable_debug_command: false,
             server: Server::Redis,
+            source_addrs: false,
         }
     }
 }
@@ -248,7 +254,8 @@ impl Cluster {
             let ndir = self.dir.join(port.to_string());
             fs::create_dir_all(&ndir).unwrap();
             let log = ndir.join("redis.log");
-            let mut cmd = self.node_command(port, &ndir);
+            let idx = self.nodes.len();
+            let mut cmd = self.node_command(port, &ndir, idx);
             let child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
@@ -290,7 +297,12 @@ impl Cluster {
     /// its slots and no data: no persistence); returns once it answers PING.
     pub fn restart(&mut self, port: u16) {
         let ndir = self.dir.join(port.to_string());
-        let mut cmd = self.node_command(port, &ndir);
+        let idx = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("unknown node");
+        let mut cmd = self.node_command(port, &ndir, idx);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
@@ -312,7 +324,17 @@ impl Cluster {
         );
     }
 
-    fn node_command(&self, port: u16, ndir: &Path) -> Command {
+    /// The address a node's outgoing connections leave from (`source_addrs`).
+    pub fn source_addr(&self, port: u16) -> String {
+        let idx = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("unknown node");
+        format!("127.0.0.{}", 20 + idx)
+    }
+
+    fn node_command(&self, port: u16, ndir: &Path, idx: usize) -> Command {
         let mut cmd = Command::new(match self.opts.server {
             Server::Redis => redis_server_bin(),
             Server::Valkey => valkey_server_bin(),
@@ -338,6 +360,16 @@ impl Cluster {
                 &["--enable-debug-command", "local"][..]
             } else {
                 &[]
+            })
+            .args(if self.opts.source_addrs {
+                vec![
+                    "--bind-source-addr".to_string(),
+                    format!("127.0.0.{}", 20 + idx),
+                    "--cluster-announce-ip".to_string(),
+                    LOCALHOST.to_string(),
+                ]
+            } else {
+                vec![]
             })
             .arg("--dir")
             .arg(ndir)
