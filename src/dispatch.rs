@@ -284,11 +284,7 @@ impl Core {
             *start = (self.any_rr % masters.len()) as u32;
         }
         let seq = c.reserve_parts(masters.len(), merge);
-        // A control command goes on a connection of its own, never behind a slow command.
-        let role = match kind {
-            Kind::Control => BackendRole::Dedicated,
-            _ => BackendRole::Shared,
-        };
+        let role = fan_out_role(kind);
         for (k, m) in masters.into_iter().enumerate() {
             self.send_client(c, cref, seq, k as u32, m, frame.clone(), None, role);
         }
@@ -317,10 +313,7 @@ impl Core {
             _ => {}
         }
         let seq = c.reserve_parts(nodes.len(), merge);
-        let role = match kind {
-            Kind::Control => BackendRole::Dedicated,
-            _ => BackendRole::Shared,
-        };
+        let role = fan_out_role(kind);
         for (k, n) in nodes.into_iter().enumerate() {
             self.send_client(c, cref, seq, k as u32, n, frame.clone(), None, role);
         }
@@ -421,5 +414,14 @@ impl Core {
             _ => b"RESET",
         }];
         local::answer(local, name.as_slice(), c, &info);
+    }
+}
+
+/// A control command (SCRIPT KILL, ...) goes on a connection of its own, never behind a
+/// slow command; the rest of a fan-out shares the node connections.
+fn fan_out_role(kind: Kind) -> BackendRole {
+    match kind {
+        Kind::Control => BackendRole::Dedicated,
+        _ => BackendRole::Shared,
     }
 }
