@@ -150,31 +150,3 @@ impl Reactor {
         }
     }
 }
-
-/// An error that names the address it could not listen on.
-pub(crate) fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-}
-
-/// `tls_port`'s listener, registered, and the configuration its clients get.
-pub(crate) fn tls_listener(
-    cfg: &crate::config::Config,
-    ip: std::net::IpAddr,
-    registry: &mio::Registry,
-) -> io::Result<(
-    Option<mio::net::TcpListener>,
-    Option<crate::conn::tls::TlsAcceptor>,
-)> {
-    let (Some(files), port) = (&cfg.tls, cfg.tls_port) else {
-        return Ok((None, None));
-    };
-    if port == 0 {
-        return Ok((None, None));
-    }
-    let acceptor = crate::conn::tls::TlsAcceptor::new(files)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let addr = SocketAddr::new(ip, port);
-    let mut l = net::listen(addr, &cfg.socket).map_err(|e| listen_error(addr, e))?;
-    registry.register(&mut l, crate::reactor::TLS_LISTENER, Interest::READABLE)?;
-    Ok((Some(l), Some(acceptor)))
-}

@@ -611,6 +611,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+/// Where a configuration comes from: its file (none: the defaults) and the command line's
+/// flags, which win over it.
+pub type Source = (Option<std::path::PathBuf>, Vec<(String, String)>);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,86 +14,16 @@
 
 use crate::conn::client::Client;
 use crate::error::ProxyError;
-use crate::inflight::{ClientRef, InFlight, Owner};
+use crate::inflight::{ClientRef, Held, InFlight, Owner, Reason, HOLD_POLL, HOLD_REFRESH};
 use crate::reactor::Core;
 use crate::reply::fail;
 use crate::resp::encode::Proto;
-use crate::slot::Slot;
 use crate::timer::TimerKind;
 use crate::topology::NodeId;
 use bytes::Bytes;
 use log::{debug, info};
 use slab::Slab;
 use std::time::{Duration, Instant};
-
-/// How often held requests look for a serving master, and the topology is asked again
-/// while any wait.
-pub(crate) const HOLD_POLL: Duration = Duration::from_millis(50);
-
-/// How often the topology is asked while requests are held: a promoted replica is known
-/// within about this long of its promotion (CLUSTER NODES is cheap; it lasts only while
-/// something waits).
-pub(crate) const HOLD_REFRESH: Duration = Duration::from_millis(20);
-
-/// Why a request waits: what its client is told if the wait runs out.
-#[derive(Debug)]
-pub(crate) enum Reason {
-    /// The node could not be used: the proxy's own error for that.
-    Unusable(ProxyError),
-    /// The node answered this error line (CLUSTERDOWN, TRYAGAIN, ...).
-    Answered(Bytes),
-    /// Its node is fine; the client's earlier requests wait for theirs (its order).
-    Behind,
-}
-
-impl Reason {
-    fn text(&self, node: Option<&str>) -> String {
-        match self {
-            Reason::Unusable(e) => e.to_string(),
-            Reason::Answered(line) => format!(
-                "{} (from {})",
-                String::from_utf8_lossy(line.get(1..).unwrap_or_default()).trim_end(),
-                node.unwrap_or("a node")
-            ),
-            Reason::Behind => {
-                "held behind the client's earlier requests, which waited for their node".into()
-            }
-        }
-    }
-
-    /// The error its client gets when holding is off.
-    fn into_frame(self) -> Bytes {
-        match self {
-            Reason::Unusable(e) => Bytes::from(e.to_frame()),
-            Reason::Answered(line) => line,
-            Reason::Behind => Bytes::from(ProxyError::NoReply.to_frame()),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Held {
-    pub req: InFlight,
-    pub proto: Proto,
-    /// The node it was meant for last (named in the error when the wait runs out).
-    pub node: Option<NodeId>,
-    /// The slot whose owner it goes to: its key's, or for a keyless part sent to one master
-    /// (a fan-out), a slot that master served, so the part follows the slots to the replica
-    /// that takes them over.
-    pub route: Option<Slot>,
-    /// Not retried before this (a node that answered TRYAGAIN is not asked again at once).
-    pub not_before: Instant,
-    pub reason: Reason,
-}
-
-impl Held {
-    fn client(&self) -> Option<ClientRef> {
-        match self.req.owner {
-            Owner::Client { client, .. } => Some(client),
-            _ => None,
-        }
-    }
-}
 
 impl Core {
     /// Puts a request in the hold queue, or, when holding is off (`failover_wait: 0`) or its

@@ -84,7 +84,7 @@ pub struct Core {
     /// Requests waiting out a TRYAGAIN/CLUSTERDOWN backoff, with the protocol they use.
     pub(crate) parked: Vec<(InFlight, Proto)>,
     /// Requests waiting for their node or a new master (`hold.rs`), oldest first.
-    pub(crate) held: std::collections::VecDeque<crate::hold::Held>,
+    pub(crate) held: std::collections::VecDeque<crate::inflight::Held>,
     /// How many requests each client has in `held`: its new requests wait behind them.
     pub(crate) held_by: std::collections::HashMap<ClientRef, u32>,
     /// A `TimerKind::Hold` is pending: one at a time.
@@ -181,7 +181,7 @@ pub struct Reactor {
     pub(crate) tls_acceptor: Option<crate::conn::tls::TlsAcceptor>,
     /// Where the configuration came from (file, flags), for reloads, and the reload
     /// generation this worker has applied.
-    pub(crate) source: Option<crate::reload::Source>,
+    pub(crate) source: Option<crate::config::Source>,
     pub(crate) reloads_seen: u64,
     pub(crate) clients: Slab<Client>,
     pub(crate) core: Core,
@@ -331,11 +331,12 @@ impl Reactor {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad bind address"))?;
         let addr = SocketAddr::new(ip, cfg.proxy_port);
         let mut listener =
-            net::listen(addr, &cfg.socket).map_err(|e| crate::accept::listen_error(addr, e))?;
+            net::listen(addr, &cfg.socket).map_err(|e| net::listen_error(addr, e))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let port = listener.local_addr().map_or(cfg.proxy_port, |a| a.port());
-        let (tls_listener, tls_acceptor) = crate::accept::tls_listener(&cfg, ip, poll.registry())?;
+        let (tls_listener, tls_acceptor) =
+            crate::conn::tls::tls_listener(&cfg, ip, poll.registry(), TLS_LISTENER)?;
         let announce = announce_address(&cfg, ip, port);
         let registry = poll.registry().try_clone()?;
         let mut core = Core::new(

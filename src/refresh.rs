@@ -173,7 +173,7 @@ impl Core {
         }
         let degraded = self.degraded();
         let next = if !self.held.is_empty() {
-            crate::hold::HOLD_REFRESH
+            crate::inflight::HOLD_REFRESH
         } else if degraded || self.refresh_again {
             let since = *self.degraded_since.get_or_insert(self.now);
             if self.now.duration_since(since) > DEGRADED_FAST_FOR {

@@ -20,9 +20,7 @@ use log::{info, warn};
 use crate::config::{parse_duration, Config};
 use crate::reactor::Core;
 
-/// Where a configuration comes from: its file (none: the defaults) and the command line's
-/// flags, which win over it.
-pub type Source = (Option<std::path::PathBuf>, Vec<(String, String)>);
+pub use crate::config::Source;
 
 /// The configuration file (or the defaults), the flags' overrides, validated and with its
 /// secrets read.

@@ -8,7 +8,7 @@ use crate::conn::client::Client;
 use crate::conn::pool::{proto_index, BackendRef};
 use crate::conn::role::{BackendRole, Idle};
 use crate::error::ProxyError;
-use crate::hold::Reason;
+use crate::inflight::Reason;
 use crate::inflight::{Attempt, ClientRef, InFlight, Owner};
 use crate::reactor::{backend_token, Core};
 use crate::resp::encode::Proto;

@@ -117,6 +117,11 @@ pub enum WriteOutcome {
     Failed(io::Error),
 }
 
+/// An error that names the address it could not listen on.
+pub fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
 /// The listening socket, with backlog, SO_REUSEADDR, optional SO_REUSEPORT and buffer sizes.
 pub fn listen(addr: SocketAddr, opts: &SocketOptions) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;

@@ -91,6 +91,28 @@ fn stamps(files: &TlsConfig) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
+/// `tls_port`'s listener, registered, and the configuration its clients get.
+pub fn tls_listener(
+    cfg: &crate::config::Config,
+    ip: std::net::IpAddr,
+    registry: &mio::Registry,
+    token: mio::Token,
+) -> io::Result<(Option<mio::net::TcpListener>, Option<TlsAcceptor>)> {
+    let (Some(files), port) = (&cfg.tls, cfg.tls_port) else {
+        return Ok((None, None));
+    };
+    if port == 0 {
+        return Ok((None, None));
+    }
+    let acceptor =
+        TlsAcceptor::new(files).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let addr = std::net::SocketAddr::new(ip, port);
+    let mut l = crate::conn::net::listen(addr, &cfg.socket)
+        .map_err(|e| crate::conn::net::listen_error(addr, e))?;
+    registry.register(&mut l, token, mio::Interest::READABLE)?;
+    Ok((Some(l), Some(acceptor)))
+}
+
 /// `tls`'s files into a rustls configuration; errors name the key and the file.
 pub fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
     let certs = load_certs(&files.cert_file, "tls.cert_file")?;
