@@ -211,7 +211,7 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             proxy,
             server,
             clients,
-        } => merge_info_parts(parts, proxy, server, clients, proto),
+        } => crate::route::info::merge_info_parts(parts, proxy, server, clients, proto),
         Merge::FirstNonNull { start } => merge_first_non_null(parts, *start, proto),
     }
 }
@@ -361,31 +361,6 @@ pub(crate) fn merge_scan(parts: &[Bytes], master: u32, masters: u32, carried: &[
     out.freeze()
 }
 
-pub(crate) fn merge_info_parts(
-    parts: &[Bytes],
-    proxy: &str,
-    server: &str,
-    clients: &str,
-    proto: Proto,
-) -> Bytes {
-    let mut texts = Vec::with_capacity(parts.len());
-    for p in parts {
-        match crate::resp::value::decode(p) {
-            Ok(crate::resp::value::Value::Str(t)) => {
-                let t = String::from_utf8_lossy(&t).into_owned();
-                // A RESP3 verbatim string starts with its format.
-                let t = t.strip_prefix("txt:").map(str::to_string).unwrap_or(t);
-                texts.push(t);
-            }
-            _ => return error_frame(ProxyError::UnexpectedReply("INFO reply from a node")),
-        }
-    }
-    let text = merge_info(&texts, proxy, server, clients);
-    let mut out = Vec::with_capacity(text.len() + 16);
-    encode::text(&mut out, &text, proto);
-    Bytes::from(out)
-}
-
 pub(crate) fn merge_first_non_null(parts: &[Bytes], start: u32, proto: Proto) -> Bytes {
     let n = parts.len();
     (0..n)
@@ -398,190 +373,6 @@ pub(crate) fn merge_first_non_null(parts: &[Bytes], start: u32, proto: Proto) ->
             encode::null(&mut out, proto);
             Bytes::from(out)
         })
-}
-
-/// Sums `db0:keys=..,expires=..,avg_ttl=..` lines over the masters' INFO texts.
-pub(crate) fn keyspace_sum(texts: &[String]) -> String {
-    let mut dbs: std::collections::BTreeMap<u32, (u64, u64, u128)> = Default::default();
-    for t in texts {
-        for line in t.lines() {
-            let Some((db, fields)) = line.split_once(':') else {
-                continue;
-            };
-            let Some(n) = db.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            let e = dbs.entry(n).or_default();
-            let (mut expires, mut avg) = (0u64, 0u128);
-            for f in fields.split(',') {
-                match f.split_once('=') {
-                    Some(("keys", v)) => e.0 += v.trim().parse::<u64>().unwrap_or(0),
-                    Some(("expires", v)) => expires = v.trim().parse().unwrap_or(0),
-                    Some(("avg_ttl", v)) => avg = v.trim().parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-            // avg_ttl averages the keys that have a TTL: weighted by each master's count of
-            // them, the merge is the average over the whole keyspace's.
-            e.1 += expires;
-            e.2 += avg * expires as u128;
-        }
-    }
-    let mut out = String::from("# Keyspace\r\n");
-    for (db, (keys, expires, ttl_weighted)) in dbs {
-        let avg = if expires > 0 {
-            ttl_weighted / expires as u128
-        } else {
-            0
-        };
-        out.push_str(&format!(
-            "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n"
-        ));
-    }
-    out
-}
-
-/// Splits an INFO text into (section name, lines).
-pub(crate) fn info_sections(text: &str) -> Vec<(String, Vec<&str>)> {
-    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
-    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
-        let line = line.trim_end_matches('\r');
-        if let Some(name) = line.strip_prefix("# ") {
-            out.push((name.trim().to_string(), Vec::new()));
-        } else if !line.is_empty() {
-            match out.last_mut() {
-                Some((_, lines)) => lines.push(line),
-                None => out.push((String::new(), vec![line])),
-            }
-        }
-    }
-    out
-}
-
-/// `key:value` lines of one section over every text, numbers summed: the Stats section of
-/// a cluster is the sum of its masters'.
-pub(crate) fn sum_section(texts: &[Vec<(String, Vec<&str>)>], name: &str) -> Vec<String> {
-    let mut order: Vec<String> = Vec::new();
-    let mut vals: std::collections::HashMap<String, String> = Default::default();
-    for t in texts {
-        for (_, lines) in t.iter().filter(|(n, _)| n == name) {
-            for l in lines {
-                let Some((k, v)) = l.split_once(':') else {
-                    continue;
-                };
-                match vals.get_mut(k) {
-                    None => {
-                        order.push(k.to_string());
-                        vals.insert(k.to_string(), v.to_string());
-                    }
-                    Some(acc) => {
-                        if let (Ok(a), Ok(b)) = (acc.parse::<i64>(), v.parse::<i64>()) {
-                            *acc = a.saturating_add(b).to_string();
-                        } else if let (Ok(a), Ok(b)) = (acc.parse::<f64>(), v.parse::<f64>()) {
-                            *acc = format!("{:.2}", a + b);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    order
-        .into_iter()
-        .map(|k| {
-            let v = &vals[&k];
-            format!("{k}:{v}")
-        })
-        .collect()
-}
-
-/// `cmdstat_x:calls=..,usec=..,usec_per_call=..,rejected_calls=..,failed_calls=..` summed.
-pub(crate) fn sum_commandstats(texts: &[Vec<(String, Vec<&str>)>]) -> Vec<String> {
-    let mut order: Vec<String> = Vec::new();
-    let mut acc: std::collections::HashMap<String, [u64; 4]> = Default::default();
-    for t in texts {
-        for (_, lines) in t.iter().filter(|(n, _)| n == "Commandstats") {
-            for l in lines {
-                let Some((k, fields)) = l.split_once(':') else {
-                    continue;
-                };
-                let e = acc.entry(k.to_string()).or_insert_with(|| {
-                    order.push(k.to_string());
-                    [0; 4]
-                });
-                for f in fields.split(',') {
-                    let Some((name, v)) = f.split_once('=') else {
-                        continue;
-                    };
-                    let v: u64 = v.parse().unwrap_or(0);
-                    match name {
-                        "calls" => e[0] += v,
-                        "usec" => e[1] += v,
-                        "rejected_calls" => e[2] += v,
-                        "failed_calls" => e[3] += v,
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-    order
-        .into_iter()
-        .map(|k| {
-            let [calls, usec, rej, failed] = acc[&k];
-            let per = if calls > 0 { usec as f64 / calls as f64 } else { 0.0 };
-            format!(
-                "{k}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls={rej},failed_calls={failed}"
-            )
-        })
-        .collect()
-}
-
-/// INFO over the cluster: `server` and `clients` from the proxy (given; `server` with the
-/// cluster's version), `stats` and `commandstats` summed over the masters, the keyspace
-/// summed, other sections from the first master, and the proxy's own section last.
-pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &str) -> String {
-    let keyspace = keyspace_sum(texts);
-    let parsed: Vec<Vec<(String, Vec<&str>)>> = texts.iter().map(|t| info_sections(t)).collect();
-    let mut out = String::new();
-    let Some(first) = parsed.first() else {
-        return out;
-    };
-    for (name, lines) in first {
-        let body: Vec<String> = match name.as_str() {
-            "Server" if !server.is_empty() => {
-                out.push_str(server);
-                out.push_str("\r\n");
-                continue;
-            }
-            // A node's clients are the proxy's connections and the cluster bus: a client of
-            // the proxy wants the proxy's own.
-            "Clients" if !clients.is_empty() => {
-                out.push_str(clients);
-                out.push_str("\r\n");
-                continue;
-            }
-            "Keyspace" => {
-                out.push_str(&keyspace);
-                out.push_str("\r\n");
-                continue;
-            }
-            "Stats" => sum_section(&parsed, "Stats"),
-            "Commandstats" => sum_commandstats(&parsed),
-            _ => lines.iter().map(|l| l.to_string()).collect(),
-        };
-        out.push_str(&format!("# {name}\r\n"));
-        for l in body {
-            out.push_str(&l);
-            out.push_str("\r\n");
-        }
-        out.push_str("\r\n");
-    }
-    out.push_str(proxy);
-    // Sections are separated by a blank line, as Redis writes them; none after the last.
-    if out.ends_with("\r\n\r\n") {
-        out.truncate(out.len() - 2);
-    }
-    out
 }
 
 /// CONFIG GET's pairs (a flat array in RESP2, a map in RESP3) with the values of the
@@ -730,27 +521,6 @@ mod tests {
     }
 
     #[test]
-    fn info_keyspace_summed() {
-        let a = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n";
-        let b = "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n";
-        let out = merge_info(
-            &[a.into(), b.into()],
-            "# Proxy\r\nproxy_version:x\r\n",
-            "",
-            "",
-        );
-        assert!(out.contains("db0:keys=8,expires=1,avg_ttl=100"), "{out}");
-        assert_eq!(out.matches("# Keyspace").count(), 1, "{out}");
-        assert!(out.contains("redis_version:7.0.15") && out.ends_with("proxy_version:x\r\n"));
-        let only = "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
-        let ks = merge_info(&[only.into(), "# Keyspace\r\n".into()], "", "", "");
-        assert!(
-            ks.starts_with("# Keyspace") && !ks.contains("Server") && ks.contains("keys=1,"),
-            "{ks}"
-        );
-    }
-
-    #[test]
     fn named_failures() {
         let nodes = vec!["a:1".to_string(), "b:2".to_string()];
         let m = Merge::AllOkNamed { nodes };
@@ -789,36 +559,6 @@ mod tests {
         assert!(
             s.contains(":7\r\n:150") && s.contains("n2:2") && !s.contains(":100"),
             "{s}"
-        );
-    }
-
-    #[test]
-    fn info_stats_summed_server_replaced() {
-        let a = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7000\r\n\r\n# Clients\r\nconnected_clients:7\r\ncluster_connections:10\r\n\r\n# Stats\r\ntotal_commands_processed:10\r\ninstantaneous_input_kbps:0.50\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n";
-        let b = "# Server\r\nredis_version:7.0.15\r\ntcp_port:7001\r\n\r\n# Stats\r\ntotal_commands_processed:5\r\ninstantaneous_input_kbps:0.25\r\n\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=1\r\ncmdstat_set:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n";
-        let out = merge_info(
-            &[a.into(), b.into()],
-            "",
-            "# Server\r\nredis_version:7.0.15\r\ntcp_port:6379\r\n",
-            "# Clients\r\nconnected_clients:3\r\n",
-        );
-        assert!(out.contains("total_commands_processed:15"), "{out}");
-        assert!(
-            out.contains("# Clients\r\nconnected_clients:3\r\n\r\n")
-                && !out.contains("cluster_connections"),
-            "{out}"
-        );
-        assert!(out.contains("instantaneous_input_kbps:0.75"), "{out}");
-        assert!(
-            out.contains(
-                "cmdstat_get:calls=4,usec=12,usec_per_call=3.00,rejected_calls=0,failed_calls=1"
-            ),
-            "{out}"
-        );
-        assert!(out.contains("cmdstat_set:calls=1"), "{out}");
-        assert!(
-            out.contains("tcp_port:6379") && !out.contains("tcp_port:7000"),
-            "{out}"
         );
     }
 

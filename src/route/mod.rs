@@ -1,6 +1,7 @@
 //! Request -> route: answered by the proxy, one slot's master, any master, or refused with an
 //! error. Borrows the request's bytes; allocates nothing on the path of a routed command.
 
+pub mod info;
 pub mod merge;
 pub mod policy;
 pub mod split;
