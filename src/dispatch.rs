@@ -283,11 +283,7 @@ impl Core {
             self.any_rr = self.any_rr.wrapping_add(1);
             *start = (self.any_rr % masters.len()) as u32;
         }
-        let seq = c.reserve_parts(masters.len(), merge);
-        let role = fan_out_role(kind);
-        for (k, m) in masters.into_iter().enumerate() {
-            self.send_client(c, cref, seq, k as u32, m, frame.clone(), None, role);
-        }
+        self.send_to_each(c, cref, &masters, frame, merge, kind);
     }
 
     /// To every node, masters and replicas, the replies merged (named, where the merge says
@@ -312,9 +308,26 @@ impl Core {
             Merge::AllOkNamed { nodes } | Merge::Slowlog { nodes, .. } => *nodes = names,
             _ => {}
         }
+        self.send_to_each(c, cref, &nodes, frame, merge, kind);
+    }
+
+    /// One part per node, merged by `merge`; a control command (SCRIPT KILL, ...) goes on a
+    /// connection of its own, never behind a slow command.
+    fn send_to_each(
+        &mut self,
+        c: &mut Client,
+        cref: ClientRef,
+        nodes: &[crate::topology::NodeId],
+        frame: Bytes,
+        merge: Merge,
+        kind: Kind,
+    ) {
         let seq = c.reserve_parts(nodes.len(), merge);
-        let role = fan_out_role(kind);
-        for (k, n) in nodes.into_iter().enumerate() {
+        let role = match kind {
+            Kind::Control => BackendRole::Dedicated,
+            _ => BackendRole::Shared,
+        };
+        for (k, &n) in nodes.iter().enumerate() {
             self.send_client(c, cref, seq, k as u32, n, frame.clone(), None, role);
         }
     }
@@ -414,14 +427,5 @@ impl Core {
             _ => b"RESET",
         }];
         local::answer(local, name.as_slice(), c, &info);
-    }
-}
-
-/// A control command (SCRIPT KILL, ...) goes on a connection of its own, never behind a
-/// slow command; the rest of a fan-out shares the node connections.
-fn fan_out_role(kind: Kind) -> BackendRole {
-    match kind {
-        Kind::Control => BackendRole::Dedicated,
-        _ => BackendRole::Shared,
     }
 }
