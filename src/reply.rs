@@ -110,7 +110,9 @@ impl Core {
         };
         if frame.first() != Some(&b'-') || req.role.held() {
             // A SCAN page that a master ended short goes on to the next master.
-            if frame.starts_with(b"*2\r\n")
+            // (SCAN parts have no slot: a keyed reply costs no lookup here.)
+            if req.slot.is_none()
+                && frame.starts_with(b"*2\r\n")
                 && self.scan_goes_on(clients, client, seq, &frame, &req.req)
             {
                 return;
