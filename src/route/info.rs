@@ -4,7 +4,6 @@
 
 use crate::error::ProxyError;
 use crate::resp::encode::{self, Proto};
-use crate::route::merge::error_frame;
 use bytes::Bytes;
 
 pub(crate) fn merge_info_parts(
@@ -23,7 +22,10 @@ pub(crate) fn merge_info_parts(
                 let t = t.strip_prefix("txt:").map(str::to_string).unwrap_or(t);
                 texts.push(t);
             }
-            _ => return error_frame(ProxyError::UnexpectedReply("INFO reply from a node")),
+            _ => {
+                let e = ProxyError::UnexpectedReply("INFO reply from a node");
+                return Bytes::from(e.to_frame());
+            }
         }
     }
     let text = merge_info(&texts, proxy, server, clients);
