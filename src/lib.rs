@@ -9,6 +9,7 @@ pub mod acl;
 pub mod alloc;
 pub mod auth;
 pub mod command;
+pub mod compute;
 pub mod config;
 pub mod conn;
 pub mod crew;
