@@ -79,6 +79,10 @@ pub struct Config {
     /// Let cluster-changing commands (CLUSTER ADDSLOTS/SETSLOT/FAILOVER/..., through to a
     /// node. Refused by default.
     pub allow_admin_commands: bool,
+    /// Writes whose keys span slots (SUNIONSTORE, RENAME, SMOVE, LMOVE, PFMERGE, BITOP,
+    /// MSETNX, ...) done by the proxy in stages, never atomically; off: CROSSSLOT, as Redis
+    /// Cluster answers. docs/commands.md lists what each does.
+    pub cross_slot_writes: bool,
     /// Where read-only commands go: `master`, `replica` (a replica of the slot's master,
     /// round-robin; an error when none is up) or `prefer_replica` (a replica, else the master).
     pub read_from: ReadFrom,
@@ -353,6 +357,7 @@ impl Default for Config {
             cluster_view: ClusterView::Passthrough,
             announce_address: None,
             allow_admin_commands: false,
+            cross_slot_writes: false,
             read_from: ReadFrom::Master,
             workers: 1,
             max_clients: DEFAULT_MAX_CLIENTS,

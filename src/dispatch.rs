@@ -136,6 +136,7 @@ impl Core {
                 None => self.unserved(c, slot),
             },
             Route::Split { per_key, merge } => self.split(c, cref, args, per_key, merge, kind),
+            Route::Compute(computed) => self.compute(c, cref, args, computed),
             Route::FanOut(merge) => {
                 self.effects(kind, args);
                 self.fan_out(c, cref, frame, merge, kind);

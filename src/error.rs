@@ -138,6 +138,9 @@ pub enum ProxyError {
         err: String,
         applied: String,
     },
+    /// The error Redis itself gives for a request the proxy computes (a multi-key read
+    /// across slots), in Redis's words: code and text as one Redis would send them.
+    Redis(String),
 }
 
 impl fmt::Display for ProxyError {
@@ -229,6 +232,7 @@ impl fmt::Display for ProxyError {
                 f,
                 "ERR failed on node {node}: {err} (already applied on: {applied})"
             ),
+            ProxyError::Redis(text) => f.write_str(text),
             _ => Ok(()),
         }
     }
@@ -412,6 +416,7 @@ mod tests {
             (ProxyError::UnexpectedReply("INFO reply from a node"), false, "ERR unexpected INFO reply from a node"),
             (ProxyError::ScanCursorTooLarge, false, "ERR SCAN cursor of a node too large for the proxy's cursor"),
             (ProxyError::PartlyApplied { node: s("b:2"), err: s("ERR no"), applied: s("a:1") }, false, "ERR failed on node b:2: ERR no (already applied on: a:1)"),
+            (ProxyError::Redis(s("ERR syntax error")), false, "ERR syntax error"),
         ];
         for (e, _redis, want) in &all {
             assert_eq!(e.to_string(), *want);
@@ -496,7 +501,8 @@ mod tests {
                 | ProxyError::NoReply
                 | ProxyError::UnexpectedReply(_)
                 | ProxyError::ScanCursorTooLarge
-                | ProxyError::PartlyApplied { .. } => {}
+                | ProxyError::PartlyApplied { .. }
+                | ProxyError::Redis(_) => {}
             }
         }
         // One row per variant (the match above lists the variants; this, that none repeats).
@@ -505,6 +511,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 66);
+        assert_eq!(all.len(), 67);
     }
 }

@@ -159,6 +159,10 @@ impl Reactor {
                     }
                     let frame = c.rbuf.split_to(len).freeze();
                     self.core.dispatch(c, cref, frame, parser.args(), routed);
+                    if !c.staged.is_empty() {
+                        // A staged write whose first stage completed at once (no node).
+                        self.core.wake.staged.push(cref);
+                    }
                 }
                 Ok(Some(Frame::Inline { consumed, encoded })) => {
                     let routed = crate::route::routed(&FrameArgs {
@@ -201,6 +205,7 @@ pub(crate) fn lane(c: &Client, routed: &Routed) -> Option<Lane> {
     match routed.route {
         Route::Local(_) | Route::Refuse(_) => None,
         Route::Blocking(_) => Some(Lane::Dedicated),
+        Route::Compute(ref c) if c.is_write() => Some(Lane::Staged),
         _ if matches!(routed.kind, Kind::Sub(SubOp::Subscribe(_))) => None,
         _ => Some(Lane::Shared),
     }

@@ -13,6 +13,7 @@ pub mod compute;
 pub mod config;
 pub mod conn;
 pub mod crew;
+pub mod cross;
 pub mod dispatch;
 pub mod error;
 pub mod hold;

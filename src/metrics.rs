@@ -110,7 +110,7 @@ pub fn render(totals: &Totals, started: Instant) -> String {
     let ready = if totals.ready() { 1 } else { 0 };
     let uptime = started.elapsed().as_secs();
     // (name, type, help, value): one table, so every family has its HELP and TYPE.
-    let families: [(&str, &str, &str, u64); 24] = [
+    let families: [(&str, &str, &str, u64); 25] = [
         ("up", "gauge", "1 while the proxy runs.", 1),
         (
             "ready",
@@ -231,6 +231,12 @@ pub fn render(totals: &Totals, started: Instant) -> String {
             "counter",
             "Read-only commands over keys of several slots computed by the proxy (SUNION, ...).",
             c.cross_slot_computed,
+        ),
+        (
+            "cross_slot_writes_total",
+            "counter",
+            "Writes over keys of several slots done by the proxy in stages (cross_slot_writes).",
+            c.cross_slot_writes,
         ),
         (
             "cluster_masters",

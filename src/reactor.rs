@@ -162,6 +162,8 @@ pub(crate) struct Wake {
     /// allocates nothing.
     pub(crate) held_clients: Vec<usize>,
     pub(crate) resume_clients: Vec<usize>,
+    /// Clients with a staged write whose stage is complete (`Core::run_staged`).
+    pub(crate) staged: Vec<ClientRef>,
     /// Clients to disconnect, and why.
     pub(crate) kill: Vec<(ClientRef, Kill)>,
     pub(crate) limits: Limits,
@@ -256,6 +258,7 @@ impl Core {
                 dirty_clients: Vec::new(),
                 held_clients: Vec::new(),
                 resume_clients: Vec::new(),
+                staged: Vec::new(),
                 kill: Vec::new(),
                 limits,
             },
@@ -513,6 +516,9 @@ impl Reactor {
         }
         self.fire_timers();
         self.resume();
+        if !self.core.wake.staged.is_empty() {
+            self.core.run_staged(&mut self.clients);
+        }
         self.run_deferred();
         self.feed_monitors();
         if self.crew.is_some() || self.core.cfg.metrics_address.is_some() {

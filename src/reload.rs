@@ -192,6 +192,11 @@ fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             true,
             old.allow_admin_commands != new.allow_admin_commands,
         ),
+        (
+            "cross_slot_writes",
+            true,
+            old.cross_slot_writes != new.cross_slot_writes,
+        ),
     ];
     keys.into_iter()
         .filter(|(_, _, differs)| *differs)

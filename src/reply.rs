@@ -649,6 +649,9 @@ pub(crate) fn deliver(
         );
         return;
     }
+    if !c.staged.is_empty() {
+        wake.staged.push(cref);
+    }
     if !c.dirty {
         c.dirty = true;
         wake.dirty_clients.push(cref.idx);

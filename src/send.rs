@@ -131,15 +131,16 @@ impl Core {
         }
     }
 
-    /// Queues a request on the node's shared connection for this client (optionally preceded
-    /// by ASKING). On failure the request comes back with the error.
+    /// Queues a request on the node's shared connection for this client, preceded by
+    /// `prefix` (ASKING; a staged write's MULTI and its writes) whose replies are the
+    /// proxy's. On failure the request comes back with the error.
     pub(crate) fn send(
         &mut self,
         node: NodeId,
         proto: Proto,
         client_idx: usize,
         req: InFlight,
-        prefix: Option<Bytes>,
+        prefix: impl IntoIterator<Item = Bytes>,
     ) -> Result<(), Box<(ProxyError, InFlight)>> {
         let chosen = if req.role.blocking() {
             self.dedicated_backend(node, proto)
@@ -162,7 +163,7 @@ impl Core {
         let now = self.now;
         let timeout = self.cfg.backend_timeout;
         let b = &mut self.backends[idx];
-        if let Some(p) = prefix {
+        for p in prefix {
             b.push(p, Owner::Internal, req.slot, now);
         }
         b.push_request(req, now);

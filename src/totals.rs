@@ -40,9 +40,11 @@ pub struct Counters {
     pub slow_retired: u64,
     /// Read-only commands over keys of several slots computed by the proxy (SUNION, ...).
     pub cross_slot_computed: u64,
+    /// Writes over keys of several slots done by the proxy in stages (`cross_slot_writes`).
+    pub cross_slot_writes: u64,
 }
 
-const FIELDS: usize = 16;
+const FIELDS: usize = 17;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -63,6 +65,7 @@ impl Counters {
             self.in_doubt,
             self.slow_retired,
             self.cross_slot_computed,
+            self.cross_slot_writes,
         ]
     }
 
@@ -84,6 +87,7 @@ impl Counters {
             in_doubt: a[13],
             slow_retired: a[14],
             cross_slot_computed: a[15],
+            cross_slot_writes: a[16],
         }
     }
 

@@ -205,7 +205,7 @@ impl Core {
         let exec = op == Some(TxOp::Exec);
         let node = match route {
             Route::Slot(s) | Route::ReadSlot(s) | Route::Blocking(s) => self.topo.owner(*s),
-            Route::Split { .. } => {
+            Route::Split { .. } | Route::Compute(_) => {
                 c.reply_now(&ProxyError::CrossSlot.to_frame());
                 return None;
             }
@@ -278,7 +278,7 @@ impl Core {
             _ => None,
         };
         let foreign = slot.is_some_and(|s| self.topo.owner(s) != Some(node))
-            || matches!(route, Route::Split { .. });
+            || matches!(route, Route::Split { .. } | Route::Compute(_));
         if foreign && !matches!(op, Some(TxOp::Exec | TxOp::Discard)) {
             if let Some(t) = c.tx.as_mut() {
                 t.aborted |= t.multi;

@@ -1085,10 +1085,16 @@ fn xread_zunionstore_and_sort_store_are_routed_by_their_key_specs() {
         assert_eq!(entries.len(), i + 1, "entries of {}", streams[i]);
     }
     let other_stream = format!("{other_tag}s");
-    assert_eq!(
-        p.cmd(&["XREAD", "STREAMS", &streams[0], &other_stream, "0", "0"]),
-        Resp::Error(CROSSSLOT.into()),
-        "XREAD over streams in two slots"
+    // Streams in two slots: computed by the proxy, one XREAD per stream, joined (the
+    // missing stream has nothing to say, as from one Redis).
+    let r = p.cmd(&["XREAD", "STREAMS", &streams[0], &other_stream, "0", "0"]);
+    let Resp::Array(per_stream) = &r else {
+        panic!("XREAD over streams in two slots: {r:?}")
+    };
+    assert_eq!(per_stream.len(), 1, "{r:?}");
+    assert!(
+        matches!(&per_stream[0], Resp::Array(pair) if pair[0] == bulk(&streams[0])),
+        "{r:?}"
     );
     // XREADGROUP GROUP g c COUNT n STREAMS k >
     assert_eq!(p.cmd(&["XGROUP", "CREATE", &streams[2], "g", "0"]), ok());
@@ -1453,4 +1459,373 @@ fn set_reads_across_slots_match_a_standalone_server() {
         info["cross_slot_computed"], "42",
         "21 cases in RESP2 and in RESP3"
     );
+}
+
+/// ZUNION/ZINTER/ZDIFF/ZINTERCARD, SINTERCARD, PFCOUNT, LCS and XREAD with keys on three
+/// masters, in RESP2 and RESP3: each reply (errors included, doubles as text) equal to a
+/// standalone Redis's given the same commands.
+#[test]
+fn computed_reads_across_slots_match_a_standalone_server() {
+    let cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    let proxy = Proxy::start(&cluster, "");
+    let solo = Standalone::start();
+    let on = |i: usize, prefix: &str| key_owned_by(&cluster, masters[i], prefix);
+    let z: Vec<String> = (0..3).map(|i| on(i, "z:")).collect();
+    let set = on(1, "set:");
+    let st = on(2, "str:");
+    let list = on(0, "list:");
+    let none = on(1, "none:");
+    let h: Vec<String> = (0..3).map(|i| on(i, "hll:")).collect();
+    let x: Vec<String> = (0..3).map(|i| on(i, "x:")).collect();
+    let (a, b) = (on(0, "lcs:"), on(2, "lcs:"));
+    let mut setup: Vec<Vec<String>> = Vec::new();
+    let mut add = |words: &[&str]| setup.push(words.iter().map(|w| w.to_string()).collect());
+    add(&["FLUSHALL"]);
+    add(&["ZADD", &z[0], "1", "a", "2", "b", "0.1", "c", "inf", "d"]);
+    add(&[
+        "ZADD",
+        &z[1],
+        "3",
+        "b",
+        "0.3333333333333333",
+        "c",
+        "-inf",
+        "d",
+        "5",
+        "e",
+    ]);
+    add(&["ZADD", &z[2], "1", "a", "1", "c", "1.5", "e", "-2", "f"]);
+    add(&["SADD", &set, "a", "c", "g"]);
+    add(&["SET", &st, "not an hll"]);
+    add(&["RPUSH", &list, "x"]);
+    add(&["PFADD", &h[0], "a", "b", "c"]);
+    add(&["PFADD", &h[1], "c", "d"]);
+    let many: Vec<String> = (0..5000).map(|i| format!("e{i}")).collect();
+    let mut pf = vec!["PFADD", h[2].as_str()];
+    pf.extend(many.iter().map(String::as_str));
+    add(&pf);
+    add(&["SET", &a, "ohmytext"]);
+    add(&["SET", &b, "mynewtext"]);
+    for (i, k) in x.iter().enumerate().take(2) {
+        add(&["XADD", k, &format!("{}-1", i + 1), "f", "1"]);
+        add(&["XADD", k, &format!("{}-2", i + 1), "f", "2"]);
+    }
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["ZUNION", "3", &z[0], &z[1], &z[2]],
+        vec!["ZUNION", "3", &z[0], &z[1], &z[2], "WITHSCORES"],
+        vec![
+            "ZUNION",
+            "3",
+            &z[0],
+            &z[1],
+            &z[2],
+            "WEIGHTS",
+            "2",
+            "0.5",
+            "-1",
+            "WITHSCORES",
+        ],
+        vec![
+            "ZUNION",
+            "2",
+            &z[0],
+            &z[1],
+            "AGGREGATE",
+            "MIN",
+            "WITHSCORES",
+        ],
+        vec![
+            "ZUNION",
+            "2",
+            &z[0],
+            &z[1],
+            "AGGREGATE",
+            "max",
+            "WITHSCORES",
+        ],
+        vec!["ZUNION", "3", &z[0], &set, &none, "WITHSCORES"],
+        vec!["ZUNION", "2", &z[0], &st],
+        vec!["ZUNION", "2", &z[0], &z[1], "WEIGHTS", "1", "x"],
+        vec!["ZUNION", "2", &st, &z[1], "WEIGHTS", "1", "x"],
+        vec!["ZUNION", "2", &z[0], &z[1], "AGGREGATE", "avg"],
+        vec!["ZINTER", "3", &z[0], &z[1], &z[2], "WITHSCORES"],
+        vec![
+            "ZINTER",
+            "2",
+            &z[0],
+            &z[1],
+            "WEIGHTS",
+            "0",
+            "2",
+            "WITHSCORES",
+        ],
+        vec!["ZINTER", "2", &z[0], &set, "AGGREGATE", "MAX", "WITHSCORES"],
+        vec!["ZINTER", "2", &z[0], &none],
+        vec!["ZDIFF", "2", &z[0], &z[1], "WITHSCORES"],
+        vec!["ZDIFF", "3", &z[2], &set, &none],
+        vec!["ZDIFF", "2", &z[0], &z[1], "WEIGHTS", "1", "1"],
+        vec!["ZINTERCARD", "2", &z[0], &z[1]],
+        vec!["ZINTERCARD", "3", &z[0], &z[1], &z[2], "LIMIT", "1"],
+        vec!["ZINTERCARD", "2", &z[0], &z[1], "LIMIT", "-1"],
+        vec!["SINTERCARD", "2", &set, &z[0]],
+        vec!["SINTERCARD", "2", &set, &none],
+        vec!["PFCOUNT", &h[0], &h[1]],
+        vec!["PFCOUNT", &h[0], &h[1], &h[2]],
+        vec!["PFCOUNT", &h[0], &none, &h[2]],
+        vec!["PFCOUNT", &h[0], &st],
+        vec!["PFCOUNT", &h[0], &list],
+        vec!["LCS", &a, &b],
+        vec!["LCS", &a, &b, "LEN"],
+        vec!["LCS", &a, &b, "IDX"],
+        vec!["LCS", &a, &b, "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"],
+        vec!["LCS", &a, &none],
+        vec!["LCS", &a, &list],
+        vec!["LCS", &a, &b, "LEN", "IDX"],
+        vec!["LCS", &a, &b, "NOSUCH"],
+        vec![
+            "XREAD", "COUNT", "1", "STREAMS", &x[0], &x[1], &x[2], "0", "0", "0",
+        ],
+        vec!["XREAD", "STREAMS", &x[0], &x[1], "1-2", "0"],
+        vec!["XREAD", "STREAMS", &x[0], &x[1], "9-9", "9-9"],
+        vec!["XREAD", "STREAMS", &x[0], &x[1], "0", "nonsense"],
+    ];
+    for proto in ["2", "3"] {
+        let mut p = proxy.raw_timeout(Duration::from_secs(10));
+        let mut r = solo.raw();
+        for c in [&mut p, &mut r] {
+            assert!(!c.cmd(&["HELLO", proto]).is_error());
+            for cmd in &setup {
+                assert!(!c.cmd(cmd).is_error(), "{cmd:?}");
+            }
+        }
+        for args in &cases {
+            let want = r.cmd(args);
+            let got = p.cmd(args);
+            assert_eq!(got, want, "RESP{proto} {args:?}");
+        }
+    }
+    let mut p = proxy.raw_timeout(Duration::from_secs(10));
+    let info = parse_info(&p.cmd(&["INFO", "proxy"]).text().unwrap());
+    let want = (2 * cases.len()).to_string();
+    assert_eq!(
+        info["cross_slot_computed"], want,
+        "every case, RESP2 and RESP3"
+    );
+}
+
+/// A key's whole state as a standalone-comparable value: its type, its content read in a
+/// fixed order, and whether it has a TTL.
+fn key_state(c: &mut RawClient, key: &str) -> Vec<Resp> {
+    let t = c.cmd(&["TYPE", key]);
+    let content = match &t {
+        Resp::Simple(t) if t == "string" => match c.cmd(&["GET", key]) {
+            // A HyperLogLog's bytes depend on its encoding (sparse or dense), which may
+            // differ for the same registers: its count is what must match.
+            Resp::Bulk(v) if v.starts_with(b"HYLL") => c.cmd(&["PFCOUNT", key]),
+            other => other,
+        },
+        Resp::Simple(t) if t == "set" => {
+            let mut r = c.cmd(&["SMEMBERS", key]);
+            if let Resp::Array(v) | Resp::Set(v) = &mut r {
+                v.sort_by_key(|e| format!("{e:?}"));
+            }
+            r
+        }
+        Resp::Simple(t) if t == "zset" => c.cmd(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+        Resp::Simple(t) if t == "list" => c.cmd(&["LRANGE", key, "0", "-1"]),
+        Resp::Simple(t) if t == "hash" => c.cmd(&["HGETALL", key]),
+        _ => Resp::Null,
+    };
+    let ttl = matches!(c.cmd(&["PTTL", key]), Resp::Int(n) if n > 0);
+    vec![t, content, Resp::Bool(ttl)]
+}
+
+/// `cross_slot_writes: true`: each write across masters answers as a standalone Redis and
+/// leaves the same keys behind (types, contents, TTLs); with the default, CROSSSLOT; a
+/// move whose source cannot be removed keeps the value in both places and says so.
+#[test]
+fn cross_slot_writes_match_a_standalone_server() {
+    let cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    let proxy = Proxy::start(&cluster, "cross_slot_writes: true\n");
+    let strict = Proxy::start(&cluster, "");
+    let solo = Standalone::start();
+    let on = |i: usize, prefix: &str| key_owned_by(&cluster, masters[i], prefix);
+    let s: Vec<String> = (0..3).map(|i| on(i, "s:")).collect();
+    let z: Vec<String> = (0..3).map(|i| on(i, "z:")).collect();
+    let l: Vec<String> = (0..2).map(|i| on(i, "l:")).collect();
+    let h: Vec<String> = (0..2).map(|i| on(i, "h:")).collect();
+    let b: Vec<String> = (0..3).map(|i| on(i, "b:")).collect();
+    let st = on(2, "str:");
+    let dst = on(1, "dst:");
+    let dst2 = on(2, "dst:");
+    let none = on(0, "none:");
+    let setup: Vec<Vec<&str>> = vec![
+        vec!["FLUSHALL"],
+        vec!["SADD", &s[0], "a", "b", "c"],
+        vec!["SADD", &s[1], "b", "c", "d"],
+        vec!["SADD", &s[2], "c", "x"],
+        vec!["ZADD", &z[0], "1", "a", "2.5", "b"],
+        vec!["ZADD", &z[1], "0.1", "b", "7", "c"],
+        vec!["RPUSH", &l[0], "1", "2", "3", "1"],
+        vec!["RPUSH", &l[1], "x"],
+        vec!["PFADD", &h[0], "a", "b"],
+        vec!["PFADD", &h[1], "b", "c", "d"],
+        vec!["SET", &b[0], "\u{1}\u{2}ab"],
+        vec!["SET", &b[1], "zz"],
+        vec!["SET", &st, "v"],
+        vec!["PEXPIRE", &st, "100000"],
+        vec!["SET", &dst2, "old"],
+    ];
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["SUNIONSTORE", &dst, &s[0], &s[1], &s[2]],
+        vec!["SINTERSTORE", &dst, &s[0], &s[1]],
+        vec!["SDIFFSTORE", &dst, &s[0], &s[1], &s[2]],
+        vec!["SINTERSTORE", &dst2, &s[0], &none],
+        vec!["SUNIONSTORE", &dst, &s[0], &st],
+        vec!["ZUNIONSTORE", &dst, "2", &z[0], &z[1], "WEIGHTS", "2", "3"],
+        vec![
+            "ZINTERSTORE",
+            &dst,
+            "3",
+            &z[0],
+            &z[1],
+            &s[1],
+            "AGGREGATE",
+            "MAX",
+        ],
+        vec!["ZDIFFSTORE", &dst, "2", &z[0], &z[1]],
+        vec!["ZUNIONSTORE", &dst, "2", &z[0], &z[1], "WITHSCORES"],
+        vec!["RENAME", &st, &dst],
+        vec!["RENAME", &none, &dst],
+        vec!["RENAMENX", &s[2], &dst2],
+        vec!["RENAMENX", &s[2], &dst],
+        vec!["COPY", &z[0], &dst],
+        vec!["COPY", &z[1], &dst],
+        vec!["COPY", &z[1], &dst, "REPLACE"],
+        vec!["SMOVE", &s[0], &s[1], "a"],
+        vec!["SMOVE", &s[0], &s[1], "nope"],
+        vec!["SMOVE", &s[0], &z[1], "b"],
+        vec!["SMOVE", &none, &z[1], "b"],
+        vec!["LMOVE", &l[0], &l[1], "RIGHT", "LEFT"],
+        vec!["LMOVE", &l[0], &l[1], "LEFT", "RIGHT"],
+        vec!["RPOPLPUSH", &l[0], &l[1]],
+        vec!["LMOVE", &none, &l[1], "LEFT", "LEFT"],
+        vec!["LMOVE", &l[0], &s[0], "LEFT", "LEFT"],
+        vec!["PFMERGE", &dst, &h[0], &h[1]],
+        vec!["PFMERGE", &h[0], &h[1]],
+        vec!["PFMERGE", &dst, &s[0]],
+        vec!["BITOP", "AND", &dst, &b[0], &b[1]],
+        vec!["BITOP", "OR", &dst, &b[0], &b[1], &none],
+        vec!["BITOP", "XOR", &dst, &b[0], &b[1]],
+        vec!["BITOP", "NOT", &dst, &b[1]],
+        vec!["BITOP", "AND", &dst2, &none, &b[2]],
+        vec!["BITOP", "OR", &dst, &s[0], &b[1]],
+        vec!["MSETNX", &b[0], "1", &b[2], "2"],
+        vec!["MSETNX", &b[2], "1", &none, "2"],
+    ];
+    let mut keys: Vec<String> = [&s[..], &z[..], &l[..], &h[..], &b[..]].concat();
+    keys.extend([st.clone(), dst.clone(), dst2.clone(), none.clone()]);
+    for proto in ["2", "3"] {
+        let mut p = proxy.raw_timeout(Duration::from_secs(10));
+        let mut r = solo.raw();
+        for c in [&mut p, &mut r] {
+            assert!(!c.cmd(&["HELLO", proto]).is_error());
+            for cmd in &setup {
+                assert!(!c.cmd(cmd).is_error(), "{cmd:?}");
+            }
+        }
+        for args in &cases {
+            let want = r.cmd(args);
+            let got = p.cmd(args);
+            assert_eq!(got, want, "RESP{proto} {args:?}");
+            for k in &keys {
+                assert_eq!(
+                    key_state(&mut p, k),
+                    key_state(&mut r, k),
+                    "RESP{proto} key {k} after {args:?}"
+                );
+            }
+        }
+    }
+    let mut p = proxy.raw_timeout(Duration::from_secs(10));
+    let info = parse_info(&p.cmd(&["INFO", "proxy"]).text().unwrap());
+    assert!(
+        info["cross_slot_writes"].parse::<usize>().unwrap() >= 2 * (cases.len() - 1),
+        "{}",
+        info["cross_slot_writes"]
+    );
+    // The default: CROSSSLOT, as from a cluster node; nothing written.
+    let mut q = strict.raw_timeout(Duration::from_secs(10));
+    let e = q.cmd(&["SUNIONSTORE", &dst, &s[0], &s[1]]);
+    assert!(
+        e.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
+        "{e:?}"
+    );
+    let e = q.cmd(&["RENAME", &s[0], &dst2]);
+    assert!(
+        e.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
+        "{e:?}"
+    );
+    // A rename whose source cannot be removed: the value in both places, and said so.
+    p.cmd(&["SET", &st, "keep"]);
+    let src_port = masters[2];
+    let deny: String = cluster.cli(src_port, &["ACL", "SETUSER", "default", "-del"]);
+    assert!(deny.contains("OK"), "{deny}");
+    let e = p.cmd(&["RENAME", &st, &dst]);
+    let text = e.error_text().unwrap_or_default();
+    assert!(
+        text.contains("wrote") && text.contains("failed removing it from"),
+        "{e:?}"
+    );
+    assert_eq!(p.cmd(&["GET", &dst]), bulk("keep"));
+    assert_eq!(p.cmd(&["GET", &st]), bulk("keep"));
+    cluster.cli(src_port, &["ACL", "SETUSER", "default", "+del"]);
+}
+
+/// A RENAME across masters whose source node dies after the copy was written and before
+/// the source was removed: the value survives in the destination (its TTL kept), and the
+/// client hears that the removal may or may not have happened.
+#[test]
+fn a_cross_slot_rename_loses_nothing_when_the_source_dies_half_way() {
+    let mut cluster = Cluster::start_masters(3);
+    let masters = cluster.masters();
+    let proxy = Proxy::start(&cluster, "cross_slot_writes: true\n");
+    let src = key_owned_by(&cluster, masters[0], "src:");
+    let dst = key_owned_by(&cluster, masters[1], "dst:");
+    let mut p = proxy.raw_timeout(Duration::from_secs(20));
+    assert_eq!(p.cmd(&["SET", &src, "value"]), ok());
+    assert_eq!(p.cmd(&["PEXPIRE", &src, "600000"]), Resp::Int(1));
+    // Writes on the source's node wait (its DUMP and PTTL are reads, and go through).
+    let paused = cluster.cli(masters[0], &["CLIENT", "PAUSE", "20000", "WRITE"]);
+    assert!(paused.contains("OK"), "{paused}");
+    let (s, d) = (src.clone(), dst.clone());
+    let rename = std::thread::spawn(move || p.cmd(&["RENAME", &s, &d]));
+    // The copy is written, and the removal waits on the paused node: kill it then.
+    let waiting = poll_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        cluster
+            .cli(masters[0], &["CLIENT", "LIST"])
+            .contains("cmd=del")
+            .then_some(())
+    });
+    assert!(
+        waiting.is_some(),
+        "the DEL of the source never reached its node"
+    );
+    cluster.kill(masters[0]);
+    let reply = rename.join().expect("the RENAME thread");
+    let text = reply.error_text().unwrap_or_default();
+    assert!(
+        text.contains("may or may not have removed it from"),
+        "{reply:?}"
+    );
+    let got: Option<String> = cluster.query(masters[1], &["GET", &dst]);
+    assert_eq!(
+        got.as_deref(),
+        Some("value"),
+        "the value lives on in the destination"
+    );
+    let ttl: i64 = cluster.query(masters[1], &["PTTL", &dst]);
+    assert!(ttl > 0, "the TTL kept: {ttl}");
 }

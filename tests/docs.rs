@@ -2,6 +2,7 @@
 //! when the two disagree. `UPDATE_DOCS=1 cargo test --test docs` rewrites the file.
 
 use redis_cluster_proxy::command::{Command, COMMANDS, GENERATED_FROM};
+use redis_cluster_proxy::compute::ACROSS_SLOTS;
 use redis_cluster_proxy::route::policy::keyless_policy;
 
 const HEADER: &str = "\
@@ -52,12 +53,40 @@ fn render() -> String {
             c.subcommands.iter().for_each(&mut add);
         }
     }
+    let mut across = String::from(ACROSS_HEADER);
+    for (names, how, what) in ACROSS_SLOTS {
+        across.push_str(&format!("| {names} | {how} | {what} |\n"));
+    }
     format!(
-        "{}{}",
+        "{}{}{}",
         HEADER.replace("GENERATED_FROM", GENERATED_FROM),
-        rows.concat()
+        rows.concat(),
+        across
     )
 }
+
+const ACROSS_HEADER: &str = "
+# Commands with keys in several slots
+
+A Redis Cluster node answers `CROSSSLOT` when a command's keys hash to several slots. The
+proxy serves these as one Redis would, where it can: rendered from `ACROSS_SLOTS` in
+`src/compute/mod.rs` and checked by `tests/docs.rs`.
+
+- **split**: one request per slot, the replies merged;
+- **computed**: each key read from its owner in one pipelined round, the answer computed by
+  the proxy with Redis's rules, errors and reply shapes (RESP2 and RESP3). The keys are read
+  at slightly different instants, not atomically. INFO: `cross_slot_computed`;
+- **write**: only with `cross_slot_writes: true` (default false: `CROSSSLOT`). Done in
+  stages: what the write needs is read, the destination written, and only once that is
+  acknowledged is the source changed, so a value is never left nowhere. Not atomic: between
+  the stages another client may see the destination written and the source not yet
+  changed. A failure half-way answers an error saying what was and was not done. The
+  client's later requests wait for it, as on one Redis. INFO: `cross_slot_writes`;
+- **refused**: `CROSSSLOT`.
+
+| commands | how | what the proxy does |
+|---|---|---|
+";
 
 #[test]
 fn commands_doc_matches_the_table() {

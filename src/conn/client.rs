@@ -86,6 +86,9 @@ pub enum Lane {
     NewPinned,
     /// A connection of its own for a blocking command.
     Dedicated,
+    /// A write across slots in stages: it waits for the requests before it, and those
+    /// after it wait for it.
+    Staged,
 }
 
 /// What a subscriber's stream orders besides the node's own frames.
@@ -141,6 +144,9 @@ pub struct Client {
     head_seq: u64,
     /// Whether it is in the reactor's list of connections to flush.
     pub dirty: bool,
+    /// Reply places of staged writes whose stage's replies are all in: the next stage is
+    /// the reactor's to run (`Core::run_staged`).
+    pub staged: Vec<u64>,
     /// Reading stopped (budget or backpressure) with input possibly left unread.
     pub paused: bool,
     pub since: Instant,
@@ -206,6 +212,7 @@ impl Client {
             pending: VecDeque::new(),
             head_seq: 0,
             dirty: false,
+            staged: Vec::new(),
             paused: false,
             since: now,
             last_request: now,
@@ -284,7 +291,8 @@ impl Client {
             return false;
         };
         let wait = !self.pending.is_empty()
-            && (lane != self.lane || matches!(lane, Lane::Dedicated | Lane::NewPinned));
+            && (lane != self.lane
+                || matches!(lane, Lane::Dedicated | Lane::NewPinned | Lane::Staged));
         self.waiting_lane = wait;
         if !wait {
             self.lane = match lane {
@@ -373,6 +381,11 @@ impl Client {
                     _ => return false,
                 }
                 p.missing -= 1;
+                if p.missing == 0 && matches!(&p.merge, Merge::Compute(c) if c.is_write()) {
+                    // Not merged: the next stage decides (`Core::run_staged`).
+                    self.staged.push(seq);
+                    return true;
+                }
                 if p.missing == 0 {
                     let replies: Vec<Bytes> = p.replies.drain(..).flatten().collect();
                     let merged = merge::merge(&p.merge, &replies, proto);
@@ -382,6 +395,52 @@ impl Client {
             }
             _ => return false,
         }
+        self.advance();
+        true
+    }
+
+    /// A staged write's merge and replies, once all of its stage's replies are in.
+    pub fn take_stage(&mut self, seq: u64) -> Option<(Merge, Vec<Bytes>)> {
+        let i = seq.checked_sub(self.head_seq)?;
+        match self.pending.get_mut(i as usize) {
+            Some(Pending::Parts(p)) if p.missing == 0 => {
+                let merge = std::mem::replace(&mut p.merge, Merge::AllSame);
+                let replies = p.replies.drain(..).flatten().collect();
+                Some((merge, replies))
+            }
+            _ => None,
+        }
+    }
+
+    /// The next stage of a staged write: `parts` replies awaited again.
+    pub fn restart_stage(&mut self, seq: u64, parts: usize, merge: Merge) {
+        let Some(i) = seq.checked_sub(self.head_seq) else {
+            return;
+        };
+        if let Some(Pending::Parts(p)) = self.pending.get_mut(i as usize) {
+            p.merge = merge;
+            p.replies = vec![None; parts];
+            p.missing = parts;
+        }
+        if parts == 0 {
+            self.staged.push(seq);
+        }
+    }
+
+    /// A staged write's answer, in its place.
+    pub fn answer_stage(&mut self, seq: u64, frame: Bytes) {
+        let Some(i) = seq.checked_sub(self.head_seq) else {
+            return;
+        };
+        if let Some(slot @ Pending::Parts(_)) = self.pending.get_mut(i as usize) {
+            self.queued_bytes += frame.len();
+            *slot = Pending::Ready(frame);
+        }
+        self.advance();
+    }
+
+    /// Moves every reply that is now in order to the output.
+    fn advance(&mut self) {
         while let Some(Pending::Ready(_)) = self.pending.front() {
             if let Some(Pending::Ready(f)) = self.pending.pop_front() {
                 self.queued_bytes -= f.len();
@@ -393,7 +452,6 @@ impl Client {
             }
             self.head_seq += 1;
         }
-        true
     }
 
     pub fn pending(&self) -> usize {

@@ -113,7 +113,8 @@ impl Core {
              node_connection_failures:{}\r\ncluster_masters:{}\r\ncluster_nodes:{}\r\n\
              workers:{}\r\nauto_redirect:{}\r\nauth_failures:{}\r\nacl_denied:{}\r\n\
              held_requests:{}\r\nheld_requests_total:{}\r\nheld_requests_expired:{}\r\n\
-             in_doubt_failed:{}\r\nslow_connections_retired:{}\r\ncross_slot_computed:{}\r\n",
+             in_doubt_failed:{}\r\nslow_connections_retired:{}\r\ncross_slot_computed:{}\r\n\
+             cross_slot_writes:{}\r\n",
             crate::VERSION,
             self.now.duration_since(self.started).as_secs(),
             sums.connected,
@@ -139,6 +140,7 @@ impl Core {
             s.in_doubt,
             s.slow_retired,
             s.cross_slot_computed,
+            s.cross_slot_writes,
         ) + &crate::alloc::allocations()
             .map(|n| format!("allocations:{n}\r\n"))
             .unwrap_or_default()

@@ -96,6 +96,7 @@ impl Core {
                 "allow_admin_commands".into(),
                 c.allow_admin_commands.to_string(),
             ),
+            ("cross_slot_writes".into(), c.cross_slot_writes.to_string()),
             (
                 "read_from".into(),
                 match c.read_from {

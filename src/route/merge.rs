@@ -2,11 +2,12 @@
 //! gets, as one Redis would have answered: MGET in key order, sums, concatenations, SCAN
 //! cursors, INFO summed over the masters, and errors that say which node failed.
 
+use crate::compute::sets::merge_sets;
 use crate::error::ProxyError;
 use crate::resp::encode::{self, Proto};
 use crate::resp::parse_int;
 use crate::resp::reply::elements;
-use crate::route::split::{encode_scan_cursor, Merge, SetOp};
+use crate::route::split::{encode_scan_cursor, Merge};
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub(crate) fn is_error(f: &[u8]) -> bool {
@@ -107,58 +108,6 @@ pub(crate) fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> By
     out.freeze()
 }
 
-/// SUNION/SINTER/SDIFF from each slot's part: members as the nodes sent them (bulk
-/// strings), in the order first seen; a set in RESP3, an array in RESP2, as Redis answers.
-pub(crate) fn merge_sets(parts: &[Bytes], op: SetOp, proto: Proto) -> Bytes {
-    let mut sets: Vec<Vec<&[u8]>> = Vec::with_capacity(parts.len());
-    for p in parts {
-        let Some((_, els)) = elements(p) else {
-            return error_frame(ProxyError::UnexpectedReply("set members from a node"));
-        };
-        sets.push(els.into_iter().map(|r| &p[r]).collect());
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut out_members: Vec<&[u8]> = Vec::new();
-    match op {
-        SetOp::Union => {
-            for m in sets.iter().flatten() {
-                if seen.insert(*m) {
-                    out_members.push(m);
-                }
-            }
-        }
-        SetOp::Inter | SetOp::Diff => {
-            let Some((first, rest)) = sets.split_first() else {
-                return error_frame(ProxyError::NoReply);
-            };
-            let rest: Vec<std::collections::HashSet<&[u8]>> =
-                rest.iter().map(|s| s.iter().copied().collect()).collect();
-            for m in first {
-                let keep = match op {
-                    SetOp::Inter => rest.iter().all(|s| s.contains(m)),
-                    _ => !rest.iter().any(|s| s.contains(m)),
-                };
-                if keep && seen.insert(*m) {
-                    out_members.push(m);
-                }
-            }
-        }
-    }
-    let mut out = BytesMut::new();
-    match proto {
-        Proto::Resp3 => {
-            out.put_u8(b'~');
-            out.put_slice(out_members.len().to_string().as_bytes());
-            out.put_slice(b"\r\n");
-        }
-        Proto::Resp2 => encode::array_header(&mut out, out_members.len()),
-    }
-    for m in out_members {
-        out.put_slice(m);
-    }
-    out.freeze()
-}
-
 pub(crate) fn error_frame(e: ProxyError) -> Bytes {
     Bytes::from(e.to_frame())
 }
@@ -176,13 +125,15 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
                 .unwrap_or_else(|| error_frame(ProxyError::NoReply))
         }
         Merge::AllOkNamed { nodes } => return merge_named(parts, nodes),
+        // Which error wins is Redis's order of checks, which the computation knows.
+        Merge::Compute(c) => return crate::compute::finish(c, parts, proto),
         _ => {}
     }
     if let Some(e) = parts.iter().find(|p| is_error(p)) {
         return e.clone();
     }
     match m {
-        Merge::AnyOk | Merge::AllOkNamed { .. } => unreachable_merge(),
+        Merge::AnyOk | Merge::AllOkNamed { .. } | Merge::Compute(_) => unreachable_merge(),
         Merge::Slowlog { count, nodes } => merge_slowlog(parts, nodes, *count),
         Merge::Sum => merge_sum(parts),
         Merge::AllSame => parts
@@ -409,7 +360,7 @@ fn redact_config(frame: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::split::{decode_scan_cursor, split};
+    use crate::route::split::{decode_scan_cursor, split, SetOp};
     use crate::slot::key_slot;
 
     fn args(line: &str) -> Vec<&[u8]> {

@@ -68,6 +68,9 @@ pub enum Route {
         per_key: usize,
         merge: Merge,
     },
+    /// Keys in several slots of a read the proxy computes from each key's value (ZUNION,
+    /// PFCOUNT, LCS, XREAD...): each key read from its owner, the answer computed.
+    Compute(Box<crate::compute::Computed>),
     /// To every master, the replies merged.
     FanOut(Merge),
     /// SCAN: one master at a time, the cursor naming which.
@@ -306,7 +309,7 @@ fn route_known<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
             Route::Slot(s) | Route::ReadSlot(s) => Route::Blocking(s),
             // A blocking command with keys in several slots would wait on several nodes at
             // once, and an element popped by a losing node could be lost: refused, saying why.
-            Route::Split { .. } | Route::Refuse(ProxyError::CrossSlot) => {
+            Route::Split { .. } | Route::Compute(_) | Route::Refuse(ProxyError::CrossSlot) => {
                 Route::Refuse(ProxyError::CrossSlotBlocking)
             }
             other => other,
@@ -337,7 +340,11 @@ fn keyed<A: Args + ?Sized>(cmd: &'static Command, args: &A) -> Route {
                 per_key,
                 merge: merge(per_key),
             },
-            _ => Route::Refuse(ProxyError::CrossSlot),
+            _ => match crate::compute::plan(cmd.name, args) {
+                Some(Ok(c)) => Route::Compute(Box::new(c)),
+                Some(Err(e)) => Route::Refuse(e),
+                None => Route::Refuse(ProxyError::CrossSlot),
+            },
         };
     }
     match slot {
@@ -483,10 +490,8 @@ mod tests {
                 merge: Merge::Mget { order: vec![] }
             }
         );
-        assert_eq!(
-            r("MSETNX foo 1 bar 2"),
-            Route::Refuse(ProxyError::CrossSlot)
-        );
+        // Writes across slots are staged (`cross_slot_writes` decides at dispatch).
+        assert!(matches!(r("MSETNX foo 1 bar 2"), Route::Compute(c) if c.is_write()));
         assert_eq!(r("MSET foo 1 bar"), Route::Refuse(wrong_arity_for("mset")));
         // Set reads across slots are computed by the proxy; the STORE forms write.
         assert_eq!(
@@ -496,10 +501,7 @@ mod tests {
                 merge: Merge::Sets(crate::route::split::SetOp::Union)
             }
         );
-        assert_eq!(
-            r("SUNIONSTORE dst foo bar"),
-            Route::Refuse(ProxyError::CrossSlot)
-        );
+        assert!(matches!(r("SUNIONSTORE dst foo bar"), Route::Compute(c) if c.is_write()));
         assert_eq!(
             r("DEL foo bar"),
             Route::Split {

@@ -52,6 +52,7 @@ fn merge_label(m: &Merge) -> &'static str {
         Merge::And => "AND",
         Merge::Scan { .. } => "one master at a time",
         Merge::Sets(_) => "set operation computed by the proxy",
+        Merge::Compute(_) => "computed by the proxy from each key's value",
         Merge::FirstNonNull { .. } => "first non-empty",
         Merge::Rewrite { .. } => "addresses rewritten",
         Merge::Redact => "passwords redacted",

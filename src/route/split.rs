@@ -43,6 +43,9 @@ pub enum Merge {
         want: u32,
         carried: Vec<bytes::Bytes>,
     },
+    /// A read across slots computed by the proxy from each key's value (ZUNION, PFCOUNT,
+    /// LCS, XREAD...): `compute::finish` makes the answer, errors included.
+    Compute(Box<crate::compute::Computed>),
     /// SUNION, SINTER, SDIFF over keys of several slots, computed by the proxy from each
     /// slot's part (that slot's keys under the same command; for SDIFF the first key's
     /// part is an SDIFF, the others SUNIONs of theirs, subtracted).
@@ -64,12 +67,7 @@ pub enum Merge {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetOp {
-    Union,
-    Inter,
-    Diff,
-}
+pub use crate::compute::sets::SetOp;
 
 /// Part of a split request: its own frame, and the slot that routes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
