@@ -25,11 +25,20 @@ struct Standalone {
 
 impl Standalone {
     fn start() -> Standalone {
+        Standalone::start_on(Server::Redis)
+    }
+
+    /// A standalone server of the same kind as the cluster it is compared with.
+    fn start_on(server: Server) -> Standalone {
+        let bin = match server {
+            Server::Redis => redis_server_bin(),
+            Server::Valkey => valkey_server_bin(),
+        };
         let mut last = String::new();
         for _attempt in 0..5 {
             let port = free_port();
             let dir = unique_temp_dir("rcp-standalone");
-            let mut cmd = Command::new(redis_server_bin());
+            let mut cmd = Command::new(bin);
             cmd.args(["--port", &port.to_string(), "--bind", LOCALHOST])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(["--protected-mode", "no", "--daemonize", "no"])
@@ -1466,10 +1475,25 @@ fn set_reads_across_slots_match_a_standalone_server() {
 /// standalone Redis's given the same commands.
 #[test]
 fn computed_reads_across_slots_match_a_standalone_server() {
-    let cluster = Cluster::start_masters(3);
+    computed_reads(Server::Redis);
+}
+
+/// The same on Valkey 9, which writes doubles in their shortest form.
+#[test]
+fn computed_reads_across_slots_match_a_standalone_server_on_valkey() {
+    computed_reads(Server::Valkey);
+}
+
+fn computed_reads(server: Server) {
+    let cluster = Cluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        server,
+        ..Default::default()
+    });
     let masters = cluster.masters();
     let proxy = Proxy::start(&cluster, "");
-    let solo = Standalone::start();
+    let solo = Standalone::start_on(server);
     let on = |i: usize, prefix: &str| key_owned_by(&cluster, masters[i], prefix);
     let z: Vec<String> = (0..3).map(|i| on(i, "z:")).collect();
     let set = on(1, "set:");
@@ -1722,6 +1746,23 @@ fn cross_slot_writes_match_a_standalone_server() {
         vec!["BITOP", "NOT", &dst, &b[1]],
         vec!["BITOP", "AND", &dst2, &none, &b[2]],
         vec!["BITOP", "OR", &dst, &s[0], &b[1]],
+        vec!["ZRANGESTORE", &dst, &z[1], "0", "-1"],
+        vec![
+            "ZRANGESTORE",
+            &dst,
+            &z[0],
+            "(1",
+            "+inf",
+            "BYSCORE",
+            "LIMIT",
+            "0",
+            "5",
+        ],
+        vec!["ZRANGESTORE", &dst, &z[1], "[a", "[z", "BYLEX"],
+        vec!["ZRANGESTORE", &dst2, &z[1], "5", "9"],
+        vec!["ZRANGESTORE", &dst, &z[1], "0", "-1", "WITHSCORES"],
+        vec!["ZRANGESTORE", &dst, &st, "0", "-1"],
+        vec!["ZRANGESTORE", &dst, &z[1], "x", "y", "BYSCORE"],
         vec!["MSETNX", &b[0], "1", &b[2], "2"],
         vec!["MSETNX", &b[2], "1", &none, "2"],
     ];

@@ -136,6 +136,24 @@ pub fn plan<A: Args + ?Sized>(name: &str, args: &A) -> Option<Result<Computed, P
         )),
         "BITOP" => bitop(&all),
         "LMPOP" | "ZMPOP" => mpop(name, &all),
+        "ZRANGESTORE" => {
+            // WITHSCORES is ZRANGE's, not ZRANGESTORE's: refused as Redis refuses it.
+            if all[3..]
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(b"WITHSCORES"))
+            {
+                Err("ERR syntax error".to_string())
+            } else {
+                let bylex = all[3..].iter().any(|a| a.eq_ignore_ascii_case(b"BYLEX"));
+                Ok(write_op(
+                    name,
+                    write::Kind::ZRangeStore { bylex },
+                    all[1],
+                    vec![all[2].to_vec()],
+                    all[3..].iter().map(|a| a.to_vec()).collect(),
+                ))
+            }
+        }
         "MSETNX" => Ok(write_op(
             name,
             write::Kind::MSetNx {
@@ -297,8 +315,9 @@ pub const ACROSS_SLOTS: &[(&str, &str, &str)] = &[
     ("BITOP", "write", "the sources read, the result written with SET (an empty result deletes the destination)"),
     ("MSETNX", "write", "EXISTS on every key, then one MSET per slot only if none existed: two clients racing can both see the keys absent"),
     ("LMPOP, ZMPOP", "write", "each key's length in key order, then the pop on the first non-empty key's node"),
+    ("ZRANGESTORE", "write", "the range read with its scores (BYLEX: the members, then ZMSCORE), then the destination replaced as for ZUNIONSTORE"),
     ("BLPOP, BRPOP, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, BRPOPLPUSH, XREAD BLOCK", "refused", "CROSSSLOT, saying why: waiting on several nodes at once could pop an element on a node whose result then has nowhere to go"),
-    ("others (EVAL, FCALL, XREADGROUP, ZRANGESTORE, GEOSEARCHSTORE, SORT ... STORE, ...)", "refused", "CROSSSLOT, as from a cluster node"),
+    ("others (EVAL, FCALL, XREADGROUP, GEOSEARCHSTORE, GEORADIUS ... STORE, SORT ... STORE, ...)", "refused", "CROSSSLOT, as from a cluster node: a script or function runs on one node; XREADGROUP's group state would change on some streams and not others; a geo or SORT store would need its scores recomputed"),
 ];
 
 /// BITOP AND|OR|XOR|NOT destination key...
@@ -712,7 +731,8 @@ mod tests {
             ("BLPOP a b 0", "refused"),
             ("XREAD BLOCK 0 STREAMS a b 0 0", "refused"),
             ("EVAL s 2 a b", "refused"),
-            ("ZRANGESTORE a b 0 1", "refused"),
+            ("ZRANGESTORE a b 0 1", "write"),
+            ("GEOSEARCHSTORE a b FROMLONLAT 0 0 BYRADIUS 1 km", "refused"),
         ];
         for (line, want) in examples {
             let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();

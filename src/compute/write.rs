@@ -59,6 +59,9 @@ pub enum Kind {
     /// MSETNX: EXISTS on every key, then MSET per slot only if none existed. Two clients
     /// racing may both see the keys absent: documented.
     MSetNx { pairs: usize },
+    /// ZRANGESTORE: the range read with its scores (BYLEX: the members, then their scores
+    /// with ZMSCORE, as ZRANGE BYLEX gives no scores), then written as the STORE forms are.
+    ZRangeStore { bylex: bool },
     /// LMPOP, ZMPOP: each key's length (LLEN, ZCARD: a key of another type is refused in
     /// key order, as Redis does), then the pop on the first non-empty key's node.
     MPop { zset: bool },
@@ -183,6 +186,15 @@ impl Write {
                 .map(|k| req(k, &[b"GET", k]))
                 .collect(),
             Kind::BitOp(_) => self.srcs.iter().map(|k| req(k, &[b"GET", k])).collect(),
+            Kind::ZRangeStore { bylex } => {
+                let s = &self.srcs[0];
+                let mut words: Vec<&[u8]> = vec![b"ZRANGE", s];
+                words.extend(self.extra.iter().map(Vec::as_slice));
+                if !bylex {
+                    words.push(b"WITHSCORES");
+                }
+                vec![req(s, &words)]
+            }
             Kind::MPop { zset } => {
                 let len: &[u8] = if *zset { b"ZCARD" } else { b"LLEN" };
                 self.srcs.iter().map(|k| req(k, &[len, k])).collect()
@@ -237,23 +249,68 @@ impl Write {
                     },
                     Err(e) => return Step::Answer(e),
                 };
-                self.count = pairs.len() as i64;
-                let texts: Vec<Vec<u8>> = pairs
-                    .iter()
-                    .map(|(_, s)| {
-                        let mut t = Vec::new();
-                        // 17 significant digits read back as the same double, on every
-                        // version of the server.
-                        write_double(&mut t, *s, DoubleStyle::G17);
-                        t
+                self.write_pairs(pairs)
+            }
+            (1, Kind::ZRangeStore { bylex }) => {
+                let r = one(replies);
+                if is_error(r) {
+                    return Step::Answer(Bytes::copy_from_slice(r));
+                }
+                let Ok(v) = decode(r) else {
+                    return Step::Answer(unexpected());
+                };
+                if bylex {
+                    let Value::Array(ms) = v else {
+                        return Step::Answer(unexpected());
+                    };
+                    let members: Vec<Vec<u8>> = ms
+                        .into_iter()
+                        .filter_map(|m| match m {
+                            Value::Str(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect();
+                    if members.is_empty() {
+                        return self.write_pairs(Vec::new());
+                    }
+                    let s = &self.srcs[0];
+                    let mut words: Vec<&[u8]> = vec![b"ZMSCORE", s];
+                    words.extend(members.iter().map(Vec::as_slice));
+                    let frame = req(s, &words);
+                    self.extra = members;
+                    return Step::Send(vec![frame]);
+                }
+                match super::zset_pairs(v) {
+                    Some(pairs) => self.write_pairs(pairs),
+                    None => Step::Answer(unexpected()),
+                }
+            }
+            (2, Kind::ZRangeStore { bylex: true }) => {
+                let r = one(replies);
+                if is_error(r) {
+                    return Step::Answer(Bytes::copy_from_slice(r));
+                }
+                let Ok(Value::Array(scores)) = decode(r) else {
+                    return Step::Answer(unexpected());
+                };
+                // A member removed since the range was read has no score: left out.
+                let members = std::mem::take(&mut self.extra);
+                let pairs = members
+                    .into_iter()
+                    .zip(scores)
+                    .filter_map(|(m, s)| match s {
+                        Value::Str(t) => super::double::parse_double(&t).map(|s| (m, s)),
+                        _ => None,
                     })
                     .collect();
-                let mut words: Vec<&[u8]> = vec![b"ZADD", &self.dst];
-                for ((m, _), t) in pairs.iter().zip(&texts) {
-                    words.push(t);
-                    words.push(m);
+                self.write_pairs(pairs)
+            }
+            (2, Kind::ZRangeStore { bylex: false }) | (3, Kind::ZRangeStore { bylex: true }) => {
+                let r = one(replies);
+                if is_error(r) || r.starts_with(b"*-1") || r.starts_with(b"_") {
+                    return Step::Answer(self.unchanged(r));
                 }
-                self.replace(words)
+                Step::Answer(int(self.count))
             }
             (2, Kind::SetStore { .. } | Kind::ZStore(_)) => {
                 let r = one(replies);
@@ -491,6 +548,26 @@ impl Write {
             (2, Kind::MPop { .. }) => Step::Answer(Bytes::copy_from_slice(one(replies))),
             _ => Step::Answer(unexpected()),
         }
+    }
+
+    /// A sorted set's pairs written to the destination (replaced), scores with 17 digits,
+    /// which read back as the same doubles on every version of the server.
+    fn write_pairs(&mut self, pairs: Vec<(Vec<u8>, f64)>) -> Step {
+        self.count = pairs.len() as i64;
+        let texts: Vec<Vec<u8>> = pairs
+            .iter()
+            .map(|(_, s)| {
+                let mut t = Vec::new();
+                write_double(&mut t, *s, DoubleStyle::G17);
+                t
+            })
+            .collect();
+        let mut words: Vec<&[u8]> = vec![b"ZADD", &self.dst];
+        for ((m, _), t) in pairs.iter().zip(&texts) {
+            words.push(t);
+            words.push(m);
+        }
+        self.replace(words)
     }
 
     /// The destination replaced atomically on its node: MULTI, DEL, the write, EXEC (the
