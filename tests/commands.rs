@@ -1614,21 +1614,7 @@ fn computed_reads(server: Server) {
         vec!["XREAD", "STREAMS", &x[0], &x[1], "9-9", "9-9"],
         vec!["XREAD", "STREAMS", &x[0], &x[1], "0", "nonsense"],
     ];
-    for proto in ["2", "3"] {
-        let mut p = proxy.raw_timeout(Duration::from_secs(10));
-        let mut r = solo.raw();
-        for c in [&mut p, &mut r] {
-            assert!(!c.cmd(&["HELLO", proto]).is_error());
-            for cmd in &setup {
-                assert!(!c.cmd(cmd).is_error(), "{cmd:?}");
-            }
-        }
-        for args in &cases {
-            let want = r.cmd(args);
-            let got = p.cmd(args);
-            assert_eq!(got, want, "RESP{proto} {args:?}");
-        }
-    }
+    compare_with_standalone(&proxy, &solo, &setup, &cases, &[]);
     let mut p = proxy.raw_timeout(Duration::from_secs(10));
     let info = parse_info(&p.cmd(&["INFO", "proxy"]).text().unwrap());
     let want = (2 * cases.len()).to_string();
@@ -1636,6 +1622,40 @@ fn computed_reads(server: Server) {
         info["cross_slot_computed"], want,
         "every case, RESP2 and RESP3"
     );
+}
+
+/// In RESP2, then RESP3: `setup` on both, then each case's reply through the proxy equal to
+/// the standalone server's, and after each case every key of `keys` in the same state.
+fn compare_with_standalone<S: AsRef<str>>(
+    proxy: &Proxy,
+    solo: &Standalone,
+    setup: &[Vec<S>],
+    cases: &[Vec<&str>],
+    keys: &[String],
+) {
+    for proto in ["2", "3"] {
+        let mut p = proxy.raw_timeout(Duration::from_secs(10));
+        let mut r = solo.raw();
+        for c in [&mut p, &mut r] {
+            assert!(!c.cmd(&["HELLO", proto]).is_error());
+            for cmd in setup {
+                let cmd: Vec<&str> = cmd.iter().map(AsRef::as_ref).collect();
+                assert!(!c.cmd(&cmd).is_error(), "{cmd:?}");
+            }
+        }
+        for args in cases {
+            let want = r.cmd(args);
+            let got = p.cmd(args);
+            assert_eq!(got, want, "RESP{proto} {args:?}");
+            for k in keys {
+                assert_eq!(
+                    key_state(&mut p, k),
+                    key_state(&mut r, k),
+                    "RESP{proto} key {k} after {args:?}"
+                );
+            }
+        }
+    }
 }
 
 /// A key's whole state as a standalone-comparable value: its type, its content read in a
@@ -1768,28 +1788,7 @@ fn cross_slot_writes_match_a_standalone_server() {
     ];
     let mut keys: Vec<String> = [&s[..], &z[..], &l[..], &h[..], &b[..]].concat();
     keys.extend([st.clone(), dst.clone(), dst2.clone(), none.clone()]);
-    for proto in ["2", "3"] {
-        let mut p = proxy.raw_timeout(Duration::from_secs(10));
-        let mut r = solo.raw();
-        for c in [&mut p, &mut r] {
-            assert!(!c.cmd(&["HELLO", proto]).is_error());
-            for cmd in &setup {
-                assert!(!c.cmd(cmd).is_error(), "{cmd:?}");
-            }
-        }
-        for args in &cases {
-            let want = r.cmd(args);
-            let got = p.cmd(args);
-            assert_eq!(got, want, "RESP{proto} {args:?}");
-            for k in &keys {
-                assert_eq!(
-                    key_state(&mut p, k),
-                    key_state(&mut r, k),
-                    "RESP{proto} key {k} after {args:?}"
-                );
-            }
-        }
-    }
+    compare_with_standalone(&proxy, &solo, &setup, &cases, &keys);
     let mut p = proxy.raw_timeout(Duration::from_secs(10));
     let info = parse_info(&p.cmd(&["INFO", "proxy"]).text().unwrap());
     assert!(

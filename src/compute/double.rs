@@ -141,22 +141,8 @@ fn write_g17(out: &mut Vec<u8>, d: f64) {
         if e < 10 {
             out.push(b'0');
         }
-        push_u64(out, u64::from(e));
+        crate::resp::encode::decimal(out, u64::from(e));
     }
-}
-
-fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// Redis 7.2's `d2string` for finite `d`.
@@ -174,7 +160,7 @@ fn write_shortest(out: &mut Vec<u8>, d: f64) {
             if ll < 0 {
                 out.push(b'-');
             }
-            push_u64(out, ll.unsigned_abs());
+            crate::resp::encode::decimal(out, ll.unsigned_abs());
             return;
         }
     }

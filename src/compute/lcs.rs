@@ -241,14 +241,14 @@ pub fn lcs_reply(a: &[u8], b: &[u8], o: &LcsOptions, resp3: bool, max_table_byte
         out.extend_from_slice(if resp3 { b"%2\r\n" } else { b"*4\r\n" });
         out.extend_from_slice(b"$7\r\nmatches\r\n");
         out.push(b'*');
-        push_dec(&mut out, nranges);
+        crate::resp::encode::decimal(&mut out, nranges);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&ranges);
         out.extend_from_slice(b"$3\r\nlen\r\n");
         push_int(&mut out, i64::from(total));
     } else {
         out.push(b'$');
-        push_dec(&mut out, result.len() as u64);
+        crate::resp::encode::decimal(&mut out, result.len() as u64);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&result);
         out.extend_from_slice(b"\r\n");
@@ -262,22 +262,8 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
     if v < 0 {
         out.push(b'-');
     }
-    push_dec(out, v.unsigned_abs());
+    crate::resp::encode::decimal(out, v.unsigned_abs());
     out.extend_from_slice(b"\r\n");
-}
-
-fn push_dec(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]

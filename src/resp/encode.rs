@@ -9,6 +9,21 @@ pub enum Proto {
     Resp3,
 }
 
+/// The decimal digits of `v`, without allocating.
+pub fn decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 fn int_line<B: BufMut>(out: &mut B, tag: u8, n: i64) {
     out.put_u8(tag);
     let mut buf = [0u8; 24];
