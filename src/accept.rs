@@ -136,7 +136,13 @@ impl Reactor {
         c.user = self.core.users.initial();
         c.tls = session;
         self.core.stats.connections_received += 1;
-        debug!(
+        let level = if self.core.cfg.log_connections {
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
             "client {addr} connected (id {id}{})",
             if tls { ", TLS" } else { "" }
         );

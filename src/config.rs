@@ -83,6 +83,9 @@ pub struct Config {
     /// MSETNX, ...) done by the proxy in stages, never atomically; off: CROSSSLOT, as Redis
     /// Cluster answers. docs/commands.md lists what each does.
     pub cross_slot_writes: bool,
+    /// Client connects and disconnects logged at info (at debug otherwise): who came, from
+    /// where, and why they left.
+    pub log_connections: bool,
     /// Where read-only commands go: `master`, `replica` (a replica of the slot's master,
     /// round-robin; an error when none is up) or `prefer_replica` (a replica, else the master).
     pub read_from: ReadFrom,
@@ -358,6 +361,7 @@ impl Default for Config {
             announce_address: None,
             allow_admin_commands: false,
             cross_slot_writes: false,
+            log_connections: false,
             read_from: ReadFrom::Master,
             workers: 1,
             max_clients: DEFAULT_MAX_CLIENTS,
@@ -403,7 +407,7 @@ impl Config {
         }) {
             return Ok(Config::default());
         }
-        serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        serde_yaml::from_str(text).map_err(|e| ConfigError(locate(text, &e)))
     }
 
     /// Checks what serde cannot: values that parse but make no sense.
@@ -616,6 +620,38 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+/// A parse error with its key and line. serde_yaml places syntax errors, but not a value
+/// refused after it was read (a duration, a size): then each top-level key is tried alone
+/// to find the one refused, and the line it starts on.
+fn locate(text: &str, e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains(" at line ") {
+        return msg;
+    }
+    let Ok(serde_yaml::Value::Mapping(all)) = serde_yaml::from_str::<serde_yaml::Value>(text)
+    else {
+        return msg;
+    };
+    for (k, v) in all {
+        let Some(key) = k.as_str().map(str::to_string) else {
+            continue;
+        };
+        let one: serde_yaml::Mapping = [(k, v)].into_iter().collect();
+        if serde_yaml::from_value::<Config>(serde_yaml::Value::Mapping(one)).is_err() {
+            let line = text.lines().position(|l| {
+                l.strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            });
+            let at = line
+                .map(|n| format!(" at line {}", n + 1))
+                .unwrap_or_default();
+            let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(&msg);
+            return format!("{key}{at}: {msg}");
+        }
+    }
+    msg
+}
+
 /// Where a configuration comes from: its file (none: the defaults) and the command line's
 /// flags, which win over it.
 pub type Source = (Option<std::path::PathBuf>, Vec<(String, String)>);
@@ -679,6 +715,25 @@ mod tests {
         assert_eq!(c.read_from, ReadFrom::PreferReplica);
         let e = Config::from_yaml("read_from: slaves\n").unwrap_err();
         assert!(e.0.contains("slaves") || e.0.contains("read_from"), "{e}");
+    }
+
+    /// A refused value names its key and line (serde_yaml alone says neither for it).
+    #[test]
+    fn a_bad_value_names_its_key_and_line() {
+        let e = Config::from_yaml("redis_nodes: [\"a:1\"]\n\nbackend_timeout: 10 seconds\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("backend_timeout at line 3: '10 seconds' is not a duration"),
+            "{e}"
+        );
+        let e = Config::from_yaml("client_output_limit: lots\n")
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("client_output_limit at line 1: "), "{e}");
+        // Syntax and unknown keys: serde_yaml's own words, with its line.
+        let e = Config::from_yaml("nosuch: 1\n").unwrap_err().0;
+        assert!(e.contains("nosuch") && e.contains("line 1"), "{e}");
     }
 
     #[test]

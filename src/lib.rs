@@ -20,6 +20,7 @@ pub mod hold;
 pub mod inflight;
 pub mod input;
 pub mod local;
+pub mod lograte;
 pub mod metrics;
 pub mod pubsub;
 pub mod reactor;

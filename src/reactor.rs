@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
@@ -142,6 +142,8 @@ pub struct Core {
     pub(crate) auth_failures_unlogged: u64,
     /// When a node's NOAUTH was last logged.
     pub(crate) noauth_warned: Option<Instant>,
+    /// Repeated warnings about one node, rate-limited (`lograte`).
+    pub(crate) log_gate: crate::lograte::Gate,
     /// `backend_tls`'s client configuration, for every node connection.
     pub(crate) backend_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// `backend_auth`'s requests, sent first on every node connection.
@@ -292,6 +294,7 @@ impl Core {
             auth_warned: None,
             auth_failures_unlogged: 0,
             noauth_warned: None,
+            log_gate: Default::default(),
             stats: Counters::default(),
             started: now,
             totals,
@@ -757,7 +760,12 @@ impl Reactor {
             self.core.totals.monitor_ended(self.core.worker);
         }
         self.core.client_gone(me);
-        debug!("client {} disconnected (id {}): {why}", c.addr, c.id);
+        let level = if self.core.cfg.log_connections {
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
+        log::log!(level, "client {} disconnected (id {}): {why}", c.addr, c.id);
     }
 }
 

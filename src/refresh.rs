@@ -169,7 +169,15 @@ impl Core {
             Err(e) if e.starts_with("NOAUTH") && self.creds.is_none() => warn!(
                 "topology refresh from {asked} failed: {e} (the node needs a password: set backend_auth)"
             ),
-            Err(e) => warn!("topology refresh from {asked} failed: {e}"),
+            Err(e) => {
+                let kind = crate::lograte::Kind::RefreshFailed;
+                if let Some(n) = self.log_gate.admit(from.0, kind, self.now) {
+                    warn!(
+                        "topology refresh from {asked} failed: {e}{}",
+                        crate::lograte::left_out(n)
+                    );
+                }
+            }
         }
         let degraded = self.degraded();
         let next = if !self.held.is_empty() {

@@ -193,6 +193,11 @@ fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             old.allow_admin_commands != new.allow_admin_commands,
         ),
         (
+            "log_connections",
+            true,
+            old.log_connections != new.log_connections,
+        ),
+        (
             "cross_slot_writes",
             true,
             old.cross_slot_writes != new.cross_slot_writes,

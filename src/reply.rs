@@ -8,6 +8,7 @@ use crate::conn::role::BackendRole;
 use crate::error::ProxyError;
 use crate::inflight::{self, Attempt, ClientRef, InFlight, Next, Owner};
 use crate::inflight::{Reason, HOLD_POLL};
+use crate::lograte::{left_out, Kind};
 use crate::reactor::{Core, Kill, Reactor, Wake};
 use crate::resp::encode::{self, Proto};
 use crate::resp::reply::elements;
@@ -442,7 +443,12 @@ impl Core {
         self.unhold(|(_, d)| d.idx != idx || d.gen != b.gen);
         let unsent_from = b.unsent_from();
         if let BackendState::Connecting { .. } = b.state {
-            warn!("cannot connect to node {addr}: {why} (retry in {wait:?})")
+            if let Some(n) = self.log_gate.admit(b.node.0, Kind::ConnectFailed, self.now) {
+                warn!(
+                    "cannot connect to node {addr}: {why} (retry in {wait:?}){}",
+                    left_out(n)
+                )
+            }
         }
         if b.auth_refused {
             self.reread_backend_password(&addr);
@@ -489,7 +495,9 @@ impl Core {
                     }
                 }
                 Owner::Refresh => {
-                    warn!("topology refresh from {addr} failed: {why}");
+                    if let Some(n) = self.log_gate.admit(node.0, Kind::RefreshFailed, self.now) {
+                        warn!("topology refresh from {addr} failed: {why}{}", left_out(n));
+                    }
                     self.refresh = RefreshState::Idle;
                     self.request_refresh(Duration::ZERO);
                 }
@@ -498,9 +506,12 @@ impl Core {
             }
         }
         if ready {
-            warn!(
-                "connection to node {addr} lost: {why} (of its requests in flight: {again_n} held to go again, {doubt_n} failed as possibly applied, {failed_n} failed)"
-            );
+            if let Some(n) = self.log_gate.admit(node.0, Kind::ConnectionLost, self.now) {
+                warn!(
+                    "connection to node {addr} lost: {why} (of its requests in flight: {again_n} held to go again, {doubt_n} failed as possibly applied, {failed_n} failed){}",
+                    left_out(n)
+                );
+            }
         }
         if failure {
             self.request_refresh(Duration::ZERO);

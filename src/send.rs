@@ -10,6 +10,7 @@ use crate::conn::role::{BackendRole, Idle};
 use crate::error::ProxyError;
 use crate::inflight::Reason;
 use crate::inflight::{Attempt, ClientRef, InFlight, Owner};
+use crate::lograte::{left_out, Kind};
 use crate::reactor::{backend_token, Core};
 use crate::resp::encode::Proto;
 use crate::slot::Slot;
@@ -407,7 +408,10 @@ impl Core {
             }
             Err(e) => {
                 let addr = self.topo.node(node).addr.clone();
-                warn!("cannot connect to node {addr}: {e}");
+                let now = self.now;
+                if let Some(n) = self.log_gate.admit(node.0, Kind::ConnectFailed, now) {
+                    warn!("cannot connect to node {addr}: {e}{}", left_out(n));
+                }
                 self.pool.mark_down(node, self.now);
                 self.request_refresh(Duration::ZERO);
                 Err(ProxyError::NodeUnavailable {

@@ -225,3 +225,56 @@ fn a_stop_signal_answers_what_was_taken_then_exits() {
         );
     }
 }
+
+/// A node whose connections keep dropping cannot flood the log: a few "connection ... lost"
+/// lines per node per 10 s, then a count of those left out. Clients' comings and goings
+/// are logged at info with `log_connections: true`.
+#[test]
+fn a_flapping_node_cannot_flood_the_log() {
+    let cluster = Cluster::start_masters(3);
+    let proxy = Proxy::start(&cluster, "log_connections: true\n");
+    let node = cluster.masters()[0];
+    let key = key_owned_by(&cluster, node, "flap");
+    let mut c = proxy.raw();
+    let lost = format!("connection to node 127.0.0.1:{node} lost");
+    // Drops the proxy's connections to the node, then uses them again: one loss each.
+    let mut flap = || {
+        let r = c.cmd(&["SET", &key, "v"]);
+        assert!(!r.is_error(), "{r:?}");
+        let killed: i64 = cluster.query(node, &["CLIENT", "KILL", "TYPE", "normal"]);
+        assert!(
+            killed >= 1,
+            "the proxy's connection to {node} was there to kill"
+        );
+    };
+    let started = Instant::now();
+    for _ in 0..20 {
+        flap();
+    }
+    // The losses are seen (the next SET found each connection gone), yet few are logged.
+    poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (proxy.log_count(&lost) >= 3).then_some(())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "too slow to test the window"
+    );
+    assert_eq!(proxy.log_count(&lost), 3, "{}", proxy.log_text());
+    // Past the window, the next loss is logged with the count of those left out.
+    let said = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        flap();
+        proxy
+            .log_text()
+            .lines()
+            .find(|l| l.contains(&lost) && l.contains("more like this"))
+            .map(str::to_string)
+    });
+    let said =
+        said.unwrap_or_else(|| panic!("no count of the lines left out:\n{}", proxy.log_text()));
+    assert!(said.contains("not logged"), "{said}");
+    assert!(
+        proxy.log_count("INFO  redis_cluster_proxy::accept] client 127.0.0.1:") >= 1,
+        "a connect at info with log_connections: {}",
+        proxy.log_text()
+    );
+}
