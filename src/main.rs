@@ -36,6 +36,8 @@ Options:
       --busy-poll D          spin this long before sleeping, e.g. 50us (busy_poll)
   -w, --workers N            reactor threads sharing the port (workers)
       --check                validate the configuration and exit
+      --connect              --check, then also ask every seed for the cluster (with
+                             backend_auth and backend_tls) and report what each says
   -V, --version              print the version and exit
   -h, --help                 print this help and exit
 
@@ -45,6 +47,7 @@ Flags win over the file. RUST_LOG, when set, wins over log_level.
 struct Cli {
     config: Option<PathBuf>,
     check: bool,
+    connect: bool,
     overrides: Vec<(String, String)>,
 }
 
@@ -52,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
     let mut cli = Cli {
         config: None,
         check: false,
+        connect: false,
         overrides: Vec::new(),
     };
     let mut i = 0;
@@ -79,6 +83,10 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
                 return Ok(None);
             }
             "--check" => cli.check = true,
+            "--connect" => {
+                cli.check = true;
+                cli.connect = true;
+            }
             "-c" | "--config" => cli.config = Some(PathBuf::from(value("--config")?)),
             "-p" | "--port" => cli.overrides.push(("port".into(), value("--port")?)),
             "--bind" => cli.overrides.push(("bind".into(), value("--bind")?)),
@@ -164,6 +172,9 @@ fn main() -> ExitCode {
     };
     if cli.check {
         println!("configuration ok");
+        if cli.connect {
+            return check_seeds(&cfg);
+        }
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg.log_level);
@@ -316,7 +327,11 @@ fn log_open_files_limit(cfg: &Config) {
 
 /// The cluster's slot map and Redis version from the seeds, and the commands it knows
 /// beyond the built-in table.
-fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
+/// How the proxy reaches the nodes: `backend_auth`'s credentials, `backend_tls`'s
+/// configuration and the name it verifies.
+type NodeAccess = (Option<NodeCredentials>, Option<Arc<rustls::ClientConfig>>);
+
+fn node_access(cfg: &Config) -> Result<NodeAccess, String> {
     let creds = cfg
         .backend_auth
         .as_ref()
@@ -325,6 +340,63 @@ fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
         Some(t) => Some(redis_cluster_proxy::conn::tls::client_config(t)?),
         None => None,
     };
+    Ok((creds, tls))
+}
+
+/// `--check --connect`: every seed asked for the cluster as the proxy would at start
+/// (authenticated, over TLS where configured); what each says, and whether any answered.
+fn check_seeds(cfg: &Config) -> ExitCode {
+    let (creds, tls) = match node_access(cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let name = cfg
+        .backend_tls
+        .as_ref()
+        .and_then(|t| t.server_name.as_deref());
+    let mut answered = 0;
+    for seed in &cfg.redis_nodes {
+        let one = std::slice::from_ref(seed);
+        match discover(
+            one,
+            cfg.connect_timeout,
+            creds.as_ref(),
+            tls.as_ref().map(|c| (c, name)),
+        ) {
+            Ok(found) => {
+                answered += 1;
+                let mut topo = Topology::new();
+                topo.apply(&found.ranges);
+                let covered: usize = found
+                    .ranges
+                    .iter()
+                    .map(|r| usize::from(r.end) - usize::from(r.start) + 1)
+                    .sum();
+                println!(
+                    "seed {seed}: ok, Redis {}, {} masters, {} nodes, {covered} of 16384 slots served",
+                    found.version,
+                    topo.masters().count(),
+                    topo.nodes().len()
+                );
+            }
+            Err(e) => println!(
+                "seed {seed}: {}",
+                e.trim_start_matches("no Redis Cluster node answered; tried ")
+            ),
+        }
+    }
+    if answered == 0 {
+        eprintln!("error: no seed answered");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn first_topology(cfg: &Config) -> Result<(Topology, String), String> {
+    let (creds, tls) = node_access(cfg)?;
     let name = cfg
         .backend_tls
         .as_ref()

@@ -195,3 +195,43 @@ fn command_line_flags_win_over_the_file() {
         "--log-level debug produced no log output"
     );
 }
+
+/// `--check --connect` asks every seed, as the proxy would at start, and says what each
+/// answered: a live node's cluster (masters, nodes, slots served), a dead one's error; it
+/// succeeds when one answered, fails when none did.
+#[test]
+fn check_connect_reports_what_each_seed_says() {
+    let cluster = Cluster::start_masters(3);
+    let live = cluster.masters()[0];
+    let dead = free_port();
+    let (_d, path) = config_file(&format!(
+        "redis_nodes:\n  - \"127.0.0.1:{live}\"\n  - \"127.0.0.1:{dead}\"\nconnect_timeout: 1s\n"
+    ));
+    let (ok, out, err) = run_proxy(
+        &["--config", &path, "--check", "--connect"],
+        Duration::from_secs(30),
+    );
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("configuration ok"), "{out}");
+    let line = |port: u16| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("seed 127.0.0.1:{port}:")))
+            .unwrap_or_else(|| panic!("no line for seed {port}:\n{out}"))
+            .to_string()
+    };
+    let l = line(live);
+    assert!(
+        l.contains("ok, Redis") && l.contains("3 masters, 3 nodes, 16384 of 16384 slots served"),
+        "{l}"
+    );
+    let l = line(dead);
+    assert!(!l.contains("ok"), "{l}");
+    // No seed answers: a failure, each named.
+    let (_d2, path) = config_file(&format!(
+        "redis_nodes:\n  - \"127.0.0.1:{dead}\"\nconnect_timeout: 1s\n"
+    ));
+    let (ok, out, err) = run_proxy(&["--config", &path, "--connect"], Duration::from_secs(30));
+    assert!(!ok, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains(&format!("seed 127.0.0.1:{dead}: ")), "{out}");
+    assert!(err.contains("no seed answered"), "{err}");
+}
