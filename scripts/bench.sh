@@ -21,6 +21,10 @@
 #                        redis-servers and redis-benchmark on the others (taskset), as
 #                        when the proxy has a host or core of its own; affinities of
 #                        processes this run did not start are restored at the end
+#   --peer-metrics       the peer is a second copy of the started proxy with
+#                        metrics_address set (its latency histograms recorded): the cost
+#                        of metrics, on (peer columns) against off, in the same run; not
+#                        with --peer, --proxy or --tls
 #   --rounds R           run every workload R times per target (default 1), as R whole
 #                        passes over the workload list; the table then shows medians over
 #                        the rounds and the min-max of the per-round ratios
@@ -54,7 +58,7 @@ ROOT="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 BIN="$ROOT/target/release/redis-cluster-proxy"
 RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-300}"
 CMDLINE="$(printf "%q " "${BASH_SOURCE[0]}" "$@")"; CMDLINE=${CMDLINE% }
-N='' QUICK=0 PIN=0 TLS=0 ROUNDS=1 BASE='' CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
+N='' QUICK=0 PIN=0 TLS=0 PEER_METRICS=0 ROUNDS=1 BASE='' CLUSTER='' PROXY='' PEER='' PROXY_BIN='' WORKERS='' BUSY=''
 MGET_KEYS=10 # keys per MGET in the "MGET 10 keys" workload
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -67,6 +71,7 @@ while (($#)); do
         --quick) QUICK=1 ;;
         --pin) PIN=1 ;;
         --tls) TLS=1 ;;
+        --peer-metrics) PEER_METRICS=1 ;;
         -h | --help) usage 0 ;;
         -n | --requests | --base | --cluster | --proxy | --peer | --proxy-bin | --workers | --busy-poll | --rounds)
             (($# >= 2)) || die "$1 needs a value"
@@ -92,6 +97,8 @@ done
 [[ "$ROUNDS" =~ ^[1-9][0-9]{0,2}$ ]] || die "--rounds must be a number 1..999, got '$ROUNDS'"
 [[ "$BASE" =~ ^[0-9]+$ && "$BASE" -ge 1024 && "$BASE" -le 55530 ]] || die "--base must be 1024..55530"
 [[ -n "$PROXY" && -n "$PROXY_BIN" ]] && die "--proxy and --proxy-bin exclude each other"
+((PEER_METRICS)) && [[ -n "$PEER$PROXY" ]] && die "--peer-metrics starts its own peer: not with --peer or --proxy"
+((PEER_METRICS && TLS)) && die "--peer-metrics: not with --tls"
 [[ -n "$PEER" && "$PEER" == "$PROXY" ]] && die "--peer and --proxy are the same ($PEER)"
 ((TLS)) && [[ -n "$CLUSTER$PROXY$PEER" ]] && die "--tls starts its own TLS cluster and proxy: not with --cluster, --proxy or --peer"
 CPUS="$(nproc)" PROXY_CPU='' OTHER_CPUS='' ALL_CPUS="0-$(($(nproc) - 1))"
@@ -110,7 +117,7 @@ KEYSPACE=$((N / 2 < 100000 ? N / 2 : 100000)) # every GET key is written ~22 tim
 TICKS="$(getconf CLK_TCK)"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")"
-STARTED_CLUSTER=0 PROXY_PID='' RB_PID='' FAILED=0 REPIN=() # REPIN: pids whose affinity --pin changed
+STARTED_CLUSTER=0 PROXY_PID='' METRICS_PID='' RB_PID='' FAILED=0 REPIN=() # REPIN: pids whose affinity --pin changed
 alive() { local s; s="$(ps -o stat= -p "$1" 2>/dev/null || true)"; [[ -n "$s" && "$s" != Z* ]]; }
 stop_proxy() {
     [[ -n "$PROXY_PID" ]] || return 0
@@ -125,6 +132,7 @@ cleanup() {
     local rc=$?
     set +e
     [[ -n "$RB_PID" ]] && kill -TERM "$RB_PID" 2>/dev/null && wait "$RB_PID" 2>/dev/null
+    [[ -n "$METRICS_PID" ]] && kill -TERM "$METRICS_PID" 2>/dev/null && wait "$METRICS_PID" 2>/dev/null
     if [[ -n "$PROXY_PID" ]]; then
         ((rc != 0)) && [[ -s "$TMP/proxy.log" ]] && { log "proxy log (tail):"; tail -n 20 "$TMP/proxy.log" >&2; }
         stop_proxy
@@ -224,6 +232,17 @@ else
 fi
 
 # --- peer proxy and cluster node pids --------------------------------------------------
+if ((PEER_METRICS)); then
+    for _ in {1..50}; do mport=$((40000 + RANDOM % 10000)); port_open "$mport" || break; done
+    for _ in {1..50}; do hport=$((30000 + RANDOM % 10000)); port_open "$hport" || break; done
+    printf '%s\n' "metrics_address: \"127.0.0.1:$hport\"" >"$TMP/metrics.yaml"
+    ${PROXY_CPU:+taskset -c "$PROXY_CPU"} "$BIN" --config "$TMP/metrics.yaml" --port "$mport" --nodes "$CLUSTER" --log-level warn ${WORKERS:+--workers "$WORKERS"} ${BUSY:+--busy-poll "$BUSY"} </dev/null >"$TMP/metrics-proxy.log" 2>&1 &
+    METRICS_PID=$!
+    for _ in {1..100}; do [[ "$(rcli "127.0.0.1:$mport" ping)" == PONG ]] && break; sleep 0.2; done
+    [[ "$(rcli "127.0.0.1:$mport" ping)" == PONG ]] || die "the metrics-on copy did not answer PING on $mport"
+    PEER="127.0.0.1:$mport"
+    log "peer: the same binary with metrics_address 127.0.0.1:$hport on $PEER (pid $METRICS_PID)"
+fi
 PEER_PID=
 if [[ -n "$PEER" ]]; then
     [[ "$(rcli "$PEER" ping)" == PONG ]] || die "--peer $PEER does not answer PING"

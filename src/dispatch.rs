@@ -45,6 +45,7 @@ impl Core {
         self.stats.commands += 1;
         c.last_request = self.now;
         c.last_cmd = routed.name();
+        c.family = crate::latency::family(routed.cmd);
         if !self.monitors.is_empty() || self.monitor_elsewhere {
             monitor_line(&mut self.monitor_feed, c.addr, &args);
         }

@@ -88,6 +88,8 @@ pub struct InFlight {
     /// When it first went into the hold queue (a node down, CLUSTERDOWN, ...): it waits at
     /// most `failover_wait` from then, over every later hold.
     pub held_since: Option<Instant>,
+    /// The command's family, for the latency histograms (`latency::family`).
+    pub family: u8,
 }
 
 /// What to do with a request after its node answered with an error.

@@ -264,5 +264,27 @@ pub fn render(totals: &Totals, started: Instant) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    let lat = totals.latency();
+    let rows: Vec<(&str, crate::latency::Hist)> = crate::latency::FAMILIES
+        .iter()
+        .copied()
+        .zip(lat.families)
+        .collect();
+    crate::latency::render(
+        &mut out,
+        "redis_cluster_proxy_command_duration_seconds",
+        "Time from sending a client's request to a node to its reply, by command family (published by each worker once a second).",
+        "family",
+        &rows,
+    );
+    let rows: Vec<(&str, crate::latency::Hist)> =
+        lat.nodes.iter().map(|(a, h)| (a.as_str(), *h)).collect();
+    crate::latency::render(
+        &mut out,
+        "redis_cluster_proxy_node_duration_seconds",
+        "Time from sending a client's request to a node to its reply, by node.",
+        "node",
+        &rows,
+    );
     out
 }

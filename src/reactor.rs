@@ -103,6 +103,10 @@ pub struct Core {
     pub(crate) announce: String,
     /// This worker's counters for INFO, published to `totals` at the end of each turn.
     pub(crate) stats: Counters,
+    /// Node reply times by command family and node, for /metrics (`latency`); published
+    /// once a second.
+    pub(crate) latency: crate::latency::Latency,
+    pub(crate) latency_published: Instant,
     pub(crate) started: Instant,
     pub(crate) totals: Arc<Totals>,
     pub(crate) worker: usize,
@@ -296,6 +300,8 @@ impl Core {
             noauth_warned: None,
             log_gate: Default::default(),
             stats: Counters::default(),
+            latency: Default::default(),
+            latency_published: Instant::now(),
             started: now,
             totals,
             worker,

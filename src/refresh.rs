@@ -90,6 +90,7 @@ impl Core {
                 sent_at: self.now,
                 role: BackendRole::Shared,
                 held_since: None,
+                family: crate::latency::OTHER,
             };
             if self
                 .send(node, Proto::Resp2, self.refresh_rr, req, None)

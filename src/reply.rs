@@ -102,7 +102,14 @@ impl Core {
         frame: Bytes,
     ) {
         let (client, seq, part) = match req.owner {
-            Owner::Client { client, seq, part } => (client, seq, part),
+            Owner::Client { client, seq, part } => {
+                if self.cfg.metrics_address.is_some() {
+                    let us = self.now.saturating_duration_since(req.sent_at).as_micros();
+                    self.latency
+                        .record(req.family, usize::from(from.0), us as u64);
+                }
+                (client, seq, part)
+            }
             Owner::Stream(to) => return self.stream_frame(clients, to, frame),
             Owner::Refresh => return self.refresh_done(clients, from, &frame),
             Owner::Internal | Owner::Hello | Owner::Auth => {

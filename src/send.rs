@@ -64,7 +64,9 @@ impl Core {
             None => {
                 // No node serves the slot (yet): held until one does, as for a node down.
                 self.request_refresh(Duration::ZERO);
-                let req = self.client_request(cref, seq, part, frame, slot, BackendRole::Shared);
+                let mut req =
+                    self.client_request(cref, seq, part, frame, slot, BackendRole::Shared);
+                req.family = c.family;
                 let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
                 self.hold_client(c, req, None, Reason::Unusable(e));
             }
@@ -88,6 +90,7 @@ impl Core {
             sent_at: self.now,
             role,
             held_since: None,
+            family: crate::latency::OTHER,
         }
     }
 
@@ -117,7 +120,8 @@ impl Core {
         slot: Option<Slot>,
         role: BackendRole,
     ) {
-        let req = self.client_request(cref, seq, part, frame, slot, role);
+        let mut req = self.client_request(cref, seq, part, frame, slot, role);
+        req.family = c.family;
         // Behind the client's held requests: its requests reach the node in its order.
         if self.has_held(cref) {
             return self.hold_client(c, req, Some(node), Reason::Behind);

@@ -108,6 +108,8 @@ struct Published {
 }
 
 pub struct Totals {
+    /// Each worker's latency histograms, as it last published them (once a second).
+    latency: Mutex<Vec<crate::latency::Published>>,
     connected: AtomicUsize,
     /// The cluster as worker 0 last saw it (masters, nodes), for the metrics endpoint.
     cluster: [AtomicUsize; 2],
@@ -138,6 +140,7 @@ impl Totals {
             monitors: AtomicUsize::new(0),
             workers: (0..workers.max(1)).map(|_| Published::default()).collect(),
             baseline: Mutex::new(Counters::default()),
+            latency: Mutex::new(vec![Default::default(); workers.max(1)]),
         }
     }
 
@@ -183,6 +186,33 @@ impl Totals {
     /// are written (Release, read with Acquire): a client that has its reply, asking
     /// another worker, finds its command counted. `blocked` is `None` when the worker did
     /// not count its blocked clients again.
+    pub fn publish_latency(&self, worker: usize, l: crate::latency::Published) {
+        if let Ok(mut all) = self.latency.lock() {
+            if let Some(slot) = all.get_mut(worker) {
+                *slot = l;
+            }
+        }
+    }
+
+    /// The workers' latency histograms summed: per family, and per node address (sorted).
+    pub fn latency(&self) -> crate::latency::Published {
+        let mut sum = crate::latency::Published::default();
+        let mut nodes: std::collections::BTreeMap<String, crate::latency::Hist> =
+            Default::default();
+        if let Ok(all) = self.latency.lock() {
+            for w in all.iter() {
+                for (a, b) in sum.families.iter_mut().zip(&w.families) {
+                    a.add(b);
+                }
+                for (addr, h) in &w.nodes {
+                    nodes.entry(addr.clone()).or_default().add(h);
+                }
+            }
+        }
+        sum.nodes = nodes.into_iter().collect();
+        sum
+    }
+
     pub fn publish(&self, worker: usize, counters: Counters, blocked: Option<u64>) {
         let Some(p) = self.workers.get(worker) else {
             return;

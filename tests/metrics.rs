@@ -74,6 +74,27 @@ fn metrics_are_scraped_and_agree_with_info() {
         now["redis_cluster_proxy_clients_connected"],
         info["connected_clients"].parse::<f64>().unwrap()
     );
+    // Latency histograms (published once a second): the 50 SETs counted under "string",
+    // and under each master's address; buckets cumulative (checked by scrape.py).
+    let family = "redis_cluster_proxy_command_duration_seconds_count{family=\"string\"}";
+    let seen = poll_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        let m = scrape(&addr);
+        (m.get(family).copied().unwrap_or(0.0) >= 50.0).then_some(m)
+    });
+    let m = seen.unwrap_or_else(|| panic!("no 50 string commands in {family}"));
+    let per_node: f64 = cluster
+        .masters()
+        .iter()
+        .map(|p| {
+            let k = format!(
+                "redis_cluster_proxy_node_duration_seconds_count{{node=\"127.0.0.1:{p}\"}}"
+            );
+            m.get(&k).copied().unwrap_or(0.0)
+        })
+        .sum();
+    assert!(per_node >= 50.0, "per node: {per_node}");
+    let le = "redis_cluster_proxy_command_duration_seconds_bucket{family=\"string\",le=\"+Inf\"}";
+    assert_eq!(m.get(le), m.get(family), "the +Inf bucket is the count");
 
     // Health and readiness; a garbage request gets 400 and the endpoint keeps serving.
     assert!(http(

@@ -181,6 +181,7 @@ impl Backend {
                 sent_at: now,
                 role: self.role,
                 held_since: None,
+                family: crate::latency::OTHER,
             },
             now,
         );
@@ -319,6 +320,7 @@ impl Backend {
                                     sent_at: self.opened,
                                     role: self.role,
                                     held_since: None,
+                                    family: crate::latency::OTHER,
                                 },
                                 frame,
                             ));

@@ -147,6 +147,8 @@ pub struct Client {
     /// Reply places of staged writes whose stage's replies are all in: the next stage is
     /// the reactor's to run (`Core::run_staged`).
     pub staged: Vec<u64>,
+    /// The family of the command being dispatched, for the latency histograms.
+    pub family: u8,
     /// Reading stopped (budget or backpressure) with input possibly left unread.
     pub paused: bool,
     pub since: Instant,
@@ -213,6 +215,7 @@ impl Client {
             head_seq: 0,
             dirty: false,
             staged: Vec::new(),
+            family: crate::latency::OTHER,
             paused: false,
             since: now,
             last_request: now,

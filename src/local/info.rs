@@ -9,10 +9,11 @@ use crate::input::FrameArgs;
 use crate::reactor::Core;
 use crate::resp::encode::{self};
 use crate::route::split::Merge;
-use crate::topology::Role;
+use crate::topology::{NodeId, Role};
 use crate::totals::Sums;
 use crate::totals::BLOCKED_RECOUNT;
 use bytes::Bytes;
+use std::time::Duration;
 
 impl Core {
     /// INFO: `INFO proxy` alone is the proxy's; anything else goes to every master and is
@@ -186,5 +187,25 @@ impl Core {
             None
         };
         self.totals.publish(self.worker, self.stats, blocked);
+        if self.cfg.metrics_address.is_some()
+            && self.now.duration_since(self.latency_published) >= Duration::from_secs(1)
+        {
+            self.latency_published = self.now;
+            let nodes = self
+                .latency
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.count > 0)
+                .map(|(i, h)| (self.topo.node(NodeId(i as u16)).addr.clone(), *h))
+                .collect();
+            self.totals.publish_latency(
+                self.worker,
+                crate::latency::Published {
+                    families: self.latency.families,
+                    nodes,
+                },
+            );
+        }
     }
 }

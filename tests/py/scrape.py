@@ -22,9 +22,9 @@ def main():
         raise AssertionError("no metric family")
     for line in text.splitlines():
         if line and not line.startswith("#"):
-            name = line.split()[0]
+            name = line.split()[0].split("{")[0]
             base = name
-            for suffix in ("_total",):
+            for suffix in ("_total", "_bucket", "_sum", "_count"):
                 if base.endswith(suffix):
                     base = base[: -len(suffix)]
             if "# HELP %s " % name not in text and "# HELP %s " % base not in text:
@@ -32,9 +32,33 @@ def main():
             if "# TYPE %s " % name not in text and "# TYPE %s " % base not in text:
                 raise AssertionError("no TYPE for %s" % name)
     for f in families:
+        if f.type == "histogram":
+            check_histogram(f)
         for s in f.samples:
-            print(s.name, s.value)
+            labels = {k: v for k, v in s.labels.items() if k != "le"}
+            if "le" in s.labels:
+                labels["le"] = s.labels["le"]
+            shown = ",".join('%s="%s"' % kv for kv in labels.items())
+            print(s.name + ("{%s}" % shown if shown else ""), s.value)
     print("SCRAPE OK")
+
+
+def check_histogram(f):
+    """Buckets cumulative: each le's count at least the one before, +Inf equal to _count."""
+    series = {}
+    for s in f.samples:
+        key = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+        series.setdefault(key, {"buckets": [], "count": None})
+        if s.name.endswith("_bucket"):
+            series[key]["buckets"].append((float(s.labels["le"]), s.value))
+        elif s.name.endswith("_count"):
+            series[key]["count"] = s.value
+    for key, v in series.items():
+        counts = [n for _, n in sorted(v["buckets"])]
+        if not counts or counts != sorted(counts):
+            raise AssertionError("%s %s: buckets not cumulative: %r" % (f.name, key, v["buckets"]))
+        if sorted(v["buckets"])[-1][0] != float("inf") or counts[-1] != v["count"]:
+            raise AssertionError("%s %s: +Inf bucket is not the count" % (f.name, key))
 
 
 if __name__ == "__main__":
