@@ -26,7 +26,7 @@ impl Core {
     ) {
         let write = computed.is_write();
         if write && !self.cfg.cross_slot_writes {
-            return c.reply_now(&ProxyError::CrossSlot.to_frame());
+            return c.reply_now(&ProxyError::CrossSlotWrite.to_frame());
         }
         if write {
             self.stats.cross_slot_writes += 1;

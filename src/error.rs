@@ -18,6 +18,8 @@ pub enum ProxyError {
     CrossSlot,
     /// A blocking command (BLPOP, ...) with keys in several slots: it waits on one node.
     CrossSlotBlocking,
+    /// A write with keys in several slots while `cross_slot_writes` is off.
+    CrossSlotWrite,
     /// No node owns the slot (the cluster does not cover it, or the map is being refreshed).
     SlotUnserved(u16),
     /// No master is known at all.
@@ -244,6 +246,7 @@ impl ProxyError {
         Some(match self {
             ProxyError::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot",
             ProxyError::CrossSlotBlocking => "CROSSSLOT Keys in request don't hash to the same slot (a blocking command waits on one node: give its keys one hash tag)",
+            ProxyError::CrossSlotWrite => "CROSSSLOT Keys in request don't hash to the same slot (give the keys one hash tag, or set cross_slot_writes: true to have the proxy do this write in stages)",
             ProxyError::NoMaster => "CLUSTERDOWN no master is known to the proxy",
             ProxyError::NodeTableFull => "ERR node table full",
             ProxyError::MoveRefused => "ERR MOVE is not allowed through the proxy: a cluster has only database 0",
@@ -355,6 +358,7 @@ mod tests {
             (ProxyError::WrongArity(s("get")), true, "ERR wrong number of arguments for 'get' command"),
             (ProxyError::CrossSlot, true, "CROSSSLOT Keys in request don't hash to the same slot"),
             (ProxyError::CrossSlotBlocking, false, "CROSSSLOT Keys in request don't hash to the same slot (a blocking command waits on one node: give its keys one hash tag)"),
+            (ProxyError::CrossSlotWrite, false, "CROSSSLOT Keys in request don't hash to the same slot (give the keys one hash tag, or set cross_slot_writes: true to have the proxy do this write in stages)"),
             (ProxyError::SyntaxError, true, "ERR syntax error"),
             (ProxyError::DbIndexOutOfRange, true, "ERR DB index is out of range"),
             (ProxyError::NotAnInteger, true, "ERR value is not an integer or out of range"),
@@ -441,6 +445,7 @@ mod tests {
                 | ProxyError::WrongArity(_)
                 | ProxyError::CrossSlot
                 | ProxyError::CrossSlotBlocking
+                | ProxyError::CrossSlotWrite
                 | ProxyError::SlotUnserved(_)
                 | ProxyError::NoMaster
                 | ProxyError::NodeUnavailable { .. }
@@ -511,6 +516,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 67);
+        assert_eq!(all.len(), 68);
     }
 }

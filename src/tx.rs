@@ -186,6 +186,8 @@ impl Core {
                 _ => Some(ProxyError::CannotRunInTransaction(name())),
             },
             Route::Admin(_) => Some(ProxyError::AdminRefused(name())),
+            // As a cluster node answers keys of several slots in a transaction.
+            Route::Split { .. } | Route::Compute(_) => Some(ProxyError::CrossSlot),
             _ => Some(ProxyError::CannotRunInTransaction(name())),
         }
     }

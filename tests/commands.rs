@@ -95,6 +95,8 @@ impl Drop for Standalone {
 // ---------------------------------------------------------------------------------------------
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// A write across slots while `cross_slot_writes` is off: CROSSSLOT, with the way out.
+const CROSSSLOT_WRITE: &str = "CROSSSLOT Keys in request don't hash to the same slot (give the keys one hash tag, or set cross_slot_writes: true to have the proxy do this write in stages)";
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
@@ -361,7 +363,7 @@ fn split_multi_key_commands_match_a_standalone_server() {
     assert_ne!(key_slot(b"mk:0"), key_slot(b"mk:1"));
     assert_eq!(
         p.cmd(&["MSETNX", "mk:0", "a", "mk:1", "b"]),
-        Resp::Error(CROSSSLOT.into()),
+        Resp::Error(CROSSSLOT_WRITE.into()),
         "cross-slot MSETNX"
     );
     for k in ["mk:0", "mk:1"] {
@@ -1156,12 +1158,12 @@ fn xread_zunionstore_and_sort_store_are_routed_by_their_key_specs() {
     let other_z = format!("{other_tag}z");
     assert_eq!(
         p.cmd(&["ZUNIONSTORE", &dest, "2", &z1, &other_z]),
-        Resp::Error(CROSSSLOT.into()),
+        Resp::Error(CROSSSLOT_WRITE.into()),
         "ZUNIONSTORE over two slots"
     );
     assert_eq!(
         p.cmd(&["ZUNIONSTORE", &other_z, "2", &z1, &z2]),
-        Resp::Error(CROSSSLOT.into()),
+        Resp::Error(CROSSSLOT_WRITE.into()),
         "ZUNIONSTORE with the destination in another slot"
     );
 
@@ -1274,12 +1276,12 @@ fn more_key_positions_lmpop_sintercard_bitop_object_xinfo_memory() {
     check(
         "LMPOP across slots",
         p.cmd(&["LMPOP", "2", &l1, "{elsewhere}l", "LEFT"]),
-        &|r| *r == Resp::Error(CROSSSLOT.into()),
+        &|r| *r == Resp::Error(CROSSSLOT_WRITE.into()),
     );
     check(
         "BITOP across slots",
         p.cmd(&["BITOP", "OR", "{elsewhere}d", &b1]),
-        &|r| *r == Resp::Error(CROSSSLOT.into()),
+        &|r| *r == Resp::Error(CROSSSLOT_WRITE.into()),
     );
     let owner = owner_of(&owners, &bd);
     let v: Option<String> = cluster.query(owner, &["GET", &bd]);

@@ -180,8 +180,9 @@ fn split_and_cross_slot(server: Server) {
         assert_eq!(v, None, "{k} deleted by the split DEL");
     }
 
-    // Commands that cannot be split: CROSSSLOT, exactly as Redis words it, nothing written.
-    let want = Resp::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
+    // Writes across slots, with cross_slot_writes off: CROSSSLOT, Redis's words and the way
+    // out, nothing written.
+    let want = Resp::Error("CROSSSLOT Keys in request don't hash to the same slot (give the keys one hash tag, or set cross_slot_writes: true to have the proxy do this write in stages)".into());
     assert_eq!(
         raw.cmd(&["MSETNX", "foo", "1", "bar", "2"]),
         want,

@@ -56,6 +56,24 @@ fn transactions_are_atomic_on_one_node() {
     assert_eq!(raw.cmd(&["GET", "{tx}a"]).text().as_deref(), Some("2"));
     assert_eq!(raw.cmd(&["EXISTS", &other]), Resp::Int(0));
 
+    // A command whose own keys span slots (split or computed outside a transaction):
+    // CROSSSLOT, as a cluster node answers it in MULTI, and EXEC aborts.
+    assert_eq!(raw.cmd(&["MULTI"]), Resp::Simple("OK".into()));
+    for cmd in [
+        vec!["MGET", "{tx}a", other.as_str()],
+        vec!["SUNION", "{tx}a", other.as_str()],
+    ] {
+        let r = raw.cmd(&cmd);
+        assert!(
+            r.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
+            "{cmd:?}: {r:?}"
+        );
+    }
+    assert!(raw
+        .cmd(&["EXEC"])
+        .error_text()
+        .is_some_and(|e| e.starts_with("EXECABORT")));
+
     // DISCARD drops what was queued.
     assert_eq!(raw.cmd(&["MULTI"]), Resp::Simple("OK".into()));
     assert_eq!(

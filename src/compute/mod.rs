@@ -653,13 +653,24 @@ fn finish_lcs(replies: &[Bytes], proto: Proto, options: &[Vec<u8>]) -> Bytes {
         Ok(o) => o,
         Err(e) => return redis_error(&e),
     };
-    Bytes::from(lcs::lcs_reply(
+    let out = lcs::lcs_reply(
         a.unwrap_or_default(),
         b.unwrap_or_default(),
         &o,
         proto == Proto::Resp3,
         LCS_MAX_TABLE,
-    ))
+    );
+    // Redis's words name its own bound; here the bound is the proxy's, and one hash tag
+    // lets the node compute it under its own.
+    if out.starts_with(b"-ERR Insufficient memory, transient memory for LCS exceeds") {
+        return redis_error(&format!(
+            "ERR Insufficient memory, transient memory for LCS exceeds the proxy's limit ({} MiB): \
+             its keys are in different slots, so the proxy computes it; give them one hash tag \
+             to have their node compute it",
+            LCS_MAX_TABLE >> 20
+        ));
+    }
+    Bytes::from(out)
 }
 
 fn finish_xread(replies: &[Bytes], proto: Proto) -> Bytes {
