@@ -123,6 +123,12 @@ healthy() {
             [[ -n "$verbose" ]] && log "node $port: does not know all $COUNT nodes yet"
             return 1
         fi
+        # Every node sees the 3 replicas as replicas (gossip can lag a node's own role):
+        # a proxy started now finds the whole cluster in its first view.
+        if [[ "$(rcli "$port" cluster nodes | grep -c ' [a-z,]*slave ' || true)" -ne 3 ]]; then
+            [[ -n "$verbose" ]] && log "node $port: does not see the 3 replicas as replicas yet"
+            return 1
+        fi
         repl="$(rcli "$port" info replication || true)"
         if grep -q '^role:master' <<<"$repl"; then
             masters=$((masters + 1))

@@ -75,6 +75,34 @@ else
     command -v tc >/dev/null 2>&1 || die "tc still missing after installing iproute2"
 fi
 
+# --- containers: tests/container.rs builds the image and runs it -----------------------
+# podman and runc (Debian's packages; runc because crun refuses this kind of machine's
+# hybrid cgroups), musl-tools and Rust's musl target for the static binary the image holds.
+if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v musl-gcc >/dev/null 2>&1; then
+    log "podman, runc and musl-gcc present"
+else
+    apt_install podman runc musl-tools
+    command -v podman >/dev/null 2>&1 || die "podman still missing after install"
+fi
+if command -v rustup >/dev/null 2>&1; then
+    if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        log "rust target x86_64-unknown-linux-musl present"
+    else
+        log "rustup target add x86_64-unknown-linux-musl"
+        rustup target add x86_64-unknown-linux-musl || die "could not add the musl target"
+    fi
+else
+    log "warning: rustup not found; add the x86_64-unknown-linux-musl target by hand for tests/container.rs"
+fi
+
+# --- systemd-analyze: tests/container.rs verifies the systemd unit ---------------------
+if command -v systemd-analyze >/dev/null 2>&1; then
+    log "systemd-analyze present"
+else
+    apt_install systemd
+    command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze still missing after installing systemd"
+fi
+
 # --- redis-server / redis-cli ------------------------------------------------
 if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     log "redis-server and redis-cli present: $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"

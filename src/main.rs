@@ -38,6 +38,8 @@ Options:
       --check                validate the configuration and exit
       --connect              --check, then also ask every seed for the cluster (with
                              backend_auth and backend_tls) and report what each says
+      --ping HOST:PORT       send PING to a proxy (or any Redis) there and exit 0 when it
+                             answers (PONG, or NOAUTH: it is up): a container's health check
   -V, --version              print the version and exit
   -h, --help                 print this help and exit
 
@@ -83,6 +85,11 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
                 return Ok(None);
             }
             "--check" => cli.check = true,
+            "--ping" => {
+                let addr = value("--ping")?;
+                ping(&addr).map_err(|e| format!("{addr}: {e}"))?;
+                return Ok(None);
+            }
             "--connect" => {
                 cli.check = true;
                 cli.connect = true;
@@ -145,6 +152,34 @@ fn give_back_startup_memory() {
     // SAFETY: malloc_trim only returns free memory at the heap's top to the system.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// `--ping`: one PING, answered within 2 s by PONG (or NOAUTH, which is a live server too).
+fn ping(addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let timeout = Duration::from_secs(2);
+    let to = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("address does not resolve")?;
+    let mut s = std::net::TcpStream::connect_timeout(&to, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"*1\r\n$4\r\nPING\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+    let reply = &buf[..n];
+    if reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH") {
+        Ok(())
+    } else {
+        Err(format!(
+            "answered {:?}",
+            String::from_utf8_lossy(reply).trim_end()
+        ))
     }
 }
 
