@@ -46,6 +46,9 @@ impl Core {
         c.last_request = self.now;
         c.last_cmd = routed.name();
         c.family = crate::latency::family(routed.cmd);
+        if let (true, Some(cmd)) = (self.cfg.metrics_address.is_some(), routed.cmd) {
+            self.counts.call(cmd);
+        }
         if !self.monitors.is_empty() || self.monitor_elsewhere {
             monitor_line(&mut self.monitor_feed, c.addr, &args);
         }

@@ -145,6 +145,53 @@ pub enum ProxyError {
     Redis(String),
 }
 
+/// The codes the proxy's refusals begin with, for the errors-by-kind metric.
+const CODES: [&str; 12] = [
+    "ERR",
+    "CROSSSLOT",
+    "CLUSTERDOWN",
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+    "DENIED",
+    "EXECABORT",
+    "WRONGTYPE",
+    "BUSYKEY",
+    "INVALIDOBJ",
+    "OTHER",
+];
+
+thread_local! {
+    /// This thread's refusals by code (`CODES`' order): a worker is one thread, so its
+    /// count needs no lock; it publishes them with its other figures.
+    static REFUSALS: std::cell::Cell<[u64; CODES.len()]> =
+        const { std::cell::Cell::new([0; CODES.len()]) };
+}
+
+fn count_refusal(text: &str) {
+    let code = text.split(' ').next().unwrap_or_default();
+    let i = CODES
+        .iter()
+        .position(|c| *c == code)
+        .unwrap_or(CODES.len() - 1);
+    REFUSALS.with(|r| {
+        let mut a = r.get();
+        a[i] += 1;
+        r.set(a);
+    });
+}
+
+/// This thread's refusals so far, by code.
+pub fn refusals() -> Vec<(&'static str, u64)> {
+    let a = REFUSALS.with(|r| r.get());
+    CODES
+        .iter()
+        .copied()
+        .zip(a)
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(text) = self.fixed_text() {
@@ -297,8 +344,10 @@ impl ProxyError {
 impl ProxyError {
     /// The client-visible error frame.
     pub fn to_frame(&self) -> Vec<u8> {
+        let text = self.to_string();
+        count_refusal(&text);
         let mut out = Vec::with_capacity(64);
-        crate::resp::encode::error(&mut out, &self.to_string());
+        crate::resp::encode::error(&mut out, &text);
         out
     }
 

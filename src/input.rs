@@ -66,22 +66,27 @@ impl Reactor {
                     c.paused = true;
                 }
             }
-            false => match c.read(&mut self.core.scratch, stop_short) {
-                ReadOutcome::Drained { more } => {
-                    if more {
-                        c.paused = true;
+            false => {
+                let before = c.rbuf.len();
+                let outcome = c.read(&mut self.core.scratch, stop_short);
+                self.core.stats.bytes_in += c.rbuf.len().saturating_sub(before) as u64;
+                match outcome {
+                    ReadOutcome::Drained { more } => {
+                        if more {
+                            c.paused = true;
+                        }
+                    }
+                    ReadOutcome::Closed => {
+                        eof = true;
+                        c.eof = true;
+                    }
+                    ReadOutcome::Failed(e) => {
+                        debug!("client {}: read failed: {e}", c.addr);
+                        self.close_client(idx, "read error");
+                        return;
                     }
                 }
-                ReadOutcome::Closed => {
-                    eof = true;
-                    c.eof = true;
-                }
-                ReadOutcome::Failed(e) => {
-                    debug!("client {}: read failed: {e}", c.addr);
-                    self.close_client(idx, "read error");
-                    return;
-                }
-            },
+            }
         }
         self.process_requests(idx);
         self.after_input(idx, eof || hung_up);

@@ -107,11 +107,75 @@ impl Latency {
     }
 }
 
-/// What a worker publishes: its family histograms, and its node histograms by address.
+/// What a worker publishes once a second: its family histograms, its node histograms by
+/// address, and the figures that need a walk over its state (connections, requests in
+/// flight) or are kept by name (commands, errors).
 #[derive(Debug, Clone, Default)]
 pub struct Published {
     pub families: [Hist; FAMILIES.len()],
     pub nodes: Vec<(String, Hist)>,
+    /// Requests written to nodes and not answered yet.
+    pub inflight: u64,
+    /// The slot map's highest config epoch.
+    pub epoch: u64,
+    /// Node connections: (node, state, role, count).
+    pub conns: Vec<(String, &'static str, &'static str, u64)>,
+    /// Commands by name: (name, calls, replies that were errors).
+    pub commands: Vec<(&'static str, u64, u64)>,
+    /// Error replies by (source: "node" or "proxy", code, count).
+    pub errors: Vec<(&'static str, String, u64)>,
+}
+
+/// A worker's per-command and per-error counts, kept only when `metrics_address` is set.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// By the command's table entry (its address: no hashing of names per request).
+    pub commands: std::collections::HashMap<usize, (&'static str, u64, u64)>,
+    /// Node error replies by code (WRONGTYPE, MOVED, ...): a String only per new code.
+    pub node_errors: std::collections::HashMap<String, u64>,
+}
+
+impl Counts {
+    pub fn call(&mut self, cmd: &'static Command) {
+        self.commands
+            .entry(cmd as *const Command as usize)
+            .or_insert((cmd.name, 0, 0))
+            .1 += 1;
+    }
+
+    /// An error reply from a node to `cmd`: counted by its code and against the command.
+    pub fn node_error(&mut self, cmd: Option<&'static Command>, frame: &[u8]) {
+        if let Some(cmd) = cmd {
+            self.commands
+                .entry(cmd as *const Command as usize)
+                .or_insert((cmd.name, 0, 0))
+                .2 += 1;
+        }
+        let code = frame
+            .get(1..)
+            .unwrap_or_default()
+            .split(|&b| b == b' ' || b == b'\r')
+            .next()
+            .unwrap_or_default();
+        // A label value: letters, digits and '_' only, at most 32 of them.
+        let code = if !code.is_empty()
+            && code.len() <= 32
+            && code.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            String::from_utf8_lossy(code)
+        } else {
+            "OTHER".into()
+        };
+        match self.node_errors.get_mut(code.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                // Bounded: a node answering odd codes cannot grow this without limit.
+                if self.node_errors.len() < 64 {
+                    self.node_errors.insert(code.into_owned(), 1);
+                }
+            }
+        }
+    }
 }
 
 /// The text exposition of one histogram family with a label, buckets cumulative.

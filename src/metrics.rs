@@ -265,6 +265,73 @@ pub fn render(totals: &Totals, started: Instant) -> String {
         ));
     }
     let lat = totals.latency();
+    use std::fmt::Write;
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = write!(
+            out,
+            "# HELP redis_cluster_proxy_{name} {help}\n# TYPE redis_cluster_proxy_{name} {kind}\n"
+        );
+    };
+    family(
+        "bytes_received_total",
+        "counter",
+        "Bytes read from clients (the RESP they sent).",
+    );
+    family(
+        "bytes_sent_total",
+        "counter",
+        "Bytes written to clients (the RESP they received).",
+    );
+    let _ = writeln!(
+        out,
+        "redis_cluster_proxy_bytes_received_total {}",
+        c.bytes_in
+    );
+    let _ = writeln!(out, "redis_cluster_proxy_bytes_sent_total {}", c.bytes_out);
+    let _ = write!(
+        out,
+        "# HELP redis_cluster_proxy_requests_in_flight Requests written to nodes and not answered yet (published once a second).\n\
+         # TYPE redis_cluster_proxy_requests_in_flight gauge\nredis_cluster_proxy_requests_in_flight {}\n\
+         # HELP redis_cluster_proxy_slot_map_epoch The highest config epoch of the slot map in use.\n\
+         # TYPE redis_cluster_proxy_slot_map_epoch gauge\nredis_cluster_proxy_slot_map_epoch {}\n",
+        lat.inflight, lat.epoch
+    );
+    let _ = write!(
+        out,
+        "# HELP redis_cluster_proxy_node_connections Node connections by node, state and role.\n\
+         # TYPE redis_cluster_proxy_node_connections gauge\n"
+    );
+    for (node, state, role, n) in &lat.conns {
+        let _ = writeln!(
+            out,
+            "redis_cluster_proxy_node_connections{{node=\"{node}\",state=\"{state}\",role=\"{role}\"}} {n}"
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP redis_cluster_proxy_command_calls_total Commands by name and outcome (error: the node answered an error).\n\
+         # TYPE redis_cluster_proxy_command_calls_total counter\n"
+    );
+    for (name, calls, errs) in &lat.commands {
+        let name = name.to_ascii_lowercase().replace('|', " ");
+        let ok = calls.saturating_sub(*errs);
+        let _ = writeln!(
+            out,
+            "redis_cluster_proxy_command_calls_total{{command=\"{name}\",outcome=\"ok\"}} {ok}\n\
+             redis_cluster_proxy_command_calls_total{{command=\"{name}\",outcome=\"error\"}} {errs}"
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP redis_cluster_proxy_errors_total Error replies by code, from the nodes or the proxy's own refusals.\n\
+         # TYPE redis_cluster_proxy_errors_total counter\n"
+    );
+    for (source, code, n) in &lat.errors {
+        let _ = writeln!(
+            out,
+            "redis_cluster_proxy_errors_total{{source=\"{source}\",kind=\"{code}\"}} {n}"
+        );
+    }
     let rows: Vec<(&str, crate::latency::Hist)> = crate::latency::FAMILIES
         .iter()
         .copied()

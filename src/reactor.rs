@@ -107,6 +107,7 @@ pub struct Core {
     /// once a second.
     pub(crate) latency: crate::latency::Latency,
     pub(crate) latency_published: Instant,
+    pub(crate) counts: crate::latency::Counts,
     pub(crate) started: Instant,
     pub(crate) totals: Arc<Totals>,
     pub(crate) worker: usize,
@@ -302,6 +303,7 @@ impl Core {
             stats: Counters::default(),
             latency: Default::default(),
             latency_published: Instant::now(),
+            counts: Default::default(),
             started: now,
             totals,
             worker,
@@ -693,7 +695,10 @@ impl Reactor {
                 continue;
             }
             c.dirty = false;
-            let close = match c.flush() {
+            let unsent = c.unsent();
+            let flushed = c.flush();
+            self.core.stats.bytes_out += unsent.saturating_sub(c.unsent()) as u64;
+            let close = match flushed {
                 client::Verdict::Close(why) => Some(why),
                 client::Verdict::Continue if c.finished() => Some("closed"),
                 client::Verdict::Continue => None,

@@ -107,6 +107,22 @@ impl Core {
                     let us = self.now.saturating_duration_since(req.sent_at).as_micros();
                     self.latency
                         .record(req.family, usize::from(from.0), us as u64);
+                    if frame.first() == Some(&b'-') {
+                        // Errors are few: the command is found again from the request.
+                        let mut p = crate::resp::request::RequestParser::new();
+                        let cmd = match p.parse(&req.req) {
+                            Ok(Some(_)) => {
+                                let args: Vec<&[u8]> = p
+                                    .args()
+                                    .iter()
+                                    .filter_map(|r| req.req.get(r.clone()))
+                                    .collect();
+                                crate::command::lookup(args.as_slice())
+                            }
+                            _ => None,
+                        };
+                        self.counts.node_error(cmd, &frame);
+                    }
                 }
                 (client, seq, part)
             }

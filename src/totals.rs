@@ -42,9 +42,12 @@ pub struct Counters {
     pub cross_slot_computed: u64,
     /// Writes over keys of several slots done by the proxy in stages (`cross_slot_writes`).
     pub cross_slot_writes: u64,
+    /// Bytes read from clients and written to them (after TLS: the RESP they carry).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
-const FIELDS: usize = 17;
+const FIELDS: usize = 19;
 
 impl Counters {
     fn to_array(self) -> [u64; FIELDS] {
@@ -66,6 +69,8 @@ impl Counters {
             self.slow_retired,
             self.cross_slot_computed,
             self.cross_slot_writes,
+            self.bytes_in,
+            self.bytes_out,
         ]
     }
 
@@ -88,6 +93,8 @@ impl Counters {
             slow_retired: a[14],
             cross_slot_computed: a[15],
             cross_slot_writes: a[16],
+            bytes_in: a[17],
+            bytes_out: a[18],
         }
     }
 
@@ -197,8 +204,11 @@ impl Totals {
     /// The workers' latency histograms summed: per family, and per node address (sorted).
     pub fn latency(&self) -> crate::latency::Published {
         let mut sum = crate::latency::Published::default();
-        let mut nodes: std::collections::BTreeMap<String, crate::latency::Hist> =
-            Default::default();
+        use std::collections::BTreeMap;
+        let mut nodes: BTreeMap<String, crate::latency::Hist> = Default::default();
+        let mut conns: BTreeMap<(String, &'static str, &'static str), u64> = Default::default();
+        let mut commands: BTreeMap<&'static str, (u64, u64)> = Default::default();
+        let mut errors: BTreeMap<(&'static str, String), u64> = Default::default();
         if let Ok(all) = self.latency.lock() {
             for w in all.iter() {
                 for (a, b) in sum.families.iter_mut().zip(&w.families) {
@@ -207,9 +217,28 @@ impl Totals {
                 for (addr, h) in &w.nodes {
                     nodes.entry(addr.clone()).or_default().add(h);
                 }
+                sum.inflight += w.inflight;
+                sum.epoch = sum.epoch.max(w.epoch);
+                for (a, s, r, n) in &w.conns {
+                    *conns.entry((a.clone(), s, r)).or_default() += n;
+                }
+                for (name, calls, errs) in &w.commands {
+                    let e = commands.entry(name).or_default();
+                    e.0 += calls;
+                    e.1 += errs;
+                }
+                for (src, code, n) in &w.errors {
+                    *errors.entry((src, code.clone())).or_default() += n;
+                }
             }
         }
         sum.nodes = nodes.into_iter().collect();
+        sum.conns = conns
+            .into_iter()
+            .map(|((a, s, r), n)| (a, s, r, n))
+            .collect();
+        sum.commands = commands.into_iter().map(|(k, (c, e))| (k, c, e)).collect();
+        sum.errors = errors.into_iter().map(|((s, c), n)| (s, c, n)).collect();
         sum
     }
 

@@ -93,6 +93,53 @@ fn metrics_are_scraped_and_agree_with_info() {
         })
         .sum();
     assert!(per_node >= 50.0, "per node: {per_node}");
+    // An error from a node and a refusal of the proxy's, by command and by kind; bytes;
+    // connections; the slot map's epoch.
+    let r = c.cmd(&["INCR", "m:1"]);
+    assert!(
+        r.error_text().is_some_and(|e| e.starts_with("ERR")),
+        "{r:?}"
+    );
+    let r = c.cmd(&["MSETNX", "m:1", "a", "m:2", "b"]);
+    assert!(
+        r.error_text().is_some_and(|e| e.starts_with("CROSSSLOT")),
+        "{r:?}"
+    );
+    let node_err = "redis_cluster_proxy_errors_total{source=\"node\",kind=\"ERR\"}";
+    let proxy_err = "redis_cluster_proxy_errors_total{source=\"proxy\",kind=\"CROSSSLOT\"}";
+    let incr_err = "redis_cluster_proxy_command_calls_total{command=\"incr\",outcome=\"error\"}";
+    let counted = poll_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        let m = scrape(&addr);
+        [node_err, proxy_err, incr_err]
+            .iter()
+            .all(|k| m.get(*k).copied().unwrap_or(0.0) >= 1.0)
+            .then_some(m)
+    });
+    let counted = counted.unwrap_or_else(|| panic!("errors by kind and command not counted"));
+    let set_ok = "redis_cluster_proxy_command_calls_total{command=\"set\",outcome=\"ok\"}";
+    assert!(counted[set_ok] >= 50.0, "{}", counted[set_ok]);
+    assert!(counted["redis_cluster_proxy_bytes_received_total"] > 50.0 * 20.0);
+    assert!(counted["redis_cluster_proxy_bytes_sent_total"] >= 50.0 * 5.0);
+    let shared_ready: f64 = counted
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("redis_cluster_proxy_node_connections{")
+                && k.contains("state=\"ready\"")
+                && k.contains("role=\"shared\"")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        shared_ready >= 3.0,
+        "a ready shared connection per master: {shared_ready}"
+    );
+    assert!(counted.contains_key("redis_cluster_proxy_slot_map_epoch"));
+    assert!(counted.contains_key("redis_cluster_proxy_requests_in_flight"));
+    let info = parse_info(&c.cmd(&["INFO", "proxy"]).text().unwrap_or_default());
+    assert!(
+        info["total_net_input_bytes"].parse::<f64>().unwrap()
+            >= counted["redis_cluster_proxy_bytes_received_total"]
+    );
     let le = "redis_cluster_proxy_command_duration_seconds_bucket{family=\"string\",le=\"+Inf\"}";
     assert_eq!(m.get(le), m.get(family), "the +Inf bucket is the count");
 

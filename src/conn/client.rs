@@ -470,6 +470,11 @@ impl Client {
             .count()
     }
 
+    /// Reply bytes in the write buffer, not yet written to the socket.
+    pub fn unsent(&self) -> usize {
+        self.wbuf.len()
+    }
+
     pub fn has_output(&self) -> bool {
         !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }

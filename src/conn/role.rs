@@ -47,6 +47,17 @@ pub enum Idle {
 }
 
 impl BackendRole {
+    /// Its name in /metrics' node connection counts.
+    pub fn label(self) -> &'static str {
+        match self {
+            BackendRole::Shared => "shared",
+            BackendRole::Dedicated => "dedicated",
+            BackendRole::Pinned { .. } => "pinned",
+            BackendRole::Spent => "spent",
+            BackendRole::Stream { .. } => "subscription",
+        }
+    }
+
     /// Whether `backend_timeout` applies to its replies.
     pub fn timed(self) -> bool {
         self == BackendRole::Shared

@@ -115,7 +115,7 @@ impl Core {
              workers:{}\r\nauto_redirect:{}\r\nauth_failures:{}\r\nacl_denied:{}\r\n\
              held_requests:{}\r\nheld_requests_total:{}\r\nheld_requests_expired:{}\r\n\
              in_doubt_failed:{}\r\nslow_connections_retired:{}\r\ncross_slot_computed:{}\r\n\
-             cross_slot_writes:{}\r\n",
+             cross_slot_writes:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n",
             crate::VERSION,
             self.now.duration_since(self.started).as_secs(),
             sums.connected,
@@ -142,6 +142,8 @@ impl Core {
             s.slow_retired,
             s.cross_slot_computed,
             s.cross_slot_writes,
+            s.bytes_in,
+            s.bytes_out,
         ) + &crate::alloc::allocations()
             .map(|n| format!("allocations:{n}\r\n"))
             .unwrap_or_default()
@@ -199,11 +201,42 @@ impl Core {
                 .filter(|(_, h)| h.count > 0)
                 .map(|(i, h)| (self.topo.node(NodeId(i as u16)).addr.clone(), *h))
                 .collect();
+            let mut conns: std::collections::BTreeMap<(String, &'static str, &'static str), u64> =
+                Default::default();
+            let mut inflight = 0;
+            for (_, b) in self.backends.iter() {
+                inflight += b.inflight.len() as u64;
+                let state = match b.state {
+                    crate::conn::backend::BackendState::Ready => "ready",
+                    crate::conn::backend::BackendState::Connecting { .. } => "connecting",
+                };
+                let addr = self.topo.node(b.node).addr.clone();
+                *conns.entry((addr, state, b.role.label())).or_default() += 1;
+            }
+            let mut errors: Vec<(&'static str, String, u64)> = self
+                .counts
+                .node_errors
+                .iter()
+                .map(|(k, n)| ("node", k.clone(), *n))
+                .collect();
+            errors.extend(
+                crate::error::refusals()
+                    .into_iter()
+                    .map(|(k, n)| ("proxy", k.to_string(), n)),
+            );
             self.totals.publish_latency(
                 self.worker,
                 crate::latency::Published {
                     families: self.latency.families,
                     nodes,
+                    inflight,
+                    epoch: self.topo.max_epoch(),
+                    conns: conns
+                        .into_iter()
+                        .map(|((a, s, r), n)| (a, s, r, n))
+                        .collect(),
+                    commands: self.counts.commands.values().copied().collect(),
+                    errors,
                 },
             );
         }

@@ -92,6 +92,11 @@ impl Default for Topology {
 }
 
 impl Topology {
+    /// The highest config epoch of the slot map in use (0 when unknown), for /metrics.
+    pub fn max_epoch(&self) -> u64 {
+        self.max_epoch
+    }
+
     pub fn new() -> Self {
         Topology {
             nodes: Vec::new(),
