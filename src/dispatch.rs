@@ -46,6 +46,9 @@ impl Core {
         c.last_request = self.now;
         c.last_cmd = routed.name();
         c.family = crate::latency::family(routed.cmd);
+        c.writes = routed
+            .cmd
+            .is_some_and(|cmd| cmd.has(crate::command::flag::WRITE));
         if let (true, Some(cmd)) = (self.cfg.metrics_address.is_some(), routed.cmd) {
             self.counts.call(cmd);
         }
@@ -151,6 +154,7 @@ impl Core {
             }
             Route::Scan => self.scan(c, cref, args),
             Route::Info => self.info(c, cref, args, frame),
+            Route::Wait => self.wait(c, cref, frame),
             Route::Cluster(view) => self.cluster_view(c, cref, frame, view),
             Route::Admin(inner) if self.cfg.allow_admin_commands => {
                 self.execute(c, cref, frame, args, *inner, kind)
@@ -252,6 +256,35 @@ impl Core {
                 }
             }
             self.send_part(c, cref, seq, k as u32, node, part.frame, Some(part.slot));
+        }
+    }
+
+    /// WAIT/WAITAOF on the client's connections to each master it wrote to since its last
+    /// WAIT (where its writes were made: those connections' offsets cover them); the
+    /// smallest count answers. With no write, one master answers.
+    fn wait(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes) {
+        let mut nodes = std::mem::take(&mut c.wrote_to);
+        // A master that lost its slots since is no longer where those writes are.
+        let masters = self.topo.masters_sorted();
+        nodes.retain(|n| masters.contains(n));
+        if nodes.is_empty() {
+            match self.any_master() {
+                Some(n) => nodes.push(n),
+                None => return c.reply_now(&ProxyError::NoMaster.to_frame()),
+            }
+        }
+        let seq = c.reserve_parts(nodes.len(), Merge::Min);
+        for (k, &n) in nodes.iter().enumerate() {
+            self.send_client(
+                c,
+                cref,
+                seq,
+                k as u32,
+                n,
+                frame.clone(),
+                None,
+                BackendRole::Shared,
+            );
         }
     }
 

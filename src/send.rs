@@ -122,6 +122,9 @@ impl Core {
     ) {
         let mut req = self.client_request(cref, seq, part, frame, slot, role);
         req.family = c.family;
+        if c.writes && !c.wrote_to.contains(&node) {
+            c.wrote_to.push(node);
+        }
         // Behind the client's held requests: its requests reach the node in its order.
         if self.has_held(cref) {
             return self.hold_client(c, req, Some(node), Reason::Behind);

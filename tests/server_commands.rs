@@ -1167,3 +1167,56 @@ fn client_list_flags_show_blocked_transaction_and_subscribed_clients() {
         "{mine}"
     );
 }
+
+/// WAIT through the proxy goes to every master the client wrote to since its last WAIT, on
+/// the connections its writes took, and answers the smallest count; with no write, one
+/// master answers. INFO's errorstats and changes since the last save are the cluster's.
+#[test]
+fn wait_counts_the_replicas_of_every_master_written_to() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let masters = cluster.masters();
+    let (a, b) = (masters[0], masters[1]);
+    let ka = key_owned_by(&cluster, a, "w");
+    let kb = key_owned_by(&cluster, b, "w");
+    let mut c = proxy.raw_timeout(Duration::from_secs(10));
+    assert_eq!(c.cmd(&["SET", &ka, "1"]), ok());
+    assert_eq!(c.cmd(&["SET", &kb, "1"]), ok());
+    let before: Vec<u64> = masters
+        .iter()
+        .map(|&m| cluster.cmdstat(m, "wait").0)
+        .collect();
+    // Each master has one replica: both acknowledge.
+    assert_eq!(c.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    let after: Vec<u64> = masters
+        .iter()
+        .map(|&m| cluster.cmdstat(m, "wait").0)
+        .collect();
+    assert_eq!(after[0], before[0] + 1, "WAIT reached {a}, written to");
+    assert_eq!(after[1], before[1] + 1, "WAIT reached {b}, written to");
+    assert_eq!(
+        after[2], before[2],
+        "WAIT skipped {}, not written to",
+        masters[2]
+    );
+    // Two replicas cannot be had: the smallest count after the timeout.
+    assert_eq!(c.cmd(&["SET", &ka, "2"]), ok());
+    assert_eq!(c.cmd(&["WAIT", "2", "100"]), Resp::Int(1));
+    // No write since: one master answers at once.
+    assert_eq!(c.cmd(&["WAIT", "0", "0"]), Resp::Int(1));
+
+    // Errors on two masters: INFO's errorstats counts both.
+    assert_eq!(c.cmd(&["SET", &ka, "x"]), ok());
+    assert_eq!(c.cmd(&["SET", &kb, "x"]), ok());
+    for k in [&ka, &kb] {
+        assert!(c.cmd(&["INCR", k]).is_error());
+    }
+    let info = c.cmd(&["INFO", "errorstats"]).text().unwrap_or_default();
+    let errs = parse_info(&info);
+    let n: u64 = errs
+        .get("errorstat_ERR")
+        .and_then(|v| v.strip_prefix("count="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 2, "errorstat_ERR summed over the masters: {info}");
+}

@@ -149,6 +149,11 @@ pub struct Client {
     pub staged: Vec<u64>,
     /// The family of the command being dispatched, for the latency histograms.
     pub family: u8,
+    /// The request being dispatched writes (the command table says so): its node joins
+    /// `wrote_to`.
+    pub writes: bool,
+    /// The masters this client wrote to since its last WAIT, for WAIT's fan-out.
+    pub wrote_to: Vec<crate::topology::NodeId>,
     /// Reading stopped (budget or backpressure) with input possibly left unread.
     pub paused: bool,
     pub since: Instant,
@@ -216,6 +221,8 @@ impl Client {
             dirty: false,
             staged: Vec::new(),
             family: crate::latency::OTHER,
+            writes: false,
+            wrote_to: Vec::new(),
             paused: false,
             since: now,
             last_request: now,

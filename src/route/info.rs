@@ -170,6 +170,36 @@ pub(crate) fn sum_commandstats(texts: &[Vec<(String, Vec<&str>)>]) -> Vec<String
         .collect()
 }
 
+/// `name:count=N` lines (Errorstats) summed over every text, in first-seen order.
+pub(crate) fn sum_counts(texts: &[Vec<(String, Vec<&str>)>], section: &str) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut acc: std::collections::HashMap<String, u64> = Default::default();
+    for t in texts {
+        for (_, lines) in t.iter().filter(|(n, _)| n == section) {
+            for l in lines {
+                let Some((k, v)) = l.split_once(':') else {
+                    continue;
+                };
+                let n: u64 = v
+                    .strip_prefix("count=")
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                match acc.get_mut(k) {
+                    Some(total) => *total += n,
+                    None => {
+                        order.push(k.to_string());
+                        acc.insert(k.to_string(), n);
+                    }
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|k| format!("{k}:count={}", acc[&k]))
+        .collect()
+}
+
 /// INFO over the cluster: `server` and `clients` from the proxy (given; `server` with the
 /// cluster's version), `stats` and `commandstats` summed over the masters, the keyspace
 /// summed, other sections from the first master, and the proxy's own section last.
@@ -180,7 +210,17 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
     let Some(first) = parsed.first() else {
         return out;
     };
-    for (name, lines) in first {
+    // Every section some master has, in the first master's order, then the others' (a
+    // master with no error yet has no Errorstats section).
+    let mut sections: Vec<(String, Vec<&str>)> = first.clone();
+    for t in &parsed[1..] {
+        for (name, lines) in t {
+            if !sections.iter().any(|(n, _)| n == name) {
+                sections.push((name.clone(), lines.clone()));
+            }
+        }
+    }
+    for (name, lines) in &sections {
         let body: Vec<String> = match name.as_str() {
             "Server" if !server.is_empty() => {
                 out.push_str(server);
@@ -201,6 +241,24 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
             }
             "Stats" => sum_section(&parsed, "Stats"),
             "Commandstats" => sum_commandstats(&parsed),
+            "Errorstats" => sum_counts(&parsed, "Errorstats"),
+            // The keyspace's changes are every master's; the rest is the first's.
+            "Persistence" => lines
+                .iter()
+                .map(|l| match l.split_once(':') {
+                    Some(("rdb_changes_since_last_save", _)) => {
+                        let total: u64 = parsed
+                            .iter()
+                            .flat_map(|t| t.iter().filter(|(n, _)| n == "Persistence"))
+                            .flat_map(|(_, ls)| ls.iter())
+                            .filter_map(|l| l.strip_prefix("rdb_changes_since_last_save:"))
+                            .filter_map(|v| v.trim().parse::<u64>().ok())
+                            .sum();
+                        format!("rdb_changes_since_last_save:{total}")
+                    }
+                    _ => l.to_string(),
+                })
+                .collect(),
             _ => lines.iter().map(|l| l.to_string()).collect(),
         };
         out.push_str(&format!("# {name}\r\n"));
@@ -221,6 +279,22 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Errorstats summed over the masters, also a section the first master lacks; the
+    /// keyspace's changes since the last save summed, the rest of Persistence the first's.
+    #[test]
+    fn errorstats_and_changes_are_the_cluster_s() {
+        let a = "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:3\r\n\r\n# Stats\r\ntotal_commands_processed:1\r\n";
+        let b = "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:4\r\n\r\n# Stats\r\ntotal_commands_processed:1\r\n\r\n# Errorstats\r\nerrorstat_NOGROUP:count=2\r\nerrorstat_ERR:count=1\r\n";
+        let c = "# Errorstats\r\nerrorstat_ERR:count=5\r\n";
+        let out = merge_info(&[a.to_string(), b.to_string(), c.to_string()], "", "", "");
+        assert!(out.contains("rdb_changes_since_last_save:7\r\n"), "{out}");
+        assert!(out.contains("loading:0\r\n"), "{out}");
+        assert!(
+            out.contains("# Errorstats\r\nerrorstat_NOGROUP:count=2\r\nerrorstat_ERR:count=6\r\n"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn info_keyspace_summed() {

@@ -164,7 +164,40 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
             clients,
         } => crate::route::info::merge_info_parts(parts, proxy, server, clients, proto),
         Merge::FirstNonNull { start } => merge_first_non_null(parts, *start, proto),
+        Merge::Min => merge_min(parts),
     }
+}
+
+/// WAIT's counts: the smallest (the writes are on every replica count only that far);
+/// WAITAOF's [local, replicas] pairs element by element.
+pub(crate) fn merge_min(parts: &[Bytes]) -> Bytes {
+    let mut acc: Option<Vec<i64>> = None;
+    let mut array = false;
+    for p in parts {
+        let vals: Vec<i64> = match int_of(p) {
+            Some(n) => vec![n],
+            None => match elements(p) {
+                Some((_, els)) => {
+                    array = true;
+                    els.into_iter().filter_map(|r| int_of(&p[r])).collect()
+                }
+                None => return error_frame(ProxyError::UnexpectedReply("WAIT reply from a node")),
+            },
+        };
+        acc = Some(match acc {
+            None => vals,
+            Some(a) => a.into_iter().zip(vals).map(|(x, y)| x.min(y)).collect(),
+        });
+    }
+    let acc = acc.unwrap_or_default();
+    let mut out = BytesMut::new();
+    if array {
+        encode::array_header(&mut out, acc.len());
+    }
+    for v in acc {
+        encode::integer(&mut out, v);
+    }
+    out.freeze()
 }
 
 pub(crate) fn merge_sum(parts: &[Bytes]) -> Bytes {

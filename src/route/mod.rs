@@ -84,6 +84,8 @@ pub enum Route {
     FanOutAll(Merge),
     /// INFO: merged over the masters, with the proxy's own section.
     Info,
+    /// WAIT, WAITAOF: to the masters the client wrote to (`Policy::Written`).
+    Wait,
     Refuse(ProxyError),
 }
 
@@ -370,6 +372,7 @@ fn policy_route<A: Args + ?Sized>(cmd: &Command, args: &A, policy: Policy, why: 
             None => Route::AnyMaster,
         },
         Policy::OneMaster => Route::AnyMaster,
+        Policy::Written => Route::Wait,
         Policy::AllMasters(Merge::Scan { .. }) => Route::Scan,
         Policy::AllMasters(Merge::Info { .. }) => Route::Info,
         Policy::AllMasters(m) => Route::FanOut(m),

@@ -21,6 +21,9 @@ pub enum Policy {
     /// Changes a node or the cluster: refused unless `allow_admin_commands`, then sent as the
     /// inner policy says.
     Admin(Box<Policy>),
+    /// WAIT, WAITAOF: to every master the client wrote to since its last WAIT, on the
+    /// connections its writes took; the smallest count answers.
+    Written,
     /// Refused with a clear error.
     Unsupported(&'static str),
 }
@@ -31,6 +34,7 @@ impl Policy {
         match self {
             Policy::Proxy => "proxy".into(),
             Policy::OneMaster => "one master".into(),
+            Policy::Written => "the masters written to, smallest count".into(),
             Policy::AllMasters(m) => format!("all masters, {}", merge_label(m)),
             Policy::AllNodes(m) => format!("all nodes, {}", merge_label(m)),
             Policy::ClusterView => "cluster view".into(),
@@ -54,6 +58,7 @@ fn merge_label(m: &Merge) -> &'static str {
         Merge::Sets(_) => "set operation computed by the proxy",
         Merge::Compute(_) => "computed by the proxy from each key's value",
         Merge::FirstNonNull { .. } => "first non-empty",
+        Merge::Min => "smallest",
         Merge::Rewrite { .. } => "addresses rewritten",
         Merge::Redact => "passwords redacted",
         Merge::Info { .. } => "merged with the proxy section",
@@ -233,9 +238,9 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             Proxy,
             "a transaction runs on a connection pinned to the node of its first key",
         ),
-        "WAIT" => (
-            Unsupported("WAIT"),
-            "it counts the replicas of the writes made on its own connection, which through the proxy are shared ones",
+        "WAIT" | "WAITAOF" => (
+            Written,
+            "it counts the replicas (or AOFs) that have the writes made on its connection: sent on the client's own shared connection to each master it wrote to since its last WAIT (those connections' other writes are waited for too), the smallest count answered; with no write, to one master",
         ),
         "AUTH" => (
             Proxy,

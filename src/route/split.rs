@@ -50,6 +50,8 @@ pub enum Merge {
     /// slot's part (that slot's keys under the same command; for SDIFF the first key's
     /// part is an SDIFF, the others SUNIONs of theirs, subtracted).
     Sets(SetOp),
+    /// The smallest integer (WAIT), or each element's smallest (WAITAOF's pair).
+    Min,
     /// The first non-null reply, starting from a part chosen by the caller (RANDOMKEY).
     FirstNonNull { start: u32 },
     /// A node's CONFIG GET reply with the nodes' passwords (`requirepass`, `masterauth`)
