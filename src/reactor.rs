@@ -476,6 +476,7 @@ impl Reactor {
     fn poll_timeout(&self) -> Option<Duration> {
         let timeout = if self.core.wake.resume_clients.is_empty()
             && self.core.resume_backends.is_empty()
+            && self.core.wake.staged.is_empty()
             && !self.core.held_output
         {
             self.core.timers.timeout(Instant::now())
