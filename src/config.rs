@@ -620,17 +620,20 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
-/// A parse error with its key and line. serde_yaml places syntax errors, but not a value
-/// refused after it was read (a duration, a size): then each top-level key is tried alone
-/// to find the one refused, and the line it starts on.
+/// A parse error with its key and line. serde_yaml places syntax errors, but a value
+/// refused after it was read (a duration, a size) it places at the document's start, or
+/// not at all: each top-level key is tried alone to find the one refused, and the line it
+/// starts on.
 fn locate(text: &str, e: &serde_yaml::Error) -> String {
-    let msg = e.to_string();
-    if msg.contains(" at line ") {
-        return msg;
-    }
+    let full = e.to_string();
+    // serde_yaml's own position, replaced below by the key's.
+    let msg = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full.clone(),
+    };
     let Ok(serde_yaml::Value::Mapping(all)) = serde_yaml::from_str::<serde_yaml::Value>(text)
     else {
-        return msg;
+        return full;
     };
     for (k, v) in all {
         let Some(key) = k.as_str().map(str::to_string) else {
@@ -649,7 +652,7 @@ fn locate(text: &str, e: &serde_yaml::Error) -> String {
             return format!("{key}{at}: {msg}");
         }
     }
-    msg
+    full
 }
 
 /// Where a configuration comes from: its file (none: the defaults) and the command line's
@@ -731,6 +734,15 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.starts_with("client_output_limit at line 1: "), "{e}");
+        // After comments, as in the sample config.yaml: still the key's own line.
+        let e = Config::from_yaml("# c\n\nproxy_port: 6379\nbackend_timeout: 10 seconds\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("backend_timeout at line 4: '10 seconds'"),
+            "{e}"
+        );
+        assert!(!e.contains("column"), "{e}");
         // Syntax and unknown keys: serde_yaml's own words, with its line.
         let e = Config::from_yaml("nosuch: 1\n").unwrap_err().0;
         assert!(e.contains("nosuch") && e.contains("line 1"), "{e}");

@@ -88,6 +88,7 @@ impl Core {
                 role: crate::conn::role::BackendRole::Shared,
                 held_since: None,
                 family: crate::latency::OTHER,
+                write: false,
             };
             if let Err(failed) = self.send(node, c.proto, cref.idx, req, r.pre) {
                 c.complete(seq, part, Bytes::from(failed.0.to_frame()));

@@ -78,7 +78,18 @@ impl Core {
                 return;
             }
         }
+        let counted = match (self.cfg.metrics_address.is_some(), routed.cmd) {
+            (true, Some(cmd)) => Some((cmd, crate::error::refused_so_far())),
+            _ => None,
+        };
         self.take(c, cref, frame.clone(), &args, routed);
+        if let Some((cmd, before)) = counted {
+            // Refused by the proxy while dispatched (CROSSSLOT, a syntax error, ...): an
+            // error outcome, as a node's error reply is.
+            if crate::error::refused_so_far() != before {
+                self.counts.refused(cmd);
+            }
+        }
         c.silent = false;
     }
 

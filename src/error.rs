@@ -179,6 +179,17 @@ fn count_refusal(text: &str) {
         a[i] += 1;
         r.set(a);
     });
+    REFUSED.with(|n| n.set(n.get() + 1));
+}
+
+thread_local! {
+    /// This thread's refusals in all: a request whose dispatch moved it was refused.
+    static REFUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many refusals this thread rendered so far.
+pub fn refused_so_far() -> u64 {
+    REFUSED.with(|n| n.get())
 }
 
 /// This thread's refusals so far, by code.

@@ -90,6 +90,8 @@ pub struct InFlight {
     pub held_since: Option<Instant>,
     /// The command's family, for the latency histograms (`latency::family`).
     pub family: u8,
+    /// A write: the node that answers it joins its client's `wrote_to` (for WAIT).
+    pub write: bool,
 }
 
 /// What to do with a request after its node answered with an error.

@@ -143,6 +143,14 @@ impl Counts {
             .1 += 1;
     }
 
+    /// A request the proxy refused (its own error reply): an error outcome of `cmd`.
+    pub fn refused(&mut self, cmd: &'static Command) {
+        self.commands
+            .entry(cmd as *const Command as usize)
+            .or_insert((cmd.name, 0, 0))
+            .2 += 1;
+    }
+
     /// An error reply from a node to `cmd`: counted by its code and against the command.
     pub fn node_error(&mut self, cmd: Option<&'static Command>, frame: &[u8]) {
         if let Some(cmd) = cmd {

@@ -16,6 +16,7 @@ pub enum Kind {
     ConnectFailed,
     ConnectionLost,
     RefreshFailed,
+    Reachable,
 }
 
 #[derive(Debug)]

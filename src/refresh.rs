@@ -91,6 +91,7 @@ impl Core {
                 role: BackendRole::Shared,
                 held_since: None,
                 family: crate::latency::OTHER,
+                write: false,
             };
             if self
                 .send(node, Proto::Resp2, self.refresh_rr, req, None)

@@ -50,7 +50,10 @@ impl Reactor {
                 let node = b.node;
                 let addr = &self.core.topo.node(node).addr;
                 if self.core.pool.mark_up(node) {
-                    info!("node {addr} reachable again");
+                    let now = self.core.now;
+                    if let Some(n) = self.core.log_gate.admit(node.0, Kind::Reachable, now) {
+                        info!("node {addr} reachable again{}", left_out(n));
+                    }
                     self.core.release_held(&mut self.clients);
                 } else {
                     debug!("connected to node {addr}");
@@ -132,6 +135,14 @@ impl Core {
                 return self.own_reply(from, &req.owner, &frame)
             }
         };
+        if req.write && frame.first() != Some(&b'-') {
+            // Where the write was made, after any redirection: WAIT asks there.
+            if let Some(c) = clients.get_mut(client.idx).filter(|c| c.gen == client.gen) {
+                if !c.wrote_to.contains(&from) {
+                    c.wrote_to.push(from);
+                }
+            }
+        }
         if frame.first() != Some(&b'-') || req.role.held() {
             // A SCAN page that a master ended short goes on to the next master.
             // (SCAN parts have no slot: a keyed reply costs no lookup here.)

@@ -67,6 +67,7 @@ impl Core {
                 let mut req =
                     self.client_request(cref, seq, part, frame, slot, BackendRole::Shared);
                 req.family = c.family;
+                req.write = c.writes;
                 let e = ProxyError::SlotUnserved(slot.map(|s| s.0).unwrap_or(0));
                 self.hold_client(c, req, None, Reason::Unusable(e));
             }
@@ -91,6 +92,7 @@ impl Core {
             role,
             held_since: None,
             family: crate::latency::OTHER,
+            write: false,
         }
     }
 
@@ -122,9 +124,7 @@ impl Core {
     ) {
         let mut req = self.client_request(cref, seq, part, frame, slot, role);
         req.family = c.family;
-        if c.writes && !c.wrote_to.contains(&node) {
-            c.wrote_to.push(node);
-        }
+        req.write = c.writes;
         // Behind the client's held requests: its requests reach the node in its order.
         if self.has_held(cref) {
             return self.hold_client(c, req, Some(node), Reason::Behind);

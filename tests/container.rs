@@ -93,7 +93,17 @@ fn the_container_image_serves_a_cluster() {
     let image = format!("localhost/rcp-test-{}", std::process::id());
     run(
         podman(&work)
-            .args(["build", "--target", "from-host", "-t", &image, "-f"])
+            // The docker format keeps HEALTHCHECK (OCI images have no health check).
+            .args([
+                "build",
+                "--format",
+                "docker",
+                "--target",
+                "from-host",
+                "-t",
+                &image,
+                "-f",
+            ])
             .arg(ctx.join("Dockerfile"))
             .arg(&ctx),
         "podman build --target from-host",
@@ -115,6 +125,21 @@ fn the_container_image_serves_a_cluster() {
         "not a non-root user: {inspect}"
     );
     assert!(inspect.contains("6379/tcp"), "6379 not exposed: {inspect}");
+    let health = run(
+        podman(&work).args([
+            "image",
+            "inspect",
+            &image,
+            "--format",
+            "{{.Config.Healthcheck}}",
+        ]),
+        "podman image inspect (health check)",
+        Duration::from_secs(30),
+    );
+    assert!(
+        health.contains("--ping"),
+        "no health check in the image: {health}"
+    );
 
     let cluster = Cluster::start_masters(3);
     let port = free_port();

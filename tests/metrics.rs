@@ -108,9 +108,12 @@ fn metrics_are_scraped_and_agree_with_info() {
     let node_err = "redis_cluster_proxy_errors_total{source=\"node\",kind=\"ERR\"}";
     let proxy_err = "redis_cluster_proxy_errors_total{source=\"proxy\",kind=\"CROSSSLOT\"}";
     let incr_err = "redis_cluster_proxy_command_calls_total{command=\"incr\",outcome=\"error\"}";
+    // Refused by the proxy: an error outcome of its command too.
+    let msetnx_err =
+        "redis_cluster_proxy_command_calls_total{command=\"msetnx\",outcome=\"error\"}";
     let counted = poll_until(Duration::from_secs(5), Duration::from_millis(100), || {
         let m = scrape(&addr);
-        [node_err, proxy_err, incr_err]
+        [node_err, proxy_err, incr_err, msetnx_err]
             .iter()
             .all(|k| m.get(*k).copied().unwrap_or(0.0) >= 1.0)
             .then_some(m)

@@ -1204,6 +1204,18 @@ fn wait_counts_the_replicas_of_every_master_written_to() {
     assert_eq!(c.cmd(&["WAIT", "2", "100"]), Resp::Int(1));
     // No write since: one master answers at once.
     assert_eq!(c.cmd(&["WAIT", "0", "0"]), Resp::Int(1));
+    // After a failover the proxy may not know of yet, a write is redirected to the new
+    // master: WAIT asks the node that made the write, not the one first tried.
+    let replica = cluster.replica_of(a);
+    let r: String = cluster.query(replica, &["CLUSTER", "FAILOVER"]);
+    assert_eq!(r, "OK");
+    cluster.wait_promoted(replica, Duration::from_secs(30));
+    let wrote = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        (c.cmd(&["SET", &ka, "3"]) == ok()).then_some(())
+    });
+    assert!(wrote.is_some(), "no write to {ka} after the failover");
+    let r = c.cmd(&["WAIT", "1", "5000"]);
+    assert_eq!(r, Resp::Int(1), "WAIT after a failover: {r:?}");
 
     // Errors on two masters: INFO's errorstats counts both.
     assert_eq!(c.cmd(&["SET", &ka, "x"]), ok());

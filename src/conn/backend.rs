@@ -182,6 +182,7 @@ impl Backend {
                 role: self.role,
                 held_since: None,
                 family: crate::latency::OTHER,
+                write: false,
             },
             now,
         );
@@ -321,6 +322,7 @@ impl Backend {
                                     role: self.role,
                                     held_since: None,
                                     family: crate::latency::OTHER,
+                                    write: false,
                                 },
                                 frame,
                             ));

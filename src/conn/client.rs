@@ -149,8 +149,8 @@ pub struct Client {
     pub staged: Vec<u64>,
     /// The family of the command being dispatched, for the latency histograms.
     pub family: u8,
-    /// The request being dispatched writes (the command table says so): its node joins
-    /// `wrote_to`.
+    /// The request being dispatched writes (the command table says so): the node that
+    /// answers it joins `wrote_to`.
     pub writes: bool,
     /// The masters this client wrote to since its last WAIT, for WAIT's fan-out.
     pub wrote_to: Vec<crate::topology::NodeId>,
