@@ -22,6 +22,19 @@ use log::{trace, warn};
 use std::ops::Range;
 use std::time::Duration;
 
+/// Whether a request frame's command name is `name` (any case).
+fn args_name_is(frame: &[u8], name: &[u8]) -> bool {
+    let mut p = crate::resp::request::RequestParser::new();
+    match p.parse(frame) {
+        Ok(Some(_)) => p
+            .args()
+            .first()
+            .and_then(|r| frame.get(r.clone()))
+            .is_some_and(|a| a.eq_ignore_ascii_case(name)),
+        _ => false,
+    }
+}
+
 /// Bounds on the scripts remembered for NOSCRIPT recovery, so clients cannot grow it
 /// without limit.
 pub(crate) const MAX_SCRIPTS: usize = 10_000;
@@ -280,7 +293,15 @@ impl Core {
         nodes.retain(|n| masters.contains(n));
         if nodes.is_empty() {
             match self.any_master() {
-                Some(n) => nodes.push(n),
+                // Nothing written: WAIT counts the replicas that have offset 0, every one a
+                // master has. A master's own answer is that, unless it was demoted a moment
+                // ago and the proxy has not seen it yet; so only WAITAOF (whose local part
+                // only a node knows) asks one.
+                Some(n) if args_name_is(&frame, b"WAITAOF") => nodes.push(n),
+                Some(n) => {
+                    let replicas = self.topo.node(n).replicas.len();
+                    return c.reply_now(format!(":{replicas}\r\n").as_bytes());
+                }
                 None => return c.reply_now(&ProxyError::NoMaster.to_frame()),
             }
         }
