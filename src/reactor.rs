@@ -150,7 +150,7 @@ pub struct Core {
     /// Repeated warnings about one node, rate-limited (`lograte`).
     pub(crate) log_gate: crate::lograte::Gate,
     /// `backend_tls`'s client configuration, for every node connection.
-    pub(crate) backend_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub(crate) backend_tls: Option<crate::conn::tls::BackendTls>,
     /// `backend_auth`'s requests, sent first on every node connection.
     pub(crate) creds: Option<crate::auth::NodeCredentials>,
     /// Dedicated connections in use, with the client whose blocking command they carry.
@@ -231,7 +231,7 @@ impl Core {
         let backend_tls = cfg
             .backend_tls
             .as_ref()
-            .and_then(|t| crate::conn::tls::client_config(t).ok());
+            .and_then(|t| crate::conn::tls::BackendTls::new(t).ok());
         // Refused peers are the non-loopback ones (`auth::protected_refuses`): this says
         // whether any is, for the bind address.
         let bind: std::net::IpAddr = cfg.bind.parse().unwrap_or([127, 0, 0, 1].into());

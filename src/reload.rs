@@ -107,7 +107,13 @@ fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
         ("tls_port", false, old.tls_port != new.tls_port),
         ("socket", false, old.socket != new.socket),
         ("busy_poll", false, old.busy_poll != new.busy_poll),
-        ("backend_tls", false, old.backend_tls != new.backend_tls),
+        // Other files or names are taken live; turning TLS to the nodes on or off is not
+        // (the nodes' ports differ).
+        (
+            "backend_tls",
+            old.backend_tls.is_some() == new.backend_tls.is_some(),
+            old.backend_tls != new.backend_tls,
+        ),
         ("cluster_view", false, old.cluster_view != new.cluster_view),
         ("log_level", true, old.log_level != new.log_level),
         (
@@ -237,7 +243,16 @@ impl Core {
         new.busy_poll = self.cfg.busy_poll;
         new.backend_connections = self.cfg.backend_connections;
         new.announce_address = self.cfg.announce_address.clone();
-        new.backend_tls = self.cfg.backend_tls.clone();
+        match (self.backend_tls.as_mut(), &new.backend_tls) {
+            // Checked by `load`; a file changed since then keeps the previous configuration.
+            (Some(t), Some(files)) => {
+                if let Err(e) = t.replace(files) {
+                    warn!("reload: {e}; keeping the previous backend_tls files");
+                    new.backend_tls = self.cfg.backend_tls.clone();
+                }
+            }
+            _ => new.backend_tls = self.cfg.backend_tls.clone(),
+        }
         new.cluster_view = self.cfg.cluster_view;
         new.metrics_address = self.cfg.metrics_address.clone();
         if new.log_level != self.cfg.log_level && std::env::var_os("RUST_LOG").is_none() {

@@ -388,14 +388,10 @@ impl Core {
             Prelude {
                 readonly: self.cfg.read_from != ReadFrom::Master,
                 creds: self.creds.as_ref(),
-                tls: self.backend_tls.as_ref().map(|c| {
-                    let name = self
-                        .cfg
-                        .backend_tls
-                        .as_ref()
-                        .and_then(|t| t.server_name.as_deref());
-                    (c, name)
-                }),
+                tls: self
+                    .backend_tls
+                    .as_mut()
+                    .map(|t| t.for_node(std::time::Instant::now())),
             },
             &self.cfg.socket,
             self.now,

@@ -267,7 +267,13 @@ impl Backend {
         out: &mut Vec<(InFlight, Bytes)>,
     ) -> (Verdict, bool) {
         let read = match self.tls.as_deref_mut() {
-            Some(tls) => tls::read(tls, &mut self.stream, &mut self.rbuf, READ_BUDGET),
+            Some(tls) => tls::read(
+                tls,
+                &mut self.stream,
+                &mut self.rbuf,
+                READ_BUDGET,
+                stop_short,
+            ),
             None => net::read_via(
                 &mut self.stream,
                 scratch,

@@ -271,7 +271,13 @@ impl Client {
 
     pub fn read(&mut self, scratch: &mut [u8], stop_short: bool) -> ReadOutcome {
         if let Some(tls) = self.tls.as_deref_mut() {
-            return tls::read(tls, &mut self.stream, &mut self.rbuf, READ_BUDGET);
+            return tls::read(
+                tls,
+                &mut self.stream,
+                &mut self.rbuf,
+                READ_BUDGET,
+                stop_short,
+            );
         }
         net::read_via(
             &mut self.stream,

@@ -9,7 +9,8 @@
 //!        a handshake that fails, or plain RESP sent to the TLS port --> closed, logged
 //! ```
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -32,61 +33,136 @@ const FEED: usize = 64 * 1024;
 /// How often, at most, the certificate files are looked at for a change.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The server side: the configuration new TLS clients get, rebuilt when the certificate or
-/// key file changes (a renewed certificate needs no restart; connections already open keep
-/// theirs).
-pub struct TlsAcceptor {
-    files: TlsConfig,
-    config: Arc<ServerConfig>,
+/// A TLS configuration built from certificate files and rebuilt when they change on disk
+/// (a renewed certificate needs no restart; connections already open keep theirs). The
+/// files are looked at, at most once a second, when a new connection asks for it.
+pub struct Watched<F: TlsFiles> {
+    files: F,
+    config: Arc<F::Config>,
     stamps: Vec<Option<SystemTime>>,
     checked: Instant,
 }
 
-impl TlsAcceptor {
-    pub fn new(files: &TlsConfig) -> Result<TlsAcceptor, String> {
-        Ok(TlsAcceptor {
-            config: server_config(files)?,
+/// What `Watched` needs of a configuration section: its files and how they are built.
+pub trait TlsFiles: Clone + PartialEq {
+    type Config;
+    /// For the log: the section's key, and who gets a new configuration.
+    const KEY: &'static str;
+    const USERS: &'static str;
+    fn build(&self) -> Result<Arc<Self::Config>, String>;
+    fn paths(&self) -> Vec<&Path>;
+}
+
+impl TlsFiles for TlsConfig {
+    type Config = ServerConfig;
+    const KEY: &'static str = "tls";
+    const USERS: &'static str = "new clients";
+    fn build(&self) -> Result<Arc<ServerConfig>, String> {
+        server_config(self)
+    }
+    fn paths(&self) -> Vec<&Path> {
+        [&self.cert_file, &self.key_file]
+            .into_iter()
+            .chain(self.ca_file.as_ref())
+            .map(|p| p.as_path())
+            .collect()
+    }
+}
+
+impl TlsFiles for BackendTlsConfig {
+    type Config = ClientConfig;
+    const KEY: &'static str = "backend_tls";
+    const USERS: &'static str = "new node connections";
+    fn build(&self) -> Result<Arc<ClientConfig>, String> {
+        client_config(self)
+    }
+    fn paths(&self) -> Vec<&Path> {
+        [&self.ca_file, &self.cert_file, &self.key_file]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+            .collect()
+    }
+}
+
+/// The server side: what new TLS clients get.
+pub type TlsAcceptor = Watched<TlsConfig>;
+/// The node side: what new node connections get.
+pub type BackendTls = Watched<BackendTlsConfig>;
+
+impl<F: TlsFiles> Watched<F> {
+    pub fn new(files: &F) -> Result<Watched<F>, String> {
+        Ok(Watched {
+            config: files.build()?,
             stamps: stamps(files),
             files: files.clone(),
             checked: Instant::now(),
         })
     }
 
-    /// Other files (a reload): used from the next client on.
-    pub fn replace(&mut self, files: &TlsConfig) -> Result<(), String> {
+    /// Other files (a reload): used from the next connection on.
+    pub fn replace(&mut self, files: &F) -> Result<(), String> {
         if *files != self.files {
-            self.config = server_config(files)?;
+            self.config = files.build()?;
             self.stamps = stamps(files);
             self.files = files.clone();
         }
         Ok(())
     }
 
-    /// A server connection for a new client, with the newest certificate.
-    pub fn accept(&mut self, now: Instant) -> Result<ServerConnection, String> {
+    /// The configuration for a new connection: the newest files' when they changed.
+    pub fn current(&mut self, now: Instant) -> &Arc<F::Config> {
         if now.duration_since(self.checked) >= RECHECK {
             self.checked = now;
             let fresh = stamps(&self.files);
             if fresh != self.stamps {
-                match server_config(&self.files) {
+                match self.files.build() {
                     Ok(c) => {
-                        log::info!("tls: certificate files changed; new clients get the new ones");
+                        log::info!(
+                            "{}: certificate files changed; {} get the new ones",
+                            F::KEY,
+                            F::USERS
+                        );
                         self.config = c;
                         self.stamps = fresh;
                     }
                     // Half-written files, say: the old configuration goes on serving.
-                    Err(e) => log::warn!("tls: certificate files changed but cannot be used ({e}); keeping the previous ones"),
+                    Err(e) => log::warn!(
+                        "{}: certificate files changed but cannot be used ({e}); keeping the previous ones",
+                        F::KEY
+                    ),
                 }
             }
         }
-        ServerConnection::new(Arc::clone(&self.config)).map_err(|e| e.to_string())
+        &self.config
+    }
+
+    /// The files this configuration came from.
+    pub fn files(&self) -> &F {
+        &self.files
     }
 }
 
-fn stamps(files: &TlsConfig) -> Vec<Option<SystemTime>> {
-    [&files.cert_file, &files.key_file]
+impl TlsAcceptor {
+    /// A server connection for a new client, with the newest certificate.
+    pub fn accept(&mut self, now: Instant) -> Result<ServerConnection, String> {
+        ServerConnection::new(Arc::clone(self.current(now))).map_err(|e| e.to_string())
+    }
+}
+
+impl BackendTls {
+    /// For a new node connection: the configuration, and the name the node's certificate
+    /// is checked against (`server_name`; None: the node's address).
+    pub fn for_node(&mut self, now: Instant) -> (&Arc<ClientConfig>, Option<&str>) {
+        self.current(now);
+        (&self.config, self.files.server_name.as_deref())
+    }
+}
+
+fn stamps<F: TlsFiles>(files: &F) -> Vec<Option<SystemTime>> {
+    files
+        .paths()
         .into_iter()
-        .chain(files.ca_file.as_ref())
         .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .collect()
 }
@@ -157,21 +233,32 @@ fn load_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, St
 
 /// Reads what the socket has through the TLS session into `buf`, as `net::read_via` does
 /// for a plain one: until the socket would block, the peer closes, or `budget` bytes.
+/// `stop_short` as there: a read that returned less than rustls asked for means the socket
+/// was empty, so the recv that would only say `WouldBlock` is skipped.
 pub fn read(
     tls: &mut Connection,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     budget: usize,
+    stop_short: bool,
 ) -> ReadOutcome {
+    let stop_short = stop_short && cfg!(target_os = "linux");
     let mut total = 0;
     loop {
         if total >= budget {
             return ReadOutcome::Drained { more: true };
         }
         let (mut closed, mut blocked) = (false, false);
-        match tls.read_tls(stream) {
+        let mut src = Probe {
+            stream: &mut *stream,
+            short: false,
+        };
+        match tls.read_tls(&mut src) {
             Ok(0) => closed = true,
-            Ok(n) => total += n,
+            Ok(n) => {
+                total += n;
+                blocked = stop_short && src.short;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return ReadOutcome::Failed(e),
@@ -193,12 +280,32 @@ pub fn read(
     }
 }
 
+/// The socket as rustls reads it, noting whether a read returned less than was asked.
+struct Probe<'a> {
+    stream: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for Probe<'_> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(b)?;
+        self.short = n < b.len();
+        Ok(n)
+    }
+}
+
+/// Moves the decrypted plaintext into `buf`, straight from rustls's own records (no
+/// intermediate buffer to fill).
 fn drain_plaintext(tls: &mut Connection, buf: &mut BytesMut) -> io::Result<()> {
-    let mut chunk = [0u8; 16 * 1024];
+    let mut reader = tls.reader();
     loop {
-        match tls.reader().read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        match reader.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(chunk) => {
+                let n = chunk.len();
+                buf.extend_from_slice(chunk);
+                reader.consume(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             // The peer ended the stream without close_notify: what came stays.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -258,6 +365,14 @@ struct Piece<'a> {
     left: usize,
 }
 
+/// The largest plaintext of one TLS record.
+const RECORD: usize = 16 * 1024;
+
+thread_local! {
+    /// Where several queued frames are gathered into one record's plaintext.
+    static GATHER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(RECORD));
+}
+
 impl Write for Piece<'_> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         if self.left == 0 {
@@ -269,6 +384,32 @@ impl Write for Piece<'_> {
         }
         self.left -= n;
         Ok(n)
+    }
+
+    /// Frames queued apart (replies that came from different node reads) would each become
+    /// a record of their own, with its own allocation, encryption and 22 bytes of framing
+    /// in rustls: small ones are copied together first, so a pipeline's replies leave as
+    /// one record. A frame of a record's size or more goes as it is.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let first = bufs.iter().position(|b| !b.is_empty());
+        let Some(first) = first else { return Ok(0) };
+        let bufs = &bufs[first..];
+        if bufs.len() == 1 || bufs[0].len() >= RECORD {
+            return self.write(&bufs[0]);
+        }
+        GATHER.with(|g| {
+            let mut g = g.borrow_mut();
+            g.clear();
+            let room = RECORD.min(self.left);
+            for b in bufs {
+                let take = b.len().min(room - g.len());
+                g.extend_from_slice(&b[..take]);
+                if g.len() == room {
+                    break;
+                }
+            }
+            self.write(&g)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
