@@ -19,6 +19,7 @@ pub mod error;
 pub mod hold;
 pub mod inflight;
 pub mod input;
+pub mod keyspace;
 pub mod latency;
 pub mod local;
 pub mod lograte;

@@ -243,8 +243,13 @@ impl Core {
         }
         if let Some(els) = crate::resp::reply::elements(&frame).map(|(_, e)| e) {
             let kind = els.first().map(|r| frame[r.clone()].to_ascii_lowercase());
-            if let (Some(k), [_, _, n]) = (kind.as_deref(), &els[..]) {
+            if let (Some(k), [_, name, n]) = (kind.as_deref(), &els[..]) {
                 count_subscriptions(c, k, &frame[n.clone()]);
+                let verb = crate::resp::reply::bulk(&frame[els[0].clone()]).flatten();
+                let name = crate::resp::reply::bulk(&frame[name.clone()]).flatten();
+                if let (Some(verb), Some(name)) = (verb, name) {
+                    self.fanin_track(to, &verb.to_ascii_lowercase(), name);
+                }
             }
             let unsub = kind
                 .as_deref()
@@ -275,6 +280,7 @@ impl Core {
         if let Some(r) = c.pubsub.take() {
             self.unhold(|(_, b)| *b != r);
             self.take_backend(r.idx);
+            self.fanin_drop(ClientRef { idx, gen: c.gen }, None);
         }
         while let Some((_, item)) = c.stream_items.pop_front() {
             self.release(c, idx, item);

@@ -128,6 +128,8 @@ pub struct Core {
     pub(crate) deferred: Vec<Deferred>,
     /// MONITOR clients, and this turn's lines for them.
     pub(crate) monitors: Vec<ClientRef>,
+    /// Keyspace notifications from every master (`keyspace.rs`).
+    pub(crate) fanin: crate::keyspace::FanIn,
     pub(crate) monitor_feed: BytesMut,
     /// Another worker has a MONITOR client (read once per turn): lines are kept for it.
     pub(crate) monitor_elsewhere: bool,
@@ -286,6 +288,7 @@ impl Core {
             scripts_bytes: 0,
             deferred: Vec::new(),
             monitors: Vec::new(),
+            fanin: Default::default(),
             monitor_feed: BytesMut::new(),
             monitor_elsewhere: false,
             shutdown: false,
@@ -631,6 +634,7 @@ impl Reactor {
                     self.accept();
                 }
                 TimerKind::Gather { ticket } => self.gather_deadline(ticket),
+                TimerKind::FanIn => self.core.fanin_tick(),
             }
         }
     }
@@ -772,6 +776,7 @@ impl Reactor {
             self.core.totals.monitor_ended(self.core.worker);
         }
         self.core.client_gone(me);
+        self.core.fanin_drop(me, None);
         let level = if self.core.cfg.log_connections {
             log::Level::Info
         } else {

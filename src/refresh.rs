@@ -164,6 +164,7 @@ impl Core {
                 }
                 self.close_gone_idle();
                 if !change.is_empty() {
+                    self.fanin_sync();
                     self.release_held(clients);
                 }
             }

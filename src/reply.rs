@@ -130,6 +130,7 @@ impl Core {
                 (client, seq, part)
             }
             Owner::Stream(to) => return self.stream_frame(clients, to, frame),
+            Owner::FanIn => return self.fanin_frame(clients, from, frame),
             Owner::Refresh => return self.refresh_done(clients, from, &frame),
             Owner::Internal | Owner::Hello | Owner::Auth => {
                 return self.own_reply(from, &req.owner, &frame)
@@ -537,6 +538,7 @@ impl Core {
                 }
                 Owner::Internal | Owner::Hello | Owner::Auth => {}
                 Owner::Stream(to) => self.wake.kill.push((to, Kill::SubscriptionLost)),
+                Owner::FanIn => {}
             }
         }
         if ready {

@@ -16,6 +16,7 @@ pub mod zset;
 
 pub use write::Request;
 
+use crate::resp::reply::bulk;
 use bytes::{Bytes, BytesMut};
 
 use crate::command::Args;
@@ -622,17 +623,6 @@ fn finish_pfcount(replies: &[Bytes]) -> Bytes {
         Err(e) => return Bytes::from_static(e.error_frame()),
     }
     Bytes::from(out)
-}
-
-/// A bulk string reply's bytes: Some(None) for a null.
-fn bulk(f: &[u8]) -> Option<Option<&[u8]>> {
-    if f.starts_with(b"$-1\r\n") || f.starts_with(b"_\r\n") {
-        return Some(None);
-    }
-    let rest = f.strip_prefix(b"$")?;
-    let cr = rest.iter().position(|&b| b == b'\r')?;
-    let n: usize = std::str::from_utf8(&rest[..cr]).ok()?.parse().ok()?;
-    rest.get(cr + 2..cr + 2 + n).map(Some)
 }
 
 fn finish_lcs(replies: &[Bytes], proto: Proto, options: &[Vec<u8>]) -> Bytes {

@@ -296,7 +296,7 @@ impl Backend {
                     let frame = self.rbuf.split_to(n).freeze();
                     // Pushes on a shared connection are never expected; on a subscriber's
                     // they are its messages.
-                    if frame.first() == Some(&b'>') && self.role.stream_client().is_none() {
+                    if frame.first() == Some(&b'>') && !self.role.streams() {
                         continue;
                     }
                     match self.inflight.pop_front() {
@@ -313,14 +313,14 @@ impl Backend {
                             break;
                         }
                         Some(req) => out.push((req, frame)),
-                        None if self.role.stream_client().is_some() => {
-                            let to = self
-                                .role
-                                .stream_client()
-                                .unwrap_or(crate::inflight::ClientRef { idx: 0, gen: 0 });
+                        None if self.role.streams() => {
+                            let owner = match self.role.stream_client() {
+                                Some(to) => Owner::Stream(to),
+                                None => Owner::FanIn,
+                            };
                             out.push((
                                 InFlight {
-                                    owner: Owner::Stream(to),
+                                    owner,
                                     req: Bytes::new(),
                                     slot: None,
                                     attempt: Attempt::Sent { redirects: 0 },

@@ -9,6 +9,9 @@
 //!   Dedicated --last reply in--> back to the node's idle list (closed past the idle bound)
 //!   Spent --last reply in--> closed (the transaction left its state unknown)
 //!   Stream { client } --subscribed mode over / client gone / node gone--> closed
+//!   FanIn                 (a worker's keyspace notification connection to a master,
+//!                          `keyspace.rs`: closed when no subscriber is left or the node
+//!                          is no longer a master)
 //! ```
 
 /// A reference to a client that survives the client: `gen` tells a newcomer in the same slab
@@ -34,6 +37,9 @@ pub enum BackendRole {
     Spent,
     /// A subscriber's: every frame no request of the proxy's waits for goes to `client`.
     Stream { client: ClientRef },
+    /// A worker's subscription to one master's keyspace notifications, for every client
+    /// that asked for them (`keyspace.rs`).
+    FanIn,
 }
 
 /// What becomes of a connection of its own once nothing is in flight on it.
@@ -55,6 +61,7 @@ impl BackendRole {
             BackendRole::Pinned { .. } => "pinned",
             BackendRole::Spent => "spent",
             BackendRole::Stream { .. } => "subscription",
+            BackendRole::FanIn => "notifications",
         }
     }
 
@@ -73,7 +80,7 @@ impl BackendRole {
     pub fn held(self) -> bool {
         matches!(
             self,
-            BackendRole::Pinned { .. } | BackendRole::Stream { .. }
+            BackendRole::Pinned { .. } | BackendRole::Stream { .. } | BackendRole::FanIn
         )
     }
 
@@ -89,6 +96,11 @@ impl BackendRole {
             BackendRole::Stream { client } => Some(client),
             _ => None,
         }
+    }
+
+    /// Frames no request waits for are expected on it (messages), not a broken protocol.
+    pub fn streams(self) -> bool {
+        matches!(self, BackendRole::Stream { .. } | BackendRole::FanIn)
     }
 
     /// A transaction takes the connection for `client`.
@@ -132,6 +144,7 @@ mod tests {
             (Pinned { client: c }, false, true, true, false, Idle::Keep),
             (Spent, false, true, false, true, Idle::Close),
             (Stream { client: c }, false, true, true, false, Idle::Keep),
+            (FanIn, false, true, true, false, Idle::Keep),
         ];
         for (role, timed, own, held, blocking, idle) in table {
             assert_eq!(role.timed(), timed, "{role:?}");
@@ -147,5 +160,7 @@ mod tests {
         assert_eq!(Stream { client: c }.unpin(), Stream { client: c });
         assert_eq!(Stream { client: c }.stream_client(), Some(c));
         assert_eq!(Dedicated.stream_client(), None);
+        assert_eq!(FanIn.stream_client(), None);
+        assert!(FanIn.streams() && Stream { client: c }.streams() && !Shared.streams());
     }
 }

@@ -187,6 +187,17 @@ fn parse_redirect(line: &[u8], moved: bool) -> Option<Redirect<'_>> {
     })
 }
 
+/// A bulk string reply's bytes: Some(None) for a null.
+pub fn bulk(f: &[u8]) -> Option<Option<&[u8]>> {
+    if f.starts_with(b"$-1\r\n") || f.starts_with(b"_\r\n") {
+        return Some(None);
+    }
+    let rest = f.strip_prefix(b"$")?;
+    let cr = rest.iter().position(|&b| b == b'\r')?;
+    let n: usize = std::str::from_utf8(&rest[..cr]).ok()?.parse().ok()?;
+    rest.get(cr + 2..cr + 2 + n).map(Some)
+}
+
 /// Elements of an aggregate reply as ranges of the frame (a map's keys and values
 /// alternating), or None when the frame is not an aggregate.
 pub fn elements(frame: &[u8]) -> Option<(u8, Vec<std::ops::Range<usize>>)> {
