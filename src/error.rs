@@ -110,8 +110,6 @@ pub enum ProxyError {
     HelloWhileSubscribed,
     /// A RESP2 subscriber's command other than (un)subscriptions, PING, QUIT, RESET.
     SubscribedContext(String),
-    /// SSUBSCRIBE/SUNSUBSCRIBE of a channel on another shard than the subscriptions'.
-    OtherShard(&'static str),
     SubscriptionLost,
     /// Inside MULTI, a command the proxy cannot queue on the pinned node.
     NotInTransaction(String),
@@ -267,11 +265,6 @@ impl fmt::Display for ProxyError {
             ProxyError::SubscribedContext(cmd) => write!(
                 f,
                 "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
-            ),
-            ProxyError::OtherShard(cmd) => write!(
-                f,
-                "ERR {cmd} of a channel on another shard than this connection's subscriptions is \
-                 not supported through the proxy yet; use another connection for it"
             ),
             ProxyError::NotInTransaction(name) => write!(
                 f,
@@ -467,7 +460,6 @@ mod tests {
             (ProxyError::NoPermChannel, true, "NOPERM this user has no permissions to access one of the channels used as arguments"),
             (ProxyError::ProtectedMode, false, "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to the proxy you may adopt one of the following solutions: 1) Set a password for the default user with auth.password (or auth.users) in the proxy's config.yaml. 2) Disable protected mode with protected_mode: false, if you are sure you want clients from other hosts to connect even without authentication. 3) Bind the proxy to the loopback interface only (bind: 127.0.0.1)."),
             (ProxyError::HelloWhileSubscribed, false, "ERR HELLO with another protocol version while subscribed is not supported through this proxy yet; unsubscribe first"),
-            (ProxyError::OtherShard("SSUBSCRIBE"), false, "ERR SSUBSCRIBE of a channel on another shard than this connection's subscriptions is not supported through the proxy yet; use another connection for it"),
             (ProxyError::SubscriptionLost, false, "ERR the subscription connection was lost; subscribe again"),
             (ProxyError::NotInTransaction(s("SUBSCRIBE")), false, "ERR SUBSCRIBE is not allowed in a transaction through the proxy"),
             (ProxyError::CannotRunInTransaction(s("KEYS")), false, "ERR KEYS cannot run inside a transaction through the proxy"),
@@ -549,7 +541,6 @@ mod tests {
                 | ProxyError::HelloSyntax(_)
                 | ProxyError::HelloWhileSubscribed
                 | ProxyError::SubscribedContext(_)
-                | ProxyError::OtherShard(_)
                 | ProxyError::SubscriptionLost
                 | ProxyError::NotInTransaction(_)
                 | ProxyError::CannotRunInTransaction(_)
@@ -576,6 +567,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 68);
+        assert_eq!(all.len(), 67);
     }
 }

@@ -46,7 +46,7 @@ pub enum Owner {
     /// A frame on a subscriber's own connection (a subscription reply or a message): passed
     /// to that client as it comes.
     Stream(ClientRef),
-    /// A frame on a keyspace notification connection (`keyspace.rs`).
+    /// A frame on a keyspace notification connection (`fanin.rs`).
     FanIn,
 }
 

@@ -11,7 +11,6 @@ use crate::input::FrameArgs;
 use crate::reactor::{Core, Kill};
 use crate::resp::encode::{self, Proto};
 use crate::route::{Channels, Kind, Local, Routed, SubOp};
-use crate::slot::key_slot;
 use crate::topology::NodeId;
 use bytes::Bytes;
 use slab::Slab;
@@ -58,7 +57,6 @@ impl Core {
         args: &FrameArgs<'_>,
         routed: Routed,
     ) {
-        let node = self.backends[r.idx].node;
         match routed.kind {
             // Not before the replies of what came before it, still on their way.
             Kind::Quit | Kind::Reset => {
@@ -70,22 +68,30 @@ impl Core {
                 self.stream_push(c, r, StreamItem::Leave(local));
                 c.stream_wait = true;
             }
-            // The node would answer MOVED for a channel of another shard; one connection
-            // per node is not there yet.
-            Kind::Sub(SubOp::Subscribe(Channels::Shard)) => match self.shard_channels_node(args) {
-                Err(e) => self.stream_push(c, r, StreamItem::Reply(e)),
-                Ok(owner) if owner != node => {
-                    let e = ProxyError::OtherShard("SSUBSCRIBE").to_frame();
-                    self.stream_push(c, r, StreamItem::Reply(e))
-                }
-                Ok(_) => self.on_stream(c, r, &frame),
-            },
-            Kind::Sub(SubOp::Unsubscribe(Channels::Shard))
-                if (1..args.argc())
-                    .any(|i| self.topo.owner(key_slot(args.arg(i))) != Some(node)) =>
-            {
-                let e = ProxyError::OtherShard("SUNSUBSCRIBE").to_frame();
-                self.stream_push(c, r, StreamItem::Reply(e))
+            // Shard channels live on the fan-in connections (`fanin.rs`), whatever their
+            // shard: the proxy answers in the client's order.
+            Kind::Sub(SubOp::Subscribe(Channels::Shard)) => {
+                let channels: Vec<&[u8]> = (1..args.argc()).map(|i| args.arg(i)).collect();
+                let replies = self.shard_subscribe(c, cref, &channels);
+                self.stream_push(c, r, StreamItem::Reply(replies));
+                c.stream_busy = true;
+            }
+            Kind::Sub(SubOp::Unsubscribe(Channels::Shard)) => {
+                let channels: Vec<&[u8]> = (1..args.argc()).map(|i| args.arg(i)).collect();
+                let replies = self.shard_unsubscribe(c, cref, &channels);
+                self.stream_push(c, r, StreamItem::Reply(replies));
+                // Whether subscribed mode is over is known once the replies before are in.
+                self.stream_push(c, r, StreamItem::Settle);
+                c.stream_wait = true;
+            }
+            // In RESP2 subscribed mode PING answers `[pong, arg]`; the node would not when
+            // the client's subscriptions are all shard channels (none on this connection).
+            Kind::Ping if c.proto == Proto::Resp2 => {
+                let mut pong = Vec::new();
+                encode::array_header(&mut pong, 2);
+                encode::bulk(&mut pong, b"pong");
+                encode::bulk(&mut pong, if args.argc() > 1 { args.arg(1) } else { b"" });
+                self.stream_push(c, r, StreamItem::Reply(pong));
             }
             Kind::Sub(op) => {
                 // Replies come back on the stream, after whatever this client still waits
@@ -123,7 +129,9 @@ impl Core {
         c.stream_busy = true;
     }
 
-    /// The first subscription: a connection of the client's own to the channels' node.
+    /// The first subscription: a connection of the client's own to the classic channels'
+    /// master, which carries its classic subscriptions and orders its replies (its shard
+    /// channels live on the fan-in connections).
     fn subscribe(
         &mut self,
         c: &mut Client,
@@ -132,15 +140,8 @@ impl Core {
         args: &FrameArgs<'_>,
         op: SubOp,
     ) {
-        let node = if op == SubOp::Subscribe(Channels::Shard) {
-            self.shard_channels_node(args)
-        } else {
-            self.pubsub_home()
-                .ok_or_else(|| ProxyError::NoMaster.to_frame())
-        };
-        let node = match node {
-            Ok(node) => node,
-            Err(e) => return c.reply_now(&e),
+        let Some(node) = self.pubsub_home() else {
+            return c.reply_now(&ProxyError::NoMaster.to_frame());
         };
         let idx = match self.connect_one(node, c.proto) {
             Ok(idx) => idx,
@@ -149,11 +150,17 @@ impl Core {
         let b = &mut self.backends[idx];
         b.role = BackendRole::Stream { client: cref };
         let bref = BackendRef { idx, gen: b.gen };
-        b.push_raw(&frame);
         self.hold((cref, bref));
-        self.mark_backend(idx);
         c.pubsub = Some(bref);
         c.stream_busy = true;
+        if op == SubOp::Subscribe(Channels::Shard) {
+            let channels: Vec<&[u8]> = (1..args.argc()).map(|i| args.arg(i)).collect();
+            let replies = self.shard_subscribe(c, cref, &channels);
+            self.stream_push(c, bref, StreamItem::Reply(replies));
+        } else {
+            self.backends[idx].push_raw(&frame);
+            self.mark_backend(idx);
+        }
     }
 
     /// Something of the proxy's in its place among the frames streaming from the node: it
@@ -191,18 +198,6 @@ impl Core {
         self.stream_push(c, r, StreamItem::Resume);
         c.stream_wait = true;
         true
-    }
-
-    /// The master of SSUBSCRIBE's channels (all in one slot, as a cluster requires), or the
-    /// error frame to answer.
-    pub(crate) fn shard_channels_node(&self, args: &FrameArgs<'_>) -> Result<NodeId, Vec<u8>> {
-        let slot = key_slot(args.arg(1));
-        if (2..args.argc()).any(|i| key_slot(args.arg(i)) != slot) {
-            return Err(ProxyError::CrossSlot.to_frame());
-        }
-        self.topo
-            .owner(slot)
-            .ok_or_else(|| ProxyError::NoMaster.to_frame())
     }
 
     /// The master classic subscriptions go to: the first in address order, so PUBSUB
@@ -254,7 +249,9 @@ impl Core {
             let unsub = kind
                 .as_deref()
                 .is_some_and(|k| k.ends_with(b"unsubscribe\r\n") && k.starts_with(b"$"));
-            if unsub && els.len() == 3 && &frame[els[2].clone()] == b":0\r\n" {
+            // Shard channels (on the fan-in connections) keep subscribed mode going.
+            let none_left = c.subscriptions[2] == 0;
+            if unsub && none_left && els.len() == 3 && &frame[els[2].clone()] == b":0\r\n" {
                 // Subscribed mode is over and the connection closes: replies still waiting
                 // for their echo were sent after this unsubscription, so they follow it now.
                 // The next command (waiting since the unsubscription) runs as on any connection.
@@ -267,6 +264,8 @@ impl Core {
         match item {
             StreamItem::Reply(reply) => c.reply_now(&reply),
             StreamItem::Resume => self.end_stream_wait(c, idx),
+            StreamItem::Settle if c.subscriptions == [0; 3] => self.leave_stream(c, idx),
+            StreamItem::Settle => self.end_stream_wait(c, idx),
             StreamItem::Leave(local) => {
                 self.leave_stream(c, idx);
                 self.answer_quit_or_reset(c, local);
@@ -340,24 +339,12 @@ pub(crate) fn stream_mark(frame: &[u8]) -> Option<u64> {
 /// (or one without).
 fn not_subscribed(op: SubOp, args: &FrameArgs<'_>, proto: Proto) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut one = |ch: Option<&[u8]>| {
-        match proto {
-            Proto::Resp3 => out.extend_from_slice(b">3\r\n"),
-            Proto::Resp2 => out.extend_from_slice(b"*3\r\n"),
-        }
-        encode::bulk(&mut out, op.reply_kind().as_bytes());
-        match ch {
-            Some(ch) => encode::bulk(&mut out, ch),
-            None => encode::null(&mut out, proto),
-        }
-        encode::integer(&mut out, 0);
-    };
+    let kind = op.reply_kind().as_bytes();
     if args.argc() == 1 {
-        one(None);
-    } else {
-        for i in 1..args.argc() {
-            one(Some(args.arg(i)));
-        }
+        crate::fanin::sub_reply(&mut out, proto, kind, None, 0);
+    }
+    for i in 1..args.argc() {
+        crate::fanin::sub_reply(&mut out, proto, kind, Some(args.arg(i)), 0);
     }
     out
 }

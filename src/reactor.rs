@@ -128,8 +128,8 @@ pub struct Core {
     pub(crate) deferred: Vec<Deferred>,
     /// MONITOR clients, and this turn's lines for them.
     pub(crate) monitors: Vec<ClientRef>,
-    /// Keyspace notifications from every master (`keyspace.rs`).
-    pub(crate) fanin: crate::keyspace::FanIn,
+    /// Keyspace notifications from every master (`fanin.rs`).
+    pub(crate) fanin: crate::fanin::FanIn,
     pub(crate) monitor_feed: BytesMut,
     /// Another worker has a MONITOR client (read once per turn): lines are kept for it.
     pub(crate) monitor_elsewhere: bool,

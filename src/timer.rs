@@ -23,7 +23,7 @@ pub enum TimerKind {
     Accept,
     /// A CLIENT LIST or KILL has waited long enough for the other workers.
     Gather { ticket: u64 },
-    /// The keyspace notification connections' once-a-second check (`keyspace.rs`).
+    /// The keyspace notification connections' once-a-second check (`fanin.rs`).
     FanIn,
 }
 

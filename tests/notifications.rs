@@ -22,6 +22,20 @@ fn require_redis_py() {
     );
 }
 
+/// A pub/sub frame's elements as text (integers in decimal).
+fn words(r: &Resp) -> Vec<String> {
+    match r {
+        Resp::Array(v) | Resp::Push(v) => v
+            .iter()
+            .map(|e| match e {
+                Resp::Int(n) => n.to_string(),
+                e => e.text().unwrap_or_else(|| format!("{e:?}")),
+            })
+            .collect(),
+        other => vec![format!("{other:?}")],
+    }
+}
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/keyspace_events.py");
 
 #[test]
@@ -152,4 +166,113 @@ fn notifications_follow_a_failover() {
     heard(&mut c, replica, "after");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A shard channel's slot moves to another master while a client is subscribed: the node
+/// drops its subscribers (SUNSUBSCRIBE), the proxy subscribes again on the new owner, the
+/// client sees none of it and its messages keep coming.
+#[test]
+fn shard_channels_follow_their_slot_to_another_master() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let masters = cluster.masters();
+    let ch = key_owned_by(&cluster, masters[1], "mv:ch");
+    let slot = key_slot(ch.as_bytes());
+    let mut sub = proxy.raw();
+    sub.set_timeout(Duration::from_secs(5));
+    sub.send_cmd(&["SSUBSCRIBE", &ch]);
+    let r = words(&sub.reply());
+    assert_eq!(r, ["ssubscribe", ch.as_str(), "1"]);
+    let mut pubc = proxy.raw();
+    // Published until one arrives: the proxy's subscription on the node is in place.
+    let message = |pubc: &mut RawClient, sub: &mut RawClient, tag: &str| {
+        poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            pubc.cmd(&["SPUBLISH", &ch, tag]);
+            sub.set_timeout(Duration::from_millis(200));
+            let r = words(&sub.read_reply().ok()?);
+            assert_ne!(r[0], "sunsubscribe", "the client saw the move: {r:?}");
+            (r[0] == "smessage" && r[2] == tag).then_some(())
+        })
+    };
+    assert!(message(&mut pubc, &mut sub, "before").is_some());
+    cluster.move_slot(slot, masters[1], masters[2]);
+    assert!(
+        message(&mut pubc, &mut sub, "after-move").is_some(),
+        "no message after the slot moved"
+    );
+    // The node did drop the proxy's subscription when the slot left it.
+    let log = proxy.log_text();
+    assert!(
+        log.contains("dropped by"),
+        "no SUNSUBSCRIBE from the node seen:\n{log}"
+    );
+    // Still subscribed, with its count: one more channel makes two (the messages of the
+    // polls above are read out first).
+    sub.set_timeout(Duration::from_millis(300));
+    while let Ok(r) = sub.read_reply() {
+        assert_eq!(words(&r)[0], "smessage", "{r:?}");
+    }
+    sub.set_timeout(Duration::from_secs(5));
+    sub.send_cmd(&["SSUBSCRIBE", "mv:other"]);
+    assert_eq!(words(&sub.reply()), ["ssubscribe", "mv:other", "2"]);
+}
+
+/// redis-py's sharded pub/sub on one connection (PubSub.ssubscribe) with channels of all
+/// three masters: each channel's messages arrive.
+#[test]
+fn redis_py_ssubscribes_channels_of_every_shard_on_one_connection() {
+    require_redis_py();
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let chans: Vec<String> = cluster
+        .masters()
+        .iter()
+        .map(|&m| key_owned_by(&cluster, m, "pysh:"))
+        .collect();
+    let code = r#"
+import sys, time, redis
+port, chans = int(sys.argv[1]), sys.argv[2:]
+for proto in (2, 3):
+    r = redis.Redis(port=port, protocol=proto, decode_responses=True)
+    p = r.pubsub()
+    p.ssubscribe(*chans)
+    subs = []
+    end = time.monotonic() + 5
+    while len(subs) < len(chans) and time.monotonic() < end:
+        m = p.get_sharded_message(timeout=0.2)
+        if m and m["type"] == "ssubscribe":
+            subs.append(m["data"])
+    assert subs == [1, 2, 3], subs
+    got = {}
+    end = time.monotonic() + 10
+    while len(got) < len(chans) and time.monotonic() < end:
+        for c in chans:
+            if c not in got:
+                r.spublish(c, "hi " + c)
+        m = p.get_sharded_message(ignore_subscribe_messages=True, timeout=0.2)
+        while m is not None:
+            if m["type"] == "smessage":
+                got[m["channel"]] = m["data"]
+            m = p.get_sharded_message(ignore_subscribe_messages=True, timeout=0.05)
+    assert sorted(got) == sorted(chans), got
+    assert all(v == "hi " + k for k, v in got.items()), got
+    p.sunsubscribe()
+    p.close()
+    print("protocol %d: ok" % proto, flush=True)
+print("SHARDED OK")
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(code)
+        .arg(proxy.port.to_string())
+        .args(&chans);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stdout.contains("SHARDED OK") {
+        proxy.fail(&format!(
+            "redis-py sharded pub/sub failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        ));
+    }
 }

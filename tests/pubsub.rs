@@ -110,17 +110,18 @@ fn subscribers_get_messages_from_anywhere_in_the_cluster() {
 }
 
 /// A subscriber's replies stay in the order of its commands when the proxy answers some
-/// itself (a command not allowed while subscribed, a shard channel on another node) while
-/// others are on their way from the node; shard channels of another node are refused
-/// clearly, never with the node's MOVED.
+/// itself (a command not allowed while subscribed, shard channel subscriptions) while others
+/// are on their way from the node; shard channels of every shard live on one connection,
+/// with Redis's counts, and their messages arrive.
 #[test]
-fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
+fn subscriber_replies_keep_their_order_and_shard_channels_span_shards() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
     let masters = cluster.masters();
     let here = key_owned_by(&cluster, masters[0], "sh:a");
     let here2 = format!("{{{here}}}:2");
     let there = key_owned_by(&cluster, masters[1], "sh:b");
+    let third = key_owned_by(&cluster, masters[2], "sh:c");
     let text = |r: &Resp| format!("{r:?}");
 
     let mut sub = proxy.raw();
@@ -128,7 +129,7 @@ fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
     let mut pipeline = Vec::new();
     for c in [
         vec!["SSUBSCRIBE", here.as_str()],
-        vec!["SSUBSCRIBE", there.as_str()],
+        vec!["SSUBSCRIBE", there.as_str(), third.as_str()],
         vec!["GET", "k"],
         vec!["SSUBSCRIBE", here2.as_str()],
         vec!["SUNSUBSCRIBE", there.as_str()],
@@ -137,16 +138,15 @@ fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
         pipeline.extend_from_slice(&encode_cmd(&c));
     }
     sub.send(&pipeline);
-    let r = items(&sub.reply());
-    assert_eq!(r[0].text().as_deref(), Some("ssubscribe"), "{r:?}");
-    assert_eq!(r[2], Resp::Int(1));
-    let r = sub.reply();
-    assert!(
-        r.error_text()
-            .is_some_and(|e| e.contains("another shard") && !e.contains("MOVED")),
-        "SSUBSCRIBE of another node's channel: {}",
-        text(&r)
-    );
+    let mut expect_sub = |kind: &str, ch: &str, n: i64| {
+        let r = items(&sub.reply());
+        assert_eq!(r[0].text().as_deref(), Some(kind), "{r:?}");
+        assert_eq!(r[1].text().as_deref(), Some(ch), "{r:?}");
+        assert_eq!(r[2], Resp::Int(n), "{r:?}");
+    };
+    expect_sub("ssubscribe", &here, 1);
+    expect_sub("ssubscribe", &there, 2);
+    expect_sub("ssubscribe", &third, 3);
     let r = sub.reply();
     assert!(
         r.error_text()
@@ -154,23 +154,47 @@ fn subscriber_replies_keep_their_order_and_other_shards_are_refused_clearly() {
         "GET while subscribed: {}",
         text(&r)
     );
-    let r = items(&sub.reply());
-    assert_eq!(r[0].text().as_deref(), Some("ssubscribe"), "{r:?}");
-    assert_eq!(r[1].text().as_deref(), Some(here2.as_str()));
-    assert_eq!(r[2], Resp::Int(2));
-    let r = sub.reply();
-    assert!(
-        r.error_text().is_some_and(|e| e.contains("another shard")),
-        "SUNSUBSCRIBE of another node's channel: {}",
-        text(&r)
-    );
+    let mut expect_sub = |kind: &str, ch: &str, n: i64| {
+        let r = items(&sub.reply());
+        assert_eq!(r[0].text().as_deref(), Some(kind), "{r:?}");
+        assert_eq!(r[1].text().as_deref(), Some(ch), "{r:?}");
+        assert_eq!(r[2], Resp::Int(n), "{r:?}");
+    };
+    expect_sub("ssubscribe", &here2, 4);
+    expect_sub("sunsubscribe", &there, 3);
     let r = items(&sub.reply());
     assert_eq!(r[0].text().as_deref(), Some("pong"), "{r:?}");
 
+    // Messages of every shard the client is subscribed to reach it, each once; the channel
+    // it left is quiet.
+    let mut pubc = proxy.raw();
+    for ch in [&here, &third, &there, &here2] {
+        let published = poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || match pubc.cmd(&["SPUBLISH", ch, &format!("to {ch}")]) {
+                Resp::Int(n) if n >= 1 => Some(()),
+                _ if ch == &there => Some(()),
+                _ => None,
+            },
+        );
+        assert!(published.is_some(), "no subscriber counted on {ch}");
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = items(&sub.reply());
+        assert_eq!(r[0].text().as_deref(), Some("smessage"), "{r:?}");
+        got.push(r[1].text().unwrap());
+    }
+    let mut want = vec![here.clone(), third.clone(), here2.clone()];
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+
     // Unsubscribing from everything ends subscribed mode; nothing of the proxy's own leaks.
     sub.send_cmd(&["SUNSUBSCRIBE"]);
-    let counts: Vec<Resp> = (0..2).map(|_| items(&sub.reply())[2].clone()).collect();
-    assert_eq!(counts, [Resp::Int(1), Resp::Int(0)]);
+    let counts: Vec<Resp> = (0..3).map(|_| items(&sub.reply())[2].clone()).collect();
+    assert_eq!(counts, [Resp::Int(2), Resp::Int(1), Resp::Int(0)]);
     assert_eq!(sub.cmd(&["PING"]), Resp::Simple("PONG".into()));
     assert_eq!(sub.cmd(&["ECHO", "after"]).text().as_deref(), Some("after"));
 

@@ -99,6 +99,9 @@ pub enum StreamItem {
     /// The end of what was sent before: input goes on. After an unsubscription, its
     /// replies tell whether subscribed mode is over, and so how the next command is taken.
     Resume,
+    /// After an SUNSUBSCRIBE (answered by the proxy): subscribed mode is over if no
+    /// subscription is left once the replies before it came back; input goes on either way.
+    Settle,
     /// QUIT or RESET: run once the replies to everything before it came back.
     Leave(crate::route::Local),
 }
