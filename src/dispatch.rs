@@ -202,6 +202,7 @@ impl Core {
                 self.deferred.push((cref, seq, l, argv, c.last_cmd));
             }
             Local::Auth => self.auth(c, args),
+            Local::ClientPause => self.client_pause(c, args),
             Local::Acl => self.acl(c, args),
             Local::Hello if self.hello_auth(c, args).is_err() => {
                 c.reply_now(&ProxyError::WrongPass.to_frame())

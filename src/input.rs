@@ -157,6 +157,9 @@ impl Reactor {
                         frame: &c.rbuf[..len],
                         ranges: parser.args(),
                     });
+                    if self.core.pause_holds(c, cref, &routed) {
+                        break;
+                    }
                     if self.core.stream_order(c, routed.kind) || c.must_wait(lane(c, &routed)) {
                         // The frame stays in the buffer and is parsed again on resuming.
                         c.paused = true;
@@ -174,6 +177,9 @@ impl Reactor {
                         frame: &encoded,
                         ranges: parser.args(),
                     });
+                    if self.core.pause_holds(c, cref, &routed) {
+                        break;
+                    }
                     if self.core.stream_order(c, routed.kind) || c.must_wait(lane(c, &routed)) {
                         c.paused = true;
                         break;

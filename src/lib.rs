@@ -24,6 +24,7 @@ pub mod latency;
 pub mod local;
 pub mod lograte;
 pub mod metrics;
+pub mod pause;
 pub mod pubsub;
 pub mod reactor;
 pub mod refresh;

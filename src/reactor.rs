@@ -130,6 +130,8 @@ pub struct Core {
     pub(crate) monitors: Vec<ClientRef>,
     /// Keyspace notifications from every master (`fanin.rs`).
     pub(crate) fanin: crate::fanin::FanIn,
+    /// Clients whose next command waits for a CLIENT PAUSE to end (`pause.rs`).
+    pub(crate) pause_held: crate::pause::Held,
     pub(crate) monitor_feed: BytesMut,
     /// Another worker has a MONITOR client (read once per turn): lines are kept for it.
     pub(crate) monitor_elsewhere: bool,
@@ -289,6 +291,7 @@ impl Core {
             deferred: Vec::new(),
             monitors: Vec::new(),
             fanin: Default::default(),
+            pause_held: Default::default(),
             monitor_feed: BytesMut::new(),
             monitor_elsewhere: false,
             shutdown: false,
@@ -635,6 +638,7 @@ impl Reactor {
                 }
                 TimerKind::Gather { ticket } => self.gather_deadline(ticket),
                 TimerKind::FanIn => self.core.fanin_tick(),
+                TimerKind::Pause => self.core.pause_check(&mut self.clients),
             }
         }
     }

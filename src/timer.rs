@@ -25,6 +25,8 @@ pub enum TimerKind {
     Gather { ticket: u64 },
     /// The keyspace notification connections' once-a-second check (`fanin.rs`).
     FanIn,
+    /// Clients held by CLIENT PAUSE: is it over (`pause.rs`)?
+    Pause,
 }
 
 #[derive(Default)]

@@ -128,6 +128,8 @@ pub struct Totals {
     workers: Box<[Published]>,
     /// The sums at the last CONFIG RESETSTAT.
     baseline: Mutex<Counters>,
+    /// CLIENT PAUSE, for every worker (`pause.rs`).
+    pub pause: crate::pause::Pause,
 }
 
 /// The sums INFO shows: counters since the last reset, and the process's gauges.
@@ -148,6 +150,7 @@ impl Totals {
             workers: (0..workers.max(1)).map(|_| Published::default()).collect(),
             baseline: Mutex::new(Counters::default()),
             latency: Mutex::new(vec![Default::default(); workers.max(1)]),
+            pause: Default::default(),
         }
     }
 

@@ -183,6 +183,8 @@ pub struct Client {
     /// Subscribed: channels, patterns and shard channels, as the node's (un)subscription
     /// replies count them (for CLIENT LIST).
     pub subscriptions: [u64; 3],
+    /// Its next command waits for a CLIENT PAUSE to end (`pause.rs`).
+    pub pause_held: bool,
     /// Subscribed: input waits until a `StreamItem::Resume` or `Leave` is released.
     pub stream_wait: bool,
     /// Subscribed: something was sent on the stream since the last `Resume` came back, so
@@ -240,6 +242,7 @@ impl Client {
             stream_items: VecDeque::new(),
             stream_marks: 0,
             subscriptions: [0; 3],
+            pause_held: false,
             stream_wait: false,
             stream_busy: false,
             eof: false,
@@ -295,6 +298,7 @@ impl Client {
     pub fn wants_input(&self, limits: &Limits) -> bool {
         self.state == ClientState::Open
             && !self.stream_wait
+            && !self.pause_held
             && self.pending.len() < limits.max_pending
             && self.output_len() < limits.soft_output
             && (!self.waiting_lane || self.pending.is_empty())

@@ -71,6 +71,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         Local::ClientInfo
         | Local::ClientList
         | Local::ClientKill
+        | Local::ClientPause
         | Local::Monitor
         | Local::Proxy
         | Local::Auth

@@ -39,6 +39,8 @@ pub enum Local {
     ClientFlag,
     /// CLIENT REPLY ON|OFF|SKIP: the proxy drops the replies the client asked not to get.
     ClientReply,
+    /// CLIENT PAUSE / UNPAUSE: the proxy holds its clients' commands (`pause.rs`).
+    ClientPause,
     Role,
     Monitor,
     /// The proxy's own commands: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
@@ -202,7 +204,7 @@ impl Kind {
             "SCRIPT|FLUSH" => Kind::ScriptFlush,
             "CONFIG|RESETSTAT" if args.argc() == 2 => Kind::ResetStat,
             "CONFIG|GET" => Kind::ConfigGet,
-            "SCRIPT|KILL" | "FUNCTION|KILL" | "CLIENT|UNPAUSE" => Kind::Control,
+            "SCRIPT|KILL" | "FUNCTION|KILL" => Kind::Control,
             _ => Kind::Plain,
         }
     }
@@ -440,6 +442,7 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|KILL" => Local::ClientKill,
         "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" => Local::ClientFlag,
         "CLIENT|REPLY" => Local::ClientReply,
+        "CLIENT|PAUSE" | "CLIENT|UNPAUSE" => Local::ClientPause,
         "ROLE" => Local::Role,
         "MONITOR" => Local::Monitor,
         "AUTH" => Local::Auth,

@@ -86,8 +86,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "nodes only see the proxy's own connections; these act on the proxy's clients",
         ),
         "CLIENT|PAUSE" | "CLIENT|UNPAUSE" => (
-            AllMasters(Merge::AllSame),
-            "pausing the masters pauses every client of the proxy, as one server would",
+            Proxy,
+            "the proxy holds its clients' commands; pausing the masters would stall reads too",
         ),
         "CLIENT|REPLY" => (
             Proxy,
