@@ -115,7 +115,7 @@ impl Core {
         args: &FrameArgs<'_>,
         routed: Routed,
     ) {
-        if c.tx.is_some() || routed.kind.is_tx() {
+        if self.tx_takes(c, &routed) {
             return self.transaction(c, cref, frame, routed);
         }
         if c.pubsub.is_some() || matches!(routed.kind, Kind::Sub(_)) {
