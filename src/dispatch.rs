@@ -194,7 +194,11 @@ impl Core {
     /// What the proxy answers itself.
     fn local(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>, l: Local) {
         match l {
-            Local::ClientInfo | Local::ClientList | Local::ClientKill | Local::Proxy => {
+            Local::ClientInfo
+            | Local::ClientList
+            | Local::ClientKill
+            | Local::ClientUnblock
+            | Local::Proxy => {
                 // Needs every client, or may stop the proxy: answered after this client's
                 // requests are parsed, in order, through its reply queue.
                 let seq = c.reserve();
