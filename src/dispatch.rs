@@ -115,7 +115,7 @@ impl Core {
         args: &FrameArgs<'_>,
         routed: Routed,
     ) {
-        if c.tx.is_some() || routed.kind.is_tx() {
+        if self.tx_takes(c, &routed) {
             return self.transaction(c, cref, frame, routed);
         }
         if c.pubsub.is_some() || matches!(routed.kind, Kind::Sub(_)) {
@@ -194,7 +194,11 @@ impl Core {
     /// What the proxy answers itself.
     fn local(&mut self, c: &mut Client, cref: ClientRef, args: &FrameArgs<'_>, l: Local) {
         match l {
-            Local::ClientInfo | Local::ClientList | Local::ClientKill | Local::Proxy => {
+            Local::ClientInfo
+            | Local::ClientList
+            | Local::ClientKill
+            | Local::ClientUnblock
+            | Local::Proxy => {
                 // Needs every client, or may stop the proxy: answered after this client's
                 // requests are parsed, in order, through its reply queue.
                 let seq = c.reserve();

@@ -81,6 +81,10 @@ pub enum ProxyError {
     UnrecognizedOption(String),
     UnknownClientType(String),
     InvalidClientId,
+    /// CLIENT UNBLOCK's third argument is neither TIMEOUT nor ERROR.
+    UnblockReason,
+    /// A CLIENT subcommand with too many arguments (the subcommand as given).
+    ClientSubcommandArity(String),
     NoSuchClient,
     MaxClients,
     /// HELLO with a protocol version other than 2 or 3.
@@ -286,6 +290,10 @@ impl fmt::Display for ProxyError {
                 "ERR failed on node {node}: {err} (already applied on: {applied})"
             ),
             ProxyError::Redis(text) => f.write_str(text),
+            ProxyError::ClientSubcommandArity(sub) => write!(
+                f,
+                "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try CLIENT HELP."
+            ),
             _ => Ok(()),
         }
     }
@@ -314,6 +322,7 @@ impl ProxyError {
             ProxyError::InvalidSlot => "ERR Invalid or out of range slot",
             ProxyError::InvalidClientName => "ERR Client names cannot contain spaces, newlines or special characters.",
             ProxyError::InvalidClientId => "ERR client-id should be greater than 0",
+            ProxyError::UnblockReason => "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
             ProxyError::NoSuchClient => "ERR No such client",
             ProxyError::MaxClients => "ERR max number of clients reached",
             ProxyError::NoProto => "NOPROTO unsupported protocol version",
@@ -422,6 +431,8 @@ mod tests {
             (ProxyError::UnrecognizedOption(s("x")), true, "ERR Unrecognized option 'x'"),
             (ProxyError::UnknownClientType(s("x")), true, "ERR Unknown client type 'x'"),
             (ProxyError::InvalidClientId, true, "ERR client-id should be greater than 0"),
+            (ProxyError::UnblockReason, true, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+            (ProxyError::ClientSubcommandArity(s("UNBLOCK")), true, "ERR unknown subcommand or wrong number of arguments for 'UNBLOCK'. Try CLIENT HELP."),
             (ProxyError::NoSuchClient, true, "ERR No such client"),
             (ProxyError::MaxClients, true, "ERR max number of clients reached"),
             (ProxyError::NoProto, true, "NOPROTO unsupported protocol version"),
@@ -523,6 +534,8 @@ mod tests {
                 | ProxyError::UnrecognizedOption(_)
                 | ProxyError::UnknownClientType(_)
                 | ProxyError::InvalidClientId
+                | ProxyError::UnblockReason
+                | ProxyError::ClientSubcommandArity(_)
                 | ProxyError::NoSuchClient
                 | ProxyError::MaxClients
                 | ProxyError::NoProto
@@ -567,6 +580,6 @@ mod tests {
             .map(|(e, _, _)| std::mem::discriminant(e))
             .collect();
         assert_eq!(kinds.len(), all.len());
-        assert_eq!(all.len(), 67);
+        assert_eq!(all.len(), 69);
     }
 }

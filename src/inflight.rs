@@ -43,6 +43,10 @@ pub enum Owner {
     Auth,
     /// A CLUSTER NODES the proxy sent to refresh its view.
     Refresh,
+    /// The reply to the CLIENT ID the proxy sends ahead of the first blocking command on a
+    /// dedicated connection: the node's id for it, which CLIENT UNBLOCK names
+    /// (`Backend::on_readable` keeps it, nothing is delivered).
+    NodeClientId,
     /// A frame on a subscriber's own connection (a subscription reply or a message): passed
     /// to that client as it comes.
     Stream(ClientRef),

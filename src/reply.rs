@@ -2,7 +2,7 @@
 //! through the redirect state machine (`inflight::on_error`): MOVED, ASK, TRYAGAIN,
 //! NOSCRIPT; broken and timed-out connections fail what they carried.
 
-use crate::conn::backend::{self, BackendState};
+use crate::conn::backend::{self, BackendState, NodeClientId};
 use crate::conn::client::Client;
 use crate::conn::role::BackendRole;
 use crate::error::ProxyError;
@@ -74,6 +74,12 @@ impl Reactor {
         // A TLS handshake moved on: its records, or requests held for it, go out this turn.
         let flush = b.needs_flush();
         let (node, proto) = (b.node, b.proto);
+        if !b.unblocks.is_empty() && b.node_client_id != NodeClientId::Asked {
+            // The node's id for this connection is in: CLIENT UNBLOCKs that waited for it
+            // go out with this turn's deferred requests.
+            let waiting = std::mem::take(&mut b.unblocks);
+            self.core.requeue_unblocks(waiting, false);
+        }
         for (req, frame) in replies.drain(..) {
             self.core
                 .on_reply(&mut self.clients, node, proto, req, frame);
@@ -132,7 +138,7 @@ impl Core {
             Owner::Stream(to) => return self.stream_frame(clients, to, frame),
             Owner::FanIn => return self.fanin_frame(clients, from, frame),
             Owner::Refresh => return self.refresh_done(clients, from, &frame),
-            Owner::Internal | Owner::Hello | Owner::Auth => {
+            Owner::Internal | Owner::Hello | Owner::Auth | Owner::NodeClientId => {
                 return self.own_reply(from, &req.owner, &frame)
             }
         };
@@ -536,7 +542,7 @@ impl Core {
                     self.refresh = RefreshState::Idle;
                     self.request_refresh(Duration::ZERO);
                 }
-                Owner::Internal | Owner::Hello | Owner::Auth => {}
+                Owner::Internal | Owner::Hello | Owner::Auth | Owner::NodeClientId => {}
                 Owner::Stream(to) => self.wake.kill.push((to, Kill::SubscriptionLost)),
                 Owner::FanIn => {}
             }

@@ -3,7 +3,7 @@
 //! opening, lending and closing node connections.
 
 use crate::config::ReadFrom;
-use crate::conn::backend::{Backend, BackendState, Prelude};
+use crate::conn::backend::{Backend, BackendState, NodeClientId, Prelude};
 use crate::conn::client::Client;
 use crate::conn::pool::{proto_index, BackendRef};
 use crate::conn::role::{BackendRole, Idle};
@@ -19,6 +19,8 @@ use crate::topology::{NodeId, Role};
 use bytes::Bytes;
 use log::{debug, info, warn};
 use std::time::Duration;
+
+const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
 
 /// Dedicated connections for blocking commands: at most this many open, and this many kept
 /// idle per node and protocol for reuse.
@@ -171,6 +173,19 @@ impl Core {
         let now = self.now;
         let timeout = self.cfg.backend_timeout;
         let b = &mut self.backends[idx];
+        if req.role.blocking() && b.node_client_id == NodeClientId::Unknown {
+            // The node's id for this connection, which CLIENT UNBLOCK must name: asked once
+            // per connection, pipelined ahead of its first blocking command (no round trip
+            // of its own, a few bytes), so it is known by the time the command blocks.
+            // Asking at UNBLOCK time cannot work: the connection is blocked then.
+            b.push(
+                Bytes::from_static(CLIENT_ID),
+                Owner::NodeClientId,
+                None,
+                now,
+            );
+            b.node_client_id = NodeClientId::Asked;
+        }
         for p in prefix {
             b.push(p, Owner::Internal, req.slot, now);
         }
@@ -333,6 +348,12 @@ impl Core {
         }
         let mut b = self.backends.remove(idx);
         b.deregister(&self.registry);
+        if !b.unblocks.is_empty() {
+            // CLIENT UNBLOCKs waiting for this connection's node id: answered from what is
+            // left (the blocked command went with the connection).
+            let waiting = std::mem::take(&mut b.unblocks);
+            self.requeue_unblocks(waiting, true);
+        }
         self.pool
             .remove(b.node, b.proto, BackendRef { idx, gen: b.gen });
         Some(b)

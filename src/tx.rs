@@ -7,12 +7,20 @@
 //!   (none) --WATCH k--> Watching --MULTI--> Queuing --EXEC/DISCARD--> (none)
 //!   (none) --MULTI----> Queuing (keyless commands kept, +QUEUED) --first key--> Pinned
 //!   Watching/Queuing --first command with keys--> Pinned { node, connection }
+//!   Watching --a command not for the pinned node's slots--> Watching (run as outside one)
 //!   Pinned --EXEC/DISCARD (UNWATCH outside MULTI)--> (none), the connection Spent: closed
 //!          once its last reply is in (its state after a transaction is unknown)
 //!   any --RESET--> (none): DISCARD/UNWATCH sent on the pinned connection
 //!   any --connection lost--> every command refused, EXEC answers EXECABORT
 //! ```
 //! `control` is the pure part: what a transaction command does in a given state.
+//!
+//! Watching (WATCH given, no MULTI yet) queues nothing, so a command that is not a
+//! transaction command runs as it would outside a transaction (`runs_outside`): fanned out,
+//! split, answered by the proxy, on a blocking connection. Only a single-slot command on the
+//! pinned node stays on the pinned connection (`Core::tx_takes`), so that a read between
+//! WATCH and MULTI is the master's, in order with the WATCH. Whatever writes a watched key,
+//! on whichever connection of the proxy, touches it on its node, so EXEC aborts as on Redis.
 
 use crate::conn::client::Client;
 use crate::conn::pool::BackendRef;
@@ -55,6 +63,25 @@ pub(crate) fn control(op: Option<TxOp>, multi: bool, pinned: bool) -> Control {
     }
 }
 
+/// Between WATCH and MULTI, whether a command leaves the transaction's path and runs as it
+/// would outside one (its lane too, `input::lane`). Kept on the path: transaction commands,
+/// RESET (it ends the transaction), single-slot commands (on the pinned connection when the
+/// slot is the pinned node's, see `Core::tx_takes`), and what would change the connection
+/// under the pinned one: SUBSCRIBE and kin, MONITOR, HELLO (a protocol switch the pinned
+/// connection, opened in the old protocol, cannot follow); those stay refused.
+pub(crate) fn runs_outside(c: &Client, r: &Routed) -> bool {
+    if c.tx.as_ref().is_none_or(|t| t.multi) {
+        return false;
+    }
+    if matches!(
+        r.kind,
+        Kind::Tx(_) | Kind::Sub(_) | Kind::Monitor | Kind::Hello | Kind::Reset
+    ) {
+        return false;
+    }
+    !matches!(r.route, Route::Slot(_) | Route::ReadSlot(_))
+}
+
 /// Whether the command, once on the node, ends the transaction.
 fn ends(op: Option<TxOp>, multi: bool) -> bool {
     match op {
@@ -65,6 +92,27 @@ fn ends(op: Option<TxOp>, multi: bool) -> bool {
 }
 
 impl Core {
+    /// Whether the request is the transaction's to take (`transaction`), rather than
+    /// `execute`'s: a client in a transaction, or a command that starts one, except what runs
+    /// outside between WATCH and MULTI (`runs_outside`) and, there too, a command whose one
+    /// slot is another node's than the pinned one (a key WATCH cannot be watching: it runs
+    /// where it lives, as it would outside a transaction).
+    pub(crate) fn tx_takes(&self, c: &Client, r: &Routed) -> bool {
+        if c.tx.is_none() && !r.kind.is_tx() {
+            return false;
+        }
+        if runs_outside(c, r) {
+            return false;
+        }
+        let watching = c.tx.as_ref().filter(|t| !t.multi).and_then(|t| t.conn);
+        match (watching, &r.route, r.kind) {
+            (Some((node, _)), Route::Slot(s) | Route::ReadSlot(s), k) if !k.is_tx() => {
+                self.topo.owner(*s) == Some(node)
+            }
+            _ => true,
+        }
+    }
+
     /// A command of a client in a transaction, or one that starts one.
     pub(crate) fn transaction(&mut self, c: &mut Client, cref: ClientRef, frame: Bytes, r: Routed) {
         let op = match r.kind {

@@ -183,3 +183,153 @@ fn blocking_commands_wait_without_holding_shared_connections() {
     }
     assert_pong(&mut con);
 }
+
+/// CLIENT UNBLOCK through the proxy names the proxy's client id (CLIENT ID through the
+/// proxy); the proxy unblocks that client's command on its node. The unblocker gets 1, the
+/// blocked client what Redis gives (a nil for TIMEOUT, -UNBLOCKED for ERROR), a client that
+/// is not blocked 0, bad arguments Redis's errors: each reply compared with a standalone
+/// redis-server's for the same steps.
+#[test]
+fn client_unblock_reaches_the_blocked_command_on_its_node() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let solo = Standalone::start();
+    let blocking: Vec<Vec<&str>> = vec![
+        vec!["BLPOP", "ub:list", "0"],
+        vec!["BRPOP", "ub:list", "0"],
+        vec!["BLMOVE", "{ub}a", "{ub}b", "LEFT", "RIGHT", "0"],
+        vec!["BZPOPMIN", "ub:zset", "0"],
+        vec!["XREAD", "BLOCK", "0", "STREAMS", "ub:stream", "$"],
+    ];
+    // The same steps on the proxy and on the standalone server; `blocked` waits until the
+    // command blocks there.
+    let steps = |blocked_client: &mut RawClient,
+                 unblocker: &mut RawClient,
+                 blocked: &dyn Fn()|
+     -> Vec<Resp> {
+        let id = match blocked_client.cmd(&["CLIENT", "ID"]) {
+            Resp::Int(id) => id.to_string(),
+            other => panic!("CLIENT ID: {other:?}"),
+        };
+        let mut got = Vec::new();
+        for cmd in &blocking {
+            for reason in ["TIMEOUT", "ERROR"] {
+                blocked_client.send_cmd(cmd);
+                blocked();
+                got.push(unblocker.cmd(&["CLIENT", "UNBLOCK", &id, reason]));
+                got.push(blocked_client.reply());
+                // Not blocked any more: 0.
+                got.push(unblocker.cmd(&["CLIENT", "UNBLOCK", &id, reason]));
+            }
+        }
+        // No reason: TIMEOUT.
+        blocked_client.send_cmd(&blocking[0]);
+        blocked();
+        got.push(unblocker.cmd(&["CLIENT", "UNBLOCK", &id]));
+        got.push(blocked_client.reply());
+        // Not blocked, unknown ids, bad arguments.
+        for args in [
+            vec!["CLIENT", "UNBLOCK", id.as_str()],
+            vec!["CLIENT", "UNBLOCK", "987654321"],
+            vec!["CLIENT", "UNBLOCK", "-1", "error"],
+            vec!["CLIENT", "UNBLOCK", "0"],
+            vec!["CLIENT", "UNBLOCK", "abc"],
+            vec!["CLIENT", "UNBLOCK", "99999999999999999999"],
+            vec!["CLIENT", "UNBLOCK", "abc", "soon"],
+            vec!["client", "unblock", id.as_str(), "Timeout"],
+            vec!["CLIENT", "UNBLOCK", id.as_str(), "nicely"],
+            vec!["CLIENT", "UNBLOCK", id.as_str(), "TIMEOUT", "x"],
+            vec!["CLIENT", "UNBLOCK"],
+        ] {
+            got.push(unblocker.cmd(&args));
+        }
+        // The blocked client's connection serves it normally afterwards.
+        got.push(blocked_client.cmd(&["RPUSH", "ub:list", "v"]));
+        got.push(blocked_client.cmd(&["BLPOP", "ub:list", "0"]));
+        got
+    };
+    let (mut pa, mut pb) = (proxy.raw(), proxy.raw());
+    let through_proxy = steps(&mut pa, &mut pb, &|| {
+        cluster.wait_blocked_on_masters(1, Duration::from_secs(10), "a blocking command")
+    });
+    let (mut sa, mut sb) = (solo.raw(), solo.raw());
+    let solo_port = solo.port;
+    let on_standalone = steps(&mut sa, &mut sb, &|| {
+        let mut c = RawClient::connect(solo_port, Duration::from_secs(5)).unwrap();
+        let blocked = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
+            let info = c.cmd(&["INFO", "clients"]).text().unwrap_or_default();
+            info.contains("blocked_clients:1").then_some(())
+        });
+        assert!(blocked.is_some(), "standalone: the command did not block");
+    });
+    assert_eq!(through_proxy.len(), on_standalone.len());
+    for (i, (p, s)) in through_proxy.iter().zip(&on_standalone).enumerate() {
+        assert_eq!(p, s, "step {i}: proxy, standalone");
+    }
+    // Landmarks, so that the comparison cannot pass on two wrong answers.
+    assert_eq!(through_proxy[0], Resp::Int(1), "UNBLOCK of a blocked BLPOP");
+    assert!(
+        matches!(through_proxy[1], Resp::NullArray | Resp::Null),
+        "{:?}",
+        through_proxy[1]
+    );
+    assert_eq!(
+        through_proxy[2],
+        Resp::Int(0),
+        "UNBLOCK of a client not blocked"
+    );
+    assert_eq!(
+        through_proxy[4].error_text().as_deref(),
+        Some("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+    );
+}
+
+/// CLIENT UNBLOCK right behind the blocking commands, on new node connections whose node
+/// ids are still being asked: each answer agrees with what the blocked client sees (1: it
+/// got its nil; 0: it is still blocked, and a later UNBLOCK gets it out).
+#[test]
+fn client_unblock_right_after_the_blocking_command_is_consistent() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut unblocker = proxy.raw();
+    let mut clients: Vec<(RawClient, String)> = (0..12)
+        .map(|_| {
+            let mut c = proxy.raw();
+            let id = match c.cmd(&["CLIENT", "ID"]) {
+                Resp::Int(id) => id.to_string(),
+                other => panic!("CLIENT ID: {other:?}"),
+            };
+            (c, id)
+        })
+        .collect();
+    for (i, (c, _)) in clients.iter_mut().enumerate() {
+        c.send_cmd(&["BLPOP", &format!("ubr:{i}"), "0"]);
+    }
+    let mut batch = Vec::new();
+    for (_, id) in &clients {
+        batch.extend_from_slice(&encode_cmd(&["CLIENT", "UNBLOCK", id.as_str()]));
+    }
+    unblocker.send(&batch);
+    let mut still = Vec::new();
+    for (i, (c, _)) in clients.iter_mut().enumerate() {
+        match unblocker.reply() {
+            Resp::Int(1) => assert_eq!(c.reply(), Resp::NullArray, "client {i}"),
+            Resp::Int(0) => still.push(i),
+            other => panic!("CLIENT UNBLOCK: {other:?}"),
+        }
+    }
+    cluster.wait_blocked_on_masters(
+        still.len() as u64,
+        Duration::from_secs(10),
+        "the BLPOPs not unblocked",
+    );
+    for i in still {
+        let (c, id) = &mut clients[i];
+        assert_eq!(
+            unblocker.cmd(&["CLIENT", "UNBLOCK", id.as_str()]),
+            Resp::Int(1),
+            "client {i}"
+        );
+        assert_eq!(c.reply(), Resp::NullArray, "client {i}");
+    }
+}

@@ -338,3 +338,163 @@ fn reset_ends_a_transaction() {
         "EXEC after RESET"
     );
 }
+
+/// Between WATCH and MULTI nothing is queued, so every command runs as it would outside a
+/// transaction (fanned out, split, answered by the proxy), and a write that touches a
+/// watched key, on whichever connection of the proxy it runs, makes EXEC abort: the same
+/// replies, one by one, as a standalone redis-server given the same commands. Each script
+/// runs twice: one command at a time, then pipelined in one write (a fan-out right behind
+/// the WATCH must not overtake it).
+#[test]
+fn watch_then_unqueued_commands_match_a_standalone_server() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let solo = Standalone::start();
+    let home = cluster.slot_owner(key_slot(b"{w}x"));
+    let elsewhere = *cluster.masters().iter().find(|&&m| m != home).unwrap();
+    let other = key_owned_by(&cluster, elsewhere, "w-other");
+    let o = other.as_str();
+    let x = "{w}x";
+    let scripts: Vec<(&str, Vec<Vec<&str>>)> = vec![
+        (
+            "FLUSHALL touches the watched key: EXEC aborts",
+            vec![
+                vec!["WATCH", x],
+                vec!["FLUSHALL"],
+                vec!["MULTI"],
+                vec!["PING"],
+                vec!["EXEC"],
+            ],
+        ),
+        (
+            "DBSIZE touches nothing: EXEC runs",
+            vec![
+                vec!["WATCH", x],
+                vec!["DBSIZE"],
+                vec!["MULTI"],
+                vec!["SET", x, "1"],
+                vec!["EXEC"],
+                vec!["GET", x],
+            ],
+        ),
+        (
+            "fan-out reads, then UNWATCH",
+            vec![
+                vec!["WATCH", x],
+                vec!["KEYS", "*"],
+                vec!["DBSIZE"],
+                vec!["MGET", x, o],
+                vec!["EXISTS", x, o],
+                vec!["UNWATCH"],
+                vec!["GET", x],
+            ],
+        ),
+        (
+            "a split write over the watched key: EXEC aborts",
+            vec![
+                vec!["WATCH", x],
+                vec!["MSET", x, "2", o, "3"],
+                vec!["MULTI"],
+                vec!["INCR", x],
+                vec!["EXEC"],
+                vec!["MGET", x, o],
+            ],
+        ),
+        (
+            "a write to another node's key and the proxy's own answers: EXEC runs",
+            vec![
+                vec!["WATCH", x],
+                vec!["SET", o, "7"],
+                vec!["DEL", o, "{w}nothing"],
+                vec!["CLIENT", "SETNAME", "watcher"],
+                vec!["CLIENT", "GETNAME"],
+                vec!["ECHO", "hi"],
+                vec!["PING"],
+                vec!["GET", x],
+                vec!["MULTI"],
+                vec!["INCR", x],
+                vec!["EXEC"],
+            ],
+        ),
+        (
+            "the client's own write to the watched key: EXEC aborts",
+            vec![
+                vec!["WATCH", x],
+                vec!["SET", x, "9"],
+                vec!["MULTI"],
+                vec!["GET", x],
+                vec!["EXEC"],
+            ],
+        ),
+    ];
+    let mut p = proxy.raw_timeout(std::time::Duration::from_secs(10));
+    let mut s = solo.raw();
+    for pipelined in [false, true] {
+        for (what, script) in &scripts {
+            let setup = [vec!["FLUSHALL"], vec!["SET", x, "1"], vec!["SET", o, "5"]];
+            for c in &setup {
+                assert_eq!(p.cmd(c), s.cmd(c), "{what}: setup {c:?}");
+            }
+            let (got, want): (Vec<Resp>, Vec<Resp>) = if pipelined {
+                let batch: Vec<u8> = script.iter().flat_map(|c| encode_cmd(c)).collect();
+                p.send(&batch);
+                s.send(&batch);
+                script
+                    .iter()
+                    .map(|c| (normalized(c, p.reply()), normalized(c, s.reply())))
+                    .unzip()
+            } else {
+                script
+                    .iter()
+                    .map(|c| (normalized(c, p.cmd(c)), normalized(c, s.cmd(c))))
+                    .unzip()
+            };
+            for (i, c) in script.iter().enumerate() {
+                assert_eq!(
+                    got[i], want[i],
+                    "{what} (pipelined: {pipelined}): {c:?}: proxy, standalone"
+                );
+            }
+        }
+    }
+    // The scripts' landmarks, so that the comparison cannot pass on two wrong answers.
+    let last = |c: &mut RawClient, script: &[Vec<&str>]| {
+        let mut r = Resp::Null;
+        for cmd in script {
+            r = c.cmd(cmd);
+        }
+        r
+    };
+    p.cmd(&["SET", x, "1"]);
+    let aborted = last(&mut p, &scripts[0].1);
+    assert!(
+        matches!(aborted, Resp::Null | Resp::NullArray | Resp::NullBulk),
+        "WATCH / FLUSHALL / MULTI / PING / EXEC: {aborted:?}"
+    );
+    let ran = last(&mut p, &scripts[1].1[..5]);
+    assert_eq!(ran, Resp::Array(vec![Resp::Simple("OK".into())]));
+
+    // Inside MULTI what one node cannot run keeps being refused, and EXEC aborts.
+    assert_eq!(p.cmd(&["WATCH", x]), Resp::Simple("OK".into()));
+    assert_eq!(p.cmd(&["MULTI"]), Resp::Simple("OK".into()));
+    assert!(p.cmd(&["FLUSHALL"]).is_error());
+    assert!(p
+        .cmd(&["MGET", x, o])
+        .error_text()
+        .is_some_and(|e| e.starts_with("CROSSSLOT")));
+    assert!(p
+        .cmd(&["EXEC"])
+        .error_text()
+        .is_some_and(|e| e.starts_with("EXECABORT")));
+}
+
+/// KEYS's order is the server's: compared sorted.
+fn normalized(cmd: &[&str], r: Resp) -> Resp {
+    match r {
+        Resp::Array(mut items) if cmd[0].eq_ignore_ascii_case("KEYS") => {
+            items.sort_by_key(|i| i.text());
+            Resp::Array(items)
+        }
+        r => r,
+    }
+}

@@ -96,6 +96,34 @@ pub struct Backend {
     pub retired: Option<Vec<usize>>,
     /// When it was opened: the send time of a subscriber's stream frames (no request).
     opened: Instant,
+    /// The node's id for this connection, for CLIENT UNBLOCK (asked only on connections
+    /// that carry blocking commands).
+    pub node_client_id: NodeClientId,
+    /// CLIENT UNBLOCKs for the blocking command on this connection that came while its
+    /// CLIENT ID was in flight: sent once it is answered (`Core::unblocks_ready`).
+    pub unblocks: Vec<WaitingUnblock>,
+}
+
+/// What the proxy knows of the node's id for one of its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeClientId {
+    /// Not asked: the connection never carried a blocking command.
+    Unknown,
+    /// CLIENT ID sent, its reply not in yet.
+    Asked,
+    Known(u64),
+    /// The node refused CLIENT ID (an ACL without it): such a client cannot be unblocked.
+    Refused,
+}
+
+/// A CLIENT UNBLOCK waiting for the node's id of the connection it targets: the asking
+/// client, its reply place and its arguments, run again (`local::unblock`) once the id is
+/// answered or the connection is gone.
+#[derive(Debug)]
+pub struct WaitingUnblock {
+    pub client: crate::inflight::ClientRef,
+    pub seq: u64,
+    pub argv: Vec<Vec<u8>>,
 }
 
 impl Backend {
@@ -141,6 +169,8 @@ impl Backend {
                 None => None,
             },
             opened: now,
+            node_client_id: NodeClientId::Unknown,
+            unblocks: Vec::new(),
         };
         // Credentials first, so nothing behind them meets NOAUTH; with RESP3 one HELLO does
         // both. Pipelined with what follows: no round trip of its own.
@@ -312,6 +342,12 @@ impl Backend {
                             ));
                             break;
                         }
+                        Some(req) if matches!(req.owner, Owner::NodeClientId) => {
+                            self.node_client_id = match parse_integer(&frame) {
+                                Some(id) => NodeClientId::Known(id),
+                                None => NodeClientId::Refused,
+                            };
+                        }
                         Some(req) => out.push((req, frame)),
                         None if self.role.streams() => {
                             let owner = match self.role.stream_client() {
@@ -355,4 +391,10 @@ impl Backend {
     pub fn deregister(&mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.stream);
     }
+}
+
+/// The value of an integer reply (`:123\r\n`), or None for anything else.
+fn parse_integer(frame: &[u8]) -> Option<u64> {
+    let digits = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }

@@ -1,5 +1,5 @@
 //! Requests answered once a turn's parsing is done, because they need every client or may
-//! stop the proxy (CLIENT LIST/INFO/KILL, PROXY ...), delivered in their place in the
+//! stop the proxy (CLIENT LIST/INFO/KILL/UNBLOCK, PROXY ...), delivered in their place in the
 //! client's reply order.
 
 use crate::inflight::ClientRef;
@@ -29,6 +29,10 @@ impl Reactor {
                     None => continue,
                 },
                 Local::ClientKill => match self.client_kill(cref, seq, &argv) {
+                    Some(reply) => reply,
+                    None => continue,
+                },
+                Local::ClientUnblock => match self.client_unblock(cref, seq, &argv) {
                     Some(reply) => reply,
                     None => continue,
                 },

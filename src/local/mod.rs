@@ -6,6 +6,7 @@ pub mod deferred;
 pub mod info;
 pub mod monitor;
 pub mod proxy;
+pub mod unblock;
 
 use crate::command::Args;
 use crate::conn::client::{Client, ClientState, ReplyMode};
@@ -72,6 +73,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         | Local::ClientList
         | Local::ClientKill
         | Local::ClientPause
+        | Local::ClientUnblock
         | Local::Monitor
         | Local::Proxy
         | Local::Auth

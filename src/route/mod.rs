@@ -35,6 +35,8 @@ pub enum Local {
     ClientInfo,
     ClientList,
     ClientKill,
+    /// CLIENT UNBLOCK: the client's blocking command unblocked on its node.
+    ClientUnblock,
     /// CLIENT NO-EVICT / NO-TOUCH: acknowledged; the proxy evicts and touches nothing.
     ClientFlag,
     /// CLIENT REPLY ON|OFF|SKIP: the proxy drops the replies the client asked not to get.
@@ -440,6 +442,7 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|INFO" => Local::ClientInfo,
         "CLIENT|LIST" => Local::ClientList,
         "CLIENT|KILL" => Local::ClientKill,
+        "CLIENT|UNBLOCK" => Local::ClientUnblock,
         "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" => Local::ClientFlag,
         "CLIENT|REPLY" => Local::ClientReply,
         "CLIENT|PAUSE" | "CLIENT|UNPAUSE" => Local::ClientPause,

@@ -98,8 +98,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "invalidations would need a dedicated connection per client",
         ),
         "CLIENT|UNBLOCK" => (
-            Unsupported("unblocking"),
-            "a blocked client waits on a connection of the proxy's, which the node knows by another id",
+            Proxy,
+            "the proxy's client id; sent to the node its blocking command waits on, with that connection's id there",
         ),
         "MONITOR" => (
             Proxy,

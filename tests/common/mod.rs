@@ -17,7 +17,8 @@
 //!   queries to its nodes, teardown;
 //! - `slots`: slot maths, slot ownership and slot migrations;
 //! - `proxy`: the proxy binary (`Proxy`), its config and its log;
-//! - `resp`: an independent RESP2/RESP3 parser, a raw client, `poll_until`.
+//! - `resp`: an independent RESP2/RESP3 parser, a raw client, `poll_until`;
+//! - `standalone`: a standalone redis-server to compare the proxy's replies with.
 //!
 //! Everything a test uses is re-exported here, so `mod common; use common::*;` is enough.
 #![allow(dead_code)]
@@ -28,6 +29,7 @@ pub mod process;
 pub mod proxy;
 pub mod resp;
 pub mod slots;
+pub mod standalone;
 pub mod tls;
 
 #[allow(unused_imports)]
@@ -42,5 +44,7 @@ pub use proxy::*;
 pub use resp::{encode_cmd, log_tail, parse_resp, poll_until, RawClient, ReadEnd, Resp};
 #[allow(unused_imports)]
 pub use slots::*;
+#[allow(unused_imports)]
+pub use standalone::*;
 #[allow(unused_imports)]
 pub use tls::*;
