@@ -83,6 +83,9 @@ pub struct Config {
     /// MSETNX, ...) done by the proxy in stages, never atomically; off: CROSSSLOT, as Redis
     /// Cluster answers. docs/commands.md lists what each does.
     pub cross_slot_writes: bool,
+    /// CLIENT TRACKING: keys remembered per worker at most (Redis's
+    /// tracking-table-max-keys); past it the oldest keys' clients are told to drop them.
+    pub tracking_max_keys: usize,
     /// Client connects and disconnects logged at info (at debug otherwise): who came, from
     /// where, and why they left.
     pub log_connections: bool,
@@ -361,6 +364,7 @@ impl Default for Config {
             announce_address: None,
             allow_admin_commands: false,
             cross_slot_writes: false,
+            tracking_max_keys: 1_000_000,
             log_connections: false,
             read_from: ReadFrom::Master,
             workers: 1,
@@ -438,6 +442,9 @@ impl Config {
         }
         if self.backend_connections == 0 || self.backend_connections > 64 {
             return err("backend_connections: must be between 1 and 64".into());
+        }
+        if self.tracking_max_keys == 0 {
+            return err("tracking_max_keys: must be at least 1".into());
         }
         if self.max_redirects > 100 {
             return err("max_redirects: must be at most 100".into());

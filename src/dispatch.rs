@@ -91,6 +91,9 @@ impl Core {
                 return;
             }
         }
+        if c.tracking.is_some() {
+            self.track_request(c, cref, &args, &routed);
+        }
         let counted = match (self.cfg.metrics_address.is_some(), routed.cmd) {
             (true, Some(cmd)) => Some((cmd, crate::error::refused_so_far())),
             _ => None,
@@ -207,6 +210,11 @@ impl Core {
             }
             Local::Auth => self.auth(c, args),
             Local::ClientPause => self.client_pause(c, args),
+            Local::ClientTracking => {
+                if let Some(reply) = self.client_tracking(c, cref, args) {
+                    c.reply_now(&reply)
+                }
+            }
             Local::Acl => self.acl(c, args),
             Local::Hello if self.hello_auth(c, args).is_err() => {
                 c.reply_now(&ProxyError::WrongPass.to_frame())

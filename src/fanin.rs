@@ -62,6 +62,16 @@ pub(crate) struct FanIn {
     shard: HashMap<Bytes, Shard>,
     /// The once-a-second check is armed.
     pub(crate) armed: bool,
+    /// Some client of the worker tracks keys (`tracking.rs`): every connection runs
+    /// CLIENT TRACKING ON BCAST.
+    tracking: bool,
+    /// The masters whose connection confirmed it (its +OK came).
+    confirmed: Vec<NodeId>,
+    /// Every master confirmed once since tracking began: a confirmation after that is a
+    /// connection re-established, across which changes may have gone unseen.
+    pub(crate) ready: bool,
+    /// When tracking began (the wait for the confirmations is bounded).
+    since: Option<std::time::Instant>,
 }
 
 /// A shard channel's subscribers and where it is subscribed.
@@ -77,7 +87,7 @@ struct Shard {
 
 impl FanIn {
     fn idle(&self) -> bool {
-        self.subs.is_empty() && self.shard.is_empty()
+        self.subs.is_empty() && self.shard.is_empty() && !self.tracking
     }
 }
 
@@ -330,6 +340,8 @@ impl Core {
             }
         }
         self.fanin.conns = keep;
+        let live: Vec<NodeId> = self.fanin.conns.iter().map(|(n, _)| *n).collect();
+        self.fanin.confirmed.retain(|n| live.contains(n));
         // Shard channels carried by a connection that is gone are subscribed again.
         let conns = self.fanin.conns.iter().map(|(n, _)| *n).collect::<Vec<_>>();
         for s in self.fanin.shard.values_mut() {
@@ -341,12 +353,16 @@ impl Core {
             if self.fanin.conns.iter().any(|(n, _)| *n == node) {
                 continue;
             }
-            // A node that cannot be reached now is tried again on the next check.
-            let Ok(idx) = self.connect_one(node, Proto::Resp2) else {
+            // A node that cannot be reached now is tried again on the next check. RESP3:
+            // tracking's invalidations come as pushes on the connection itself.
+            let Ok(idx) = self.connect_one(node, Proto::Resp3) else {
                 continue;
             };
             let b = &mut self.backends[idx];
             b.role = BackendRole::FanIn;
+            if self.fanin.tracking {
+                b.push_raw(&command(b"CLIENT", &[b"TRACKING", b"ON", b"BCAST"]));
+            }
             let r = BackendRef { idx, gen: b.gen };
             let (channels, patterns): (Vec<&Name>, Vec<&Name>) =
                 self.fanin.subs.keys().partition(|k| !k.0);
@@ -405,9 +421,45 @@ impl Core {
     }
 
     /// The once-a-second check.
-    pub(crate) fn fanin_tick(&mut self) {
+    pub(crate) fn fanin_tick(&mut self, clients: &mut Slab<Client>) {
         self.fanin.armed = false;
+        if self.fanin.tracking && self.tracking.prune(clients) {
+            self.fanin_tracking(false);
+        }
+        // A master that never confirms (down, say) does not hold tracking clients for
+        // long: they are answered, told to flush once every master did.
+        let waited = self.fanin.since.is_some_and(|t| {
+            self.now.saturating_duration_since(t) >= std::time::Duration::from_secs(1)
+        });
+        if self.fanin.tracking && !self.fanin.ready && waited {
+            self.tracking_answer_waiting(clients, true);
+        }
+        self.tell_evicted(clients);
         self.fanin_sync();
+    }
+
+    /// The first tracking client of the worker came (`on`), or the last left: every
+    /// master's connection starts or stops telling the proxy each key it changes.
+    pub(crate) fn fanin_tracking(&mut self, on: bool) {
+        if self.fanin.tracking == on {
+            return;
+        }
+        self.fanin.tracking = on;
+        self.fanin.confirmed.clear();
+        self.fanin.ready = false;
+        self.fanin.since = on.then_some(self.now);
+        let verb: &[u8] = if on { b"ON" } else { b"OFF" };
+        let args: &[&[u8]] = if on {
+            &[b"TRACKING", verb, b"BCAST"]
+        } else {
+            &[b"TRACKING", verb]
+        };
+        self.fanin_send_all(&command(b"CLIENT", args));
+        if on {
+            self.fanin_sync();
+        } else {
+            self.fanin_close_if_idle();
+        }
     }
 
     /// A frame on a fan-in connection to `from`. A notification goes to every client
@@ -416,6 +468,31 @@ impl Core {
     /// SUNSUBSCRIBE the proxy did not ask for (the slot left the node) has the channel
     /// subscribed again on its new owner; the rest (subscription replies) is dropped.
     pub(crate) fn fanin_frame(&mut self, clients: &mut Slab<Client>, from: NodeId, frame: Bytes) {
+        if frame.starts_with(b"+OK") && self.fanin.tracking {
+            // CLIENT TRACKING ON BCAST took effect on this master.
+            if !self.fanin.confirmed.contains(&from) {
+                self.fanin.confirmed.push(from);
+            }
+            if self.fanin.ready {
+                // A connection re-established (or a new master): what clients read
+                // meanwhile may have changed unseen, so they start afresh.
+                return self.tracking_flush(clients);
+            }
+            let masters = self.topo.masters_sorted();
+            if masters.iter().all(|m| self.fanin.confirmed.contains(m)) {
+                self.fanin.ready = true;
+                self.tracking_answer_waiting(clients, false);
+            }
+            return;
+        }
+        if frame.first() == Some(&b'-') {
+            log::debug!(
+                "fan-in connection to {}: {}",
+                self.topo.node(from).addr,
+                String::from_utf8_lossy(&frame).trim_end()
+            );
+            return;
+        }
         let Some((_, els)) = crate::resp::reply::elements(&frame) else {
             return;
         };
@@ -424,6 +501,17 @@ impl Core {
             crate::resp::reply::bulk(&frame[r]).flatten()
         };
         let Some(kind) = text(0) else { return };
+        if kind == b"invalidate" && els.len() == 2 {
+            // Keys this master changed (an array), or everything (null: a FLUSHALL).
+            let keys = crate::resp::reply::elements(&frame[els[1].clone()]).map(|(_, ks)| {
+                let arr = &frame[els[1].clone()];
+                ks.into_iter()
+                    .filter_map(|r| crate::resp::reply::bulk(&arr[r]).flatten())
+                    .map(Bytes::copy_from_slice)
+                    .collect::<Vec<_>>()
+            });
+            return self.tracking_invalidate(clients, keys);
+        }
         if kind.eq_ignore_ascii_case(b"smessage") && els.len() == 3 {
             let Some(ch) = text(1) else { return };
             let list = match self.fanin.shard.get(ch) {
@@ -493,14 +581,15 @@ impl Core {
             if skip.is_some() && self.backends.get(own.idx).map(|b| b.node) == skip {
                 continue;
             }
+            // The connection speaks RESP3 (pushes); a RESP2 subscriber gets the same
+            // elements as an array.
             match c.proto {
-                Proto::Resp2 => c.reply_now(frame),
-                Proto::Resp3 => {
-                    // The same message as a push.
-                    let mut push = Vec::with_capacity(frame.len());
-                    push.push(b'>');
-                    push.extend_from_slice(&frame[1..]);
-                    c.reply_now(&push);
+                Proto::Resp3 => c.reply_now(frame),
+                Proto::Resp2 => {
+                    let mut arr = Vec::with_capacity(frame.len());
+                    arr.push(b'*');
+                    arr.extend_from_slice(&frame[1..]);
+                    c.reply_now(&arr);
                 }
             }
             if !c.dirty {

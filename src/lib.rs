@@ -40,6 +40,7 @@ pub mod slot;
 pub mod timer;
 pub mod topology;
 pub mod totals;
+pub mod tracking;
 pub mod tx;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -130,6 +130,8 @@ pub struct Core {
     pub(crate) monitors: Vec<ClientRef>,
     /// Keyspace notifications from every master (`fanin.rs`).
     pub(crate) fanin: crate::fanin::FanIn,
+    /// CLIENT TRACKING's table (`tracking.rs`).
+    pub(crate) tracking: crate::tracking::Table,
     /// Clients whose next command waits for a CLIENT PAUSE to end (`pause.rs`).
     pub(crate) pause_held: crate::pause::Held,
     pub(crate) monitor_feed: BytesMut,
@@ -292,6 +294,7 @@ impl Core {
             monitors: Vec::new(),
             fanin: Default::default(),
             pause_held: Default::default(),
+            tracking: Default::default(),
             monitor_feed: BytesMut::new(),
             monitor_elsewhere: false,
             shutdown: false,
@@ -637,7 +640,7 @@ impl Reactor {
                     self.accept();
                 }
                 TimerKind::Gather { ticket } => self.gather_deadline(ticket),
-                TimerKind::FanIn => self.core.fanin_tick(),
+                TimerKind::FanIn => self.core.fanin_tick(&mut self.clients),
                 TimerKind::Pause => self.core.pause_check(&mut self.clients),
             }
         }
@@ -781,6 +784,7 @@ impl Reactor {
         }
         self.core.client_gone(me);
         self.core.fanin_drop(me, None);
+        self.core.tracking_forget(me);
         let level = if self.core.cfg.log_connections {
             log::Level::Info
         } else {

@@ -208,6 +208,11 @@ fn changes(old: &Config, new: &Config) -> Vec<(&'static str, bool)> {
             true,
             old.cross_slot_writes != new.cross_slot_writes,
         ),
+        (
+            "tracking_max_keys",
+            true,
+            old.tracking_max_keys != new.tracking_max_keys,
+        ),
     ];
     keys.into_iter()
         .filter(|(_, _, differs)| *differs)

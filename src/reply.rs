@@ -499,6 +499,11 @@ impl Core {
             // client lets it reconnect and subscribe again, as after a server restart.
             self.wake.kill.push((to, Kill::SubscriptionLost));
         }
+        if b.role == BackendRole::FanIn {
+            // That master's changes go unseen until a new connection tracks again: every
+            // tracking client flushes (as Redis's clients do when their connection drops).
+            self.tracking_flush(clients);
+        }
         let (node, proto) = (b.node, b.proto);
         let holding = !self.cfg.failover_wait.is_zero();
         // For the log: requests held to go again, failed in doubt, failed.

@@ -185,6 +185,8 @@ pub struct Client {
     pub subscriptions: [u64; 3],
     /// Its next command waits for a CLIENT PAUSE to end (`pause.rs`).
     pub pause_held: bool,
+    /// CLIENT TRACKING (`tracking.rs`).
+    pub tracking: Option<Box<crate::tracking::ClientTracking>>,
     /// Subscribed: input waits until a `StreamItem::Resume` or `Leave` is released.
     pub stream_wait: bool,
     /// Subscribed: something was sent on the stream since the last `Resume` came back, so
@@ -243,6 +245,7 @@ impl Client {
             stream_marks: 0,
             subscriptions: [0; 3],
             pause_held: false,
+            tracking: None,
             stream_wait: false,
             stream_busy: false,
             eof: false,
@@ -345,6 +348,13 @@ impl Client {
         if self.silent {
             self.silent_seqs.push_back(seq);
         }
+    }
+
+    /// Reserves a place for a push of the proxy's (an invalidation) behind the replies
+    /// still due; never silenced by CLIENT REPLY, as Redis's pushes are not.
+    pub fn reserve_push(&mut self) -> u64 {
+        self.pending.push_back(Pending::Waiting);
+        self.head_seq + self.pending.len() as u64 - 1
     }
 
     /// Reserves a place for a request sent in `parts` parts, merged by `merge`.

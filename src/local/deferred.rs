@@ -32,6 +32,15 @@ impl Reactor {
                     Some(reply) => reply,
                     None => continue,
                 },
+                Local::ClientTracking => {
+                    let reply = self.core.tracking_redirect(&mut self.clients, cref, &argv);
+                    if reply.is_empty() {
+                        // Answered once every master tracks.
+                        self.core.tracking.waiting.push((cref, seq));
+                        continue;
+                    }
+                    reply
+                }
                 Local::ClientUnblock => match self.client_unblock(cref, seq, &argv) {
                     Some(reply) => reply,
                     None => continue,

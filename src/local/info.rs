@@ -94,13 +94,16 @@ impl Core {
     }
 
     /// INFO's `clients` section, over every worker. Fields the proxy cannot know truly (input and output buffer peaks) are
-    /// left out; none of its clients track keys (CLIENT TRACKING is refused).
+    /// left out; `tracking_clients` is this worker's (CLIENT TRACKING).
     pub(crate) fn clients_section(&mut self) -> String {
         let sums = self.sums();
         format!(
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\
-             tracking_clients:0\r\n",
-            sums.connected, self.cfg.max_clients, sums.blocked,
+             tracking_clients:{}\r\n",
+            sums.connected,
+            self.cfg.max_clients,
+            sums.blocked,
+            self.tracking.figures().0,
         )
     }
 
@@ -115,7 +118,8 @@ impl Core {
              workers:{}\r\nauto_redirect:{}\r\nauth_failures:{}\r\nacl_denied:{}\r\n\
              held_requests:{}\r\nheld_requests_total:{}\r\nheld_requests_expired:{}\r\n\
              in_doubt_failed:{}\r\nslow_connections_retired:{}\r\ncross_slot_computed:{}\r\n\
-             cross_slot_writes:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n",
+             cross_slot_writes:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
+             tracking_clients:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\n",
             crate::VERSION,
             self.now.duration_since(self.started).as_secs(),
             sums.connected,
@@ -144,6 +148,9 @@ impl Core {
             s.cross_slot_writes,
             s.bytes_in,
             s.bytes_out,
+            self.tracking.figures().0,
+            self.tracking.figures().1,
+            self.tracking.figures().2,
         ) + &crate::alloc::allocations()
             .map(|n| format!("allocations:{n}\r\n"))
             .unwrap_or_default()

@@ -41,6 +41,8 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         },
         Local::Hello => hello(args, c, info, &mut out),
         Local::Reset => {
+            // Its place in the tracking table goes on the next check (`fanin_tick`).
+            c.tracking = None;
             c.proto = Proto::Resp2;
             c.name = None;
             encode::simple(&mut out, "RESET");
@@ -73,6 +75,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         | Local::ClientList
         | Local::ClientKill
         | Local::ClientPause
+        | Local::ClientTracking
         | Local::ClientUnblock
         | Local::Monitor
         | Local::Proxy

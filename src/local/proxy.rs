@@ -97,6 +97,7 @@ impl Core {
                 c.allow_admin_commands.to_string(),
             ),
             ("cross_slot_writes".into(), c.cross_slot_writes.to_string()),
+            ("tracking_max_keys".into(), c.tracking_max_keys.to_string()),
             ("log_connections".into(), c.log_connections.to_string()),
             (
                 "read_from".into(),

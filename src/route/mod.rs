@@ -43,6 +43,8 @@ pub enum Local {
     ClientReply,
     /// CLIENT PAUSE / UNPAUSE: the proxy holds its clients' commands (`pause.rs`).
     ClientPause,
+    /// CLIENT TRACKING / CACHING / TRACKINGINFO / GETREDIR (`tracking.rs`).
+    ClientTracking,
     Role,
     Monitor,
     /// The proxy's own commands: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
@@ -446,6 +448,9 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" => Local::ClientFlag,
         "CLIENT|REPLY" => Local::ClientReply,
         "CLIENT|PAUSE" | "CLIENT|UNPAUSE" => Local::ClientPause,
+        "CLIENT|TRACKING" | "CLIENT|CACHING" | "CLIENT|TRACKINGINFO" | "CLIENT|GETREDIR" => {
+            Local::ClientTracking
+        }
         "ROLE" => Local::Role,
         "MONITOR" => Local::Monitor,
         "AUTH" => Local::Auth,

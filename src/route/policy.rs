@@ -94,8 +94,8 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             "the proxy drops the replies the client asked not to get",
         ),
         "CLIENT|TRACKING" | "CLIENT|CACHING" | "CLIENT|TRACKINGINFO" | "CLIENT|GETREDIR" => (
-            Unsupported("client-side caching"),
-            "invalidations would need a dedicated connection per client",
+            Proxy,
+            "the proxy keeps the table of who read what; every master tells it what changed",
         ),
         "CLIENT|UNBLOCK" => (
             Proxy,
