@@ -461,9 +461,15 @@ fn slowlog_merges_every_node() {
     let entries = array(&r, "SLOWLOG GET -1");
     let mut last_ts = i64::MAX;
     let mut tagged = Vec::new();
+    let mut ids = BTreeSet::new();
     for e in entries {
         let f = array(e, "slowlog entry");
         assert_eq!(f.len(), 6, "slowlog entry {e:?}");
+        // Each node numbers its entries from 0; the merged ids are unique.
+        assert!(
+            ids.insert(int(&f[0], "entry id")),
+            "SLOWLOG id twice: {r:?}"
+        );
         let ts = int(&f[1], "entry timestamp");
         assert!(ts <= last_ts, "SLOWLOG GET not newest first: {r:?}");
         last_ts = ts;
@@ -1216,6 +1222,14 @@ fn wait_counts_the_replicas_of_every_master_written_to() {
     assert!(wrote.is_some(), "no write to {ka} after the failover");
     let r = c.cmd(&["WAIT", "1", "5000"]);
     assert_eq!(r, Resp::Int(1), "WAIT after a failover: {r:?}");
+
+    // INFO replication answers for the proxy as one master: the fewest replicas any
+    // master has (one each here), no per-replica lines naming one shard's nodes.
+    let repl = c.cmd(&["INFO", "replication"]).text().unwrap_or_default();
+    assert!(
+        repl.contains("role:master\r\nconnected_slaves:1\r\n") && !repl.contains("slave0:"),
+        "{repl}"
+    );
 
     // Errors on two masters: INFO's errorstats counts both.
     assert_eq!(c.cmd(&["SET", &ka, "x"]), ok());

@@ -242,6 +242,7 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
             "Stats" => sum_section(&parsed, "Stats"),
             "Commandstats" => sum_commandstats(&parsed),
             "Errorstats" => sum_counts(&parsed, "Errorstats"),
+            "Replication" => replication(&parsed, lines),
             // The keyspace's changes are every master's; the rest is the first's.
             "Persistence" => lines
                 .iter()
@@ -276,9 +277,99 @@ pub(crate) fn merge_info(texts: &[String], proxy: &str, server: &str, clients: &
     out
 }
 
+/// INFO replication for the proxy as one master: `role:master`; `connected_slaves` the
+/// fewest any master has (what WAIT can count on for every write); no `slaveN` lines (they
+/// would name one shard's replicas); a failover under way on any master shows; the
+/// replication ids and offsets are the first master's. A node asked just after it was
+/// demoted (the proxy's map not yet refreshed) answers as a replica: it is left out.
+fn replication(parsed: &[Vec<(String, Vec<&str>)>], first: &[&str]) -> Vec<String> {
+    let sections: Vec<&Vec<&str>> = parsed
+        .iter()
+        .flat_map(|t| t.iter().filter(|(n, _)| n == "Replication"))
+        .map(|(_, ls)| ls)
+        .collect();
+    let value = |ls: &[&str], name: &str| -> Option<String> {
+        ls.iter().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        })
+    };
+    let masters: Vec<&Vec<&str>> = sections
+        .iter()
+        .copied()
+        .filter(|ls| value(ls, "role").as_deref() == Some("master"))
+        .collect();
+    let base: &[&str] = masters.first().map_or(first, |ls| &ls[..]);
+    let replicas = masters
+        .iter()
+        .filter_map(|ls| value(ls, "connected_slaves")?.parse::<u64>().ok())
+        .min()
+        .unwrap_or(0);
+    let failover = masters
+        .iter()
+        .filter_map(|ls| value(ls, "master_failover_state"))
+        .find(|v| v != "no-failover")
+        .unwrap_or_else(|| "no-failover".into());
+    // A replica's own fields (its master, its link) are not a master's.
+    let replica_only = [
+        "master_host",
+        "master_port",
+        "master_link_status",
+        "master_last_io_seconds_ago",
+        "master_sync_in_progress",
+        "slave_read_repl_offset",
+        "slave_repl_offset",
+        "slave_priority",
+        "slave_read_only",
+        "replica_announced",
+    ];
+    base.iter()
+        .filter(|l| {
+            !(l.starts_with("slave") && l.as_bytes().get(5).is_some_and(u8::is_ascii_digit))
+        })
+        .filter(|l| {
+            !l.split_once(':')
+                .is_some_and(|(k, _)| replica_only.contains(&k))
+        })
+        .map(|l| match l.split_once(':') {
+            Some(("role", _)) => "role:master".to_string(),
+            Some(("connected_slaves", _)) => format!("connected_slaves:{replicas}"),
+            Some(("master_failover_state", _)) => format!("master_failover_state:{failover}"),
+            _ => l.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_is_one_master_s() {
+        let a = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=a,port=1\r\nslave1:ip=b,port=2\r\nmaster_failover_state:no-failover\r\nmaster_repl_offset:10\r\n".to_string();
+        let b = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=c,port=3\r\nmaster_failover_state:waiting-for-sync\r\nmaster_repl_offset:99\r\n".to_string();
+        let out = merge_info(&[a, b], "", "", "");
+        assert!(
+            out.contains("role:master\r\nconnected_slaves:1\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("slave0"), "{out}");
+        assert!(
+            out.contains("master_failover_state:waiting-for-sync"),
+            "{out}"
+        );
+        assert!(out.contains("master_repl_offset:10"), "{out}");
+        // A node demoted a moment ago answers as a replica: left out.
+        let r = "# Replication\r\nrole:slave\r\nmaster_host:x\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n".to_string();
+        let a = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nmaster_failover_state:no-failover\r\n".to_string();
+        let out = merge_info(&[r, a], "", "", "");
+        assert!(
+            out.contains("role:master\r\nconnected_slaves:1\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("master_host"), "{out}");
+    }
 
     /// Errorstats summed over the masters, also a section the first master lacks; the
     /// keyspace's changes since the last save summed, the rest of Persistence the first's.

@@ -78,7 +78,13 @@ pub(crate) fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> By
                     .and_then(|f| int_of(&entry[f.clone()]))
                     .unwrap_or(0)
             };
-            entries.push((int(1), int(0), pi, r));
+            // Each node numbers its entries from 0: the proxy's id is unique over the
+            // nodes and keeps each node's order (node id times the number of nodes, plus
+            // the node's place).
+            let id = int(0)
+                .saturating_mul(parts.len() as i64)
+                .saturating_add(pi as i64);
+            entries.push((int(1), id, pi, r));
         }
     }
     entries.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
@@ -87,7 +93,7 @@ pub(crate) fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> By
     }
     let mut out = BytesMut::new();
     encode::array_header(&mut out, entries.len());
-    for (_, _, pi, r) in entries {
+    for (_, id, pi, r) in entries {
         let entry = &parts[pi][r];
         let Some((tag, fields)) = elements(entry) else {
             continue;
@@ -95,7 +101,9 @@ pub(crate) fn merge_slowlog(parts: &[Bytes], nodes: &[String], count: i64) -> By
         out.put_u8(tag);
         out.put_slice(format!("{}\r\n", fields.len()).as_bytes());
         for (i, f) in fields.into_iter().enumerate() {
-            if i == 4 {
+            if i == 0 {
+                encode::integer(&mut out, id);
+            } else if i == 4 {
                 encode::bulk(
                     &mut out,
                     nodes.get(pi).map(String::as_bytes).unwrap_or(b"?"),
@@ -539,9 +547,10 @@ mod tests {
         let nodes = vec!["n1:1".to_string(), "n2:2".to_string()];
         let out = merge(&Merge::Slowlog { count: 2, nodes }, &[a, c], Proto::Resp2);
         let s = String::from_utf8_lossy(&out);
-        assert!(s.starts_with("*2\r\n*6\r\n:2\r\n:200"), "{s}");
+        // Ids made unique over the nodes: 2 of node 0 -> 4, 7 of node 1 -> 15.
+        assert!(s.starts_with("*2\r\n*6\r\n:4\r\n:200"), "{s}");
         assert!(
-            s.contains(":7\r\n:150") && s.contains("n2:2") && !s.contains(":100"),
+            s.contains(":15\r\n:150") && s.contains("n2:2") && !s.contains(":100"),
             "{s}"
         );
     }

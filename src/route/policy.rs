@@ -167,7 +167,7 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
                 server: String::new(),
                 clients: String::new(),
             }),
-            "server and clients from the proxy; stats, commandstats and keyspace summed over the masters; other sections from the first master; plus the proxy's section",
+            "server and clients from the proxy; stats, commandstats and keyspace summed over the masters; replication as one master (the fewest replicas any master has); other sections from the first master; plus the proxy's section",
         ),
         "SCRIPT|LOAD" | "SCRIPT|FLUSH" => (
             AllNodes(Merge::AllSame),
