@@ -60,6 +60,9 @@ pub(crate) struct FanIn {
     subs: HashMap<Name, Vec<ClientRef>>,
     /// Shard channels.
     shard: HashMap<Bytes, Shard>,
+    /// SUNSUBSCRIBEs the proxy sent whose reply is still to come, by node and channel: that
+    /// reply is not a node dropping the channel (it may be subscribed there again by then).
+    unsub_sent: HashMap<(NodeId, Bytes), u32>,
     /// The once-a-second check is armed.
     pub(crate) armed: bool,
     /// Some client of the worker tracks keys (`tracking.rs`): every connection runs
@@ -246,7 +249,7 @@ impl Core {
             let on = s.on;
             self.fanin.shard.remove(ch);
             if let Some(node) = on {
-                self.fanin_send_to(node, &command(b"SUNSUBSCRIBE", &[ch]));
+                self.shard_unsubscribe_on(node, ch);
             }
             self.fanin_close_if_idle();
         }
@@ -292,8 +295,16 @@ impl Core {
         self.fanin_close_if_idle();
     }
 
+    /// The proxy's own SUNSUBSCRIBE of `ch` on `node`'s connection, noted (see `unsub_sent`).
+    fn shard_unsubscribe_on(&mut self, node: NodeId, ch: &Bytes) {
+        if self.fanin_send_to(node, &command(b"SUNSUBSCRIBE", &[ch])) {
+            *self.fanin.unsub_sent.entry((node, ch.clone())).or_default() += 1;
+        }
+    }
+
     fn fanin_close_if_idle(&mut self) {
         if self.fanin.idle() {
+            self.fanin.unsub_sent.clear();
             for (_, r) in std::mem::take(&mut self.fanin.conns) {
                 if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
                     self.take_backend(r.idx);
@@ -342,6 +353,7 @@ impl Core {
         self.fanin.conns = keep;
         let live: Vec<NodeId> = self.fanin.conns.iter().map(|(n, _)| *n).collect();
         self.fanin.confirmed.retain(|n| live.contains(n));
+        self.fanin.unsub_sent.retain(|(n, _), _| live.contains(n));
         // Shard channels carried by a connection that is gone are subscribed again.
         let conns = self.fanin.conns.iter().map(|(n, _)| *n).collect::<Vec<_>>();
         for s in self.fanin.shard.values_mut() {
@@ -411,7 +423,7 @@ impl Core {
                 continue;
             }
             if let Some(old) = old {
-                self.fanin_send_to(old, &command(b"SUNSUBSCRIBE", &[&ch]));
+                self.shard_unsubscribe_on(old, &ch);
             }
             if let Some(s) = self.fanin.shard.get_mut(&ch) {
                 s.on = Some(owner);
@@ -526,6 +538,15 @@ impl Core {
         }
         if kind.eq_ignore_ascii_case(b"sunsubscribe") && els.len() == 3 {
             let Some(ch) = text(1) else { return };
+            let sent = (from, Bytes::copy_from_slice(ch));
+            if let Some(n) = self.fanin.unsub_sent.get_mut(&sent) {
+                // The reply to the proxy's own SUNSUBSCRIBE.
+                *n -= 1;
+                if *n == 0 {
+                    self.fanin.unsub_sent.remove(&sent);
+                }
+                return;
+            }
             if let Some(s) = self.fanin.shard.get_mut(ch).filter(|s| s.on == Some(from)) {
                 s.on = None;
                 s.dropped = Some((from, self.now));
