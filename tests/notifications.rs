@@ -162,6 +162,15 @@ fn notifications_follow_a_failover() {
     let r: String = cluster.query(replica, &["CLUSTER", "FAILOVER"]);
     assert_eq!(r, "OK");
     cluster.wait_promoted(replica, Duration::from_secs(30));
+    // The proxy follows the promotion (its log names where the slots went); until then
+    // its fan-in connection to the demoted node may still hear that node's events as a
+    // replica, and the switch in the middle of a batch would lose some.
+    let moved = format!("-> 127.0.0.1:{replica}");
+    let followed = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        c.cmd(&["GET", &key_owned_by(&cluster, replica, "fo:nudge")]);
+        proxy.log_text().contains(&moved).then_some(())
+    });
+    assert!(followed.is_some(), "the proxy never followed the promotion");
     // The promoted replica now holds the keys: its events, through a new fan-in connection.
     heard(&mut c, replica, "after");
     let _ = child.kill();
