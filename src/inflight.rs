@@ -50,7 +50,7 @@ pub enum Owner {
     /// A frame on a subscriber's own connection (a subscription reply or a message): passed
     /// to that client as it comes.
     Stream(ClientRef),
-    /// A frame on a keyspace notification connection (`fanin.rs`).
+    /// A frame on a keyspace notification connection (`fanin/`).
     FanIn,
 }
 

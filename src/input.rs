@@ -206,7 +206,7 @@ impl Reactor {
 /// no node connection carries in order with others (answered by the proxy, refused, or a
 /// subscriber's, whose replies stream).
 pub(crate) fn lane(c: &Client, routed: &Routed) -> Option<Lane> {
-    if (c.tx.is_some() || routed.kind.is_tx()) && !crate::tx::runs_outside(c, routed) {
+    if (c.tx.is_some() || routed.kind.is_tx()) && !c.runs_outside_tx(routed) {
         let opens = c.tx.is_none() && matches!(routed.kind, Kind::Tx(TxOp::Multi | TxOp::Watch));
         return Some(if opens { Lane::NewPinned } else { Lane::Pinned });
     }

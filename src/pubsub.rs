@@ -68,7 +68,7 @@ impl Core {
                 self.stream_push(c, r, StreamItem::Leave(local));
                 c.stream_wait = true;
             }
-            // Shard channels live on the fan-in connections (`fanin.rs`), whatever their
+            // Shard channels live on the fan-in connections (`fanin/`), whatever their
             // shard: the proxy answers in the client's order.
             Kind::Sub(SubOp::Subscribe(Channels::Shard)) => {
                 let channels: Vec<&[u8]> = (1..args.argc()).map(|i| args.arg(i)).collect();
@@ -341,10 +341,10 @@ fn not_subscribed(op: SubOp, args: &FrameArgs<'_>, proto: Proto) -> Vec<u8> {
     let mut out = Vec::new();
     let kind = op.reply_kind().as_bytes();
     if args.argc() == 1 {
-        crate::fanin::sub_reply(&mut out, proto, kind, None, 0);
+        crate::fanin::table::sub_reply(&mut out, proto, kind, None, 0);
     }
     for i in 1..args.argc() {
-        crate::fanin::sub_reply(&mut out, proto, kind, Some(args.arg(i)), 0);
+        crate::fanin::table::sub_reply(&mut out, proto, kind, Some(args.arg(i)), 0);
     }
     out
 }

@@ -128,12 +128,12 @@ pub struct Core {
     pub(crate) deferred: Vec<Deferred>,
     /// MONITOR clients, and this turn's lines for them.
     pub(crate) monitors: Vec<ClientRef>,
-    /// Keyspace notifications from every master (`fanin.rs`).
-    pub(crate) fanin: crate::fanin::FanIn,
-    /// CLIENT TRACKING's table (`tracking.rs`).
-    pub(crate) tracking: crate::tracking::Table,
-    /// Clients whose next command waits for a CLIENT PAUSE to end (`pause.rs`).
-    pub(crate) pause_held: crate::pause::Held,
+    /// Keyspace notifications from every master (`fanin/`).
+    pub(crate) fanin: crate::fanin::table::FanIn,
+    /// CLIENT TRACKING's table (`tracking/`).
+    pub(crate) tracking: crate::tracking::table::Table,
+    /// Clients whose next command waits for a CLIENT PAUSE to end (`pause/`).
+    pub(crate) pause_held: crate::pause::word::Held,
     pub(crate) monitor_feed: BytesMut,
     /// Another worker has a MONITOR client (read once per turn): lines are kept for it.
     pub(crate) monitor_elsewhere: bool,

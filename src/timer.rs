@@ -23,9 +23,9 @@ pub enum TimerKind {
     Accept,
     /// A CLIENT LIST or KILL has waited long enough for the other workers.
     Gather { ticket: u64 },
-    /// The keyspace notification connections' once-a-second check (`fanin.rs`).
+    /// The keyspace notification connections' once-a-second check (`fanin/`).
     FanIn,
-    /// Clients held by CLIENT PAUSE: is it over (`pause.rs`)?
+    /// Clients held by CLIENT PAUSE: is it over (`pause/`)?
     Pause,
 }
 

@@ -128,8 +128,8 @@ pub struct Totals {
     workers: Box<[Published]>,
     /// The sums at the last CONFIG RESETSTAT.
     baseline: Mutex<Counters>,
-    /// CLIENT PAUSE, for every worker (`pause.rs`).
-    pub pause: crate::pause::Pause,
+    /// CLIENT PAUSE, for every worker (`pause/`).
+    pub pause: crate::pause::word::Pause,
 }
 
 /// The sums INFO shows: counters since the last reset, and the process's gauges.

@@ -16,7 +16,7 @@
 //! `control` is the pure part: what a transaction command does in a given state.
 //!
 //! Watching (WATCH given, no MULTI yet) queues nothing, so a command that is not a
-//! transaction command runs as it would outside a transaction (`runs_outside`): fanned out,
+//! transaction command runs as it would outside a transaction (`Client::runs_outside_tx`): fanned out,
 //! split, answered by the proxy, on a blocking connection. Only a single-slot command on the
 //! pinned node stays on the pinned connection (`Core::tx_takes`), so that a read between
 //! WATCH and MULTI is the master's, in order with the WATCH. Whatever writes a watched key,
@@ -63,25 +63,6 @@ pub(crate) fn control(op: Option<TxOp>, multi: bool, pinned: bool) -> Control {
     }
 }
 
-/// Between WATCH and MULTI, whether a command leaves the transaction's path and runs as it
-/// would outside one (its lane too, `input::lane`). Kept on the path: transaction commands,
-/// RESET (it ends the transaction), single-slot commands (on the pinned connection when the
-/// slot is the pinned node's, see `Core::tx_takes`), and what would change the connection
-/// under the pinned one: SUBSCRIBE and kin, MONITOR, HELLO (a protocol switch the pinned
-/// connection, opened in the old protocol, cannot follow); those stay refused.
-pub(crate) fn runs_outside(c: &Client, r: &Routed) -> bool {
-    if c.tx.as_ref().is_none_or(|t| t.multi) {
-        return false;
-    }
-    if matches!(
-        r.kind,
-        Kind::Tx(_) | Kind::Sub(_) | Kind::Monitor | Kind::Hello | Kind::Reset
-    ) {
-        return false;
-    }
-    !matches!(r.route, Route::Slot(_) | Route::ReadSlot(_))
-}
-
 /// Whether the command, once on the node, ends the transaction.
 fn ends(op: Option<TxOp>, multi: bool) -> bool {
     match op {
@@ -94,14 +75,14 @@ fn ends(op: Option<TxOp>, multi: bool) -> bool {
 impl Core {
     /// Whether the request is the transaction's to take (`transaction`), rather than
     /// `execute`'s: a client in a transaction, or a command that starts one, except what runs
-    /// outside between WATCH and MULTI (`runs_outside`) and, there too, a command whose one
+    /// outside between WATCH and MULTI (`Client::runs_outside_tx`) and, there too, a command whose one
     /// slot is another node's than the pinned one (a key WATCH cannot be watching: it runs
     /// where it lives, as it would outside a transaction).
     pub(crate) fn tx_takes(&self, c: &Client, r: &Routed) -> bool {
         if c.tx.is_none() && !r.kind.is_tx() {
             return false;
         }
-        if runs_outside(c, r) {
+        if c.runs_outside_tx(r) {
             return false;
         }
         let watching = c.tx.as_ref().filter(|t| !t.multi).and_then(|t| t.conn);

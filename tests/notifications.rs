@@ -11,15 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn require_redis_py() {
-    let out = Command::new("python3")
-        .args(["-c", "import redis"])
-        .output()
-        .unwrap_or_else(|e| panic!("python3 not found ({e}): run scripts/install-deps.sh"));
-    assert!(
-        out.status.success(),
-        "python3 cannot import redis-py: run scripts/install-deps.sh\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    require_python_module("redis");
 }
 
 /// A pub/sub frame's elements as text (integers in decimal).
@@ -43,15 +35,11 @@ fn redis_py_hears_the_notifications_of_every_master() {
     require_redis_py();
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
-    let mut cmd = Command::new("python3");
-    cmd.arg(SCRIPT).arg(proxy.port.to_string()).arg("all");
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !stdout.contains("KEYSPACE OK") {
+    let args = [SCRIPT.to_string(), proxy.port.to_string(), "all".into()];
+    let (ok, stdout, stderr) = run_python(&args, "KEYSPACE OK", Duration::from_secs(120));
+    if !ok {
         proxy.fail(&format!(
-            "keyspace_events.py failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
+            "keyspace_events.py failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
         ));
     }
     assert!(
@@ -270,18 +258,12 @@ for proto in (2, 3):
     print("protocol %d: ok" % proto, flush=True)
 print("SHARDED OK")
 "#;
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(code)
-        .arg(proxy.port.to_string())
-        .args(&chans);
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !stdout.contains("SHARDED OK") {
+    let mut args = vec!["-c".to_string(), code.to_string(), proxy.port.to_string()];
+    args.extend(chans);
+    let (ok, stdout, stderr) = run_python(&args, "SHARDED OK", Duration::from_secs(60));
+    if !ok {
         proxy.fail(&format!(
-            "redis-py sharded pub/sub failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
+            "redis-py sharded pub/sub failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
         ));
     }
 }

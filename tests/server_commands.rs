@@ -337,15 +337,7 @@ fn config_set_on_a_fresh_idle_cluster_reaches_the_replicas_too() {
 
 #[test]
 fn redis_py_client_list_setname_info_and_kill() {
-    let out = Command::new("python3")
-        .args(["-c", "import redis"])
-        .output()
-        .unwrap_or_else(|e| panic!("python3 not found ({e}): run scripts/install-deps.sh"));
-    assert!(
-        out.status.success(),
-        "python3 cannot import redis-py: run scripts/install-deps.sh\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    require_python_module("redis");
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/server_clients.py");

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 /// The keys of an `invalidate` push (None: flush everything), or None if `r` is not one.
@@ -276,15 +275,7 @@ fn tracking_commands_answer_as_redis() {
 /// cache until another client writes the key, for keys on every master.
 #[test]
 fn redis_py_cache_is_invalidated_through_the_proxy() {
-    let out = Command::new("python3")
-        .args(["-c", "import redis.cache"])
-        .output()
-        .unwrap_or_else(|e| panic!("python3 not found ({e}): run scripts/install-deps.sh"));
-    assert!(
-        out.status.success(),
-        "python3 cannot import redis-py (with redis.cache, redis-py >= 5.1): run scripts/install-deps.sh\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    require_python_module("redis.cache");
     let cluster = Cluster::start();
     let proxy = Proxy::start(&cluster, "");
     let keys: Vec<String> = cluster
@@ -324,18 +315,12 @@ while time.monotonic() < end:
 assert all(r.get(k) == "v2" for k in keys), [r.get(k) for k in keys]
 print("CACHE OK")
 "#;
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(code)
-        .arg(proxy.port.to_string())
-        .args(&keys);
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !stdout.contains("CACHE OK") {
+    let mut args = vec!["-c".to_string(), code.to_string(), proxy.port.to_string()];
+    args.extend(keys);
+    let (ok, stdout, stderr) = run_python(&args, "CACHE OK", Duration::from_secs(60));
+    if !ok {
         proxy.fail(&format!(
-            "redis-py cache failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
+            "redis-py cache failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
         ));
     }
 }

@@ -47,6 +47,23 @@ pub struct Tx {
     pub aborted: bool,
 }
 
+/// A client's CLIENT TRACKING state (`tracking/`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientTracking {
+    pub bcast: bool,
+    pub prefixes: Vec<Bytes>,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
+    /// CLIENT CACHING YES/NO, for the next command.
+    pub caching: Option<bool>,
+    /// REDIRECT: the other client's id (0: none) and where it is in this worker.
+    pub redirect: u64,
+    pub target: Option<crate::inflight::ClientRef>,
+    /// The redirect target went away.
+    pub broken: bool,
+}
+
 /// CLIENT REPLY: ON, OFF, or SKIP (the next command's reply only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyMode {
@@ -183,10 +200,10 @@ pub struct Client {
     /// Subscribed: channels, patterns and shard channels, as the node's (un)subscription
     /// replies count them (for CLIENT LIST).
     pub subscriptions: [u64; 3],
-    /// Its next command waits for a CLIENT PAUSE to end (`pause.rs`).
+    /// Its next command waits for a CLIENT PAUSE to end (`pause/`).
     pub pause_held: bool,
-    /// CLIENT TRACKING (`tracking.rs`).
-    pub tracking: Option<Box<crate::tracking::ClientTracking>>,
+    /// CLIENT TRACKING (`tracking/`).
+    pub tracking: Option<Box<ClientTracking>>,
     /// Subscribed: input waits until a `StreamItem::Resume` or `Leave` is released.
     pub stream_wait: bool,
     /// Subscribed: something was sent on the stream since the last `Resume` came back, so
@@ -294,6 +311,32 @@ impl Client {
             &mut self.rbuf,
             READ_BUDGET,
             stop_short,
+        )
+    }
+
+    /// Between WATCH and MULTI, whether a command leaves the transaction's path and runs as it
+    /// would outside one (its lane too, `input::lane`). Kept on the path: transaction commands,
+    /// RESET (it ends the transaction), single-slot commands (on the pinned connection when the
+    /// slot is the pinned node's, see `Core::tx_takes`), and what would change the connection
+    /// under the pinned one: SUBSCRIBE and kin, MONITOR, HELLO (a protocol switch the pinned
+    /// connection, opened in the old protocol, cannot follow); those stay refused.
+    pub fn runs_outside_tx(&self, r: &crate::route::Routed) -> bool {
+        if self.tx.as_ref().is_none_or(|t| t.multi) {
+            return false;
+        }
+        if matches!(
+            r.kind,
+            crate::route::Kind::Tx(_)
+                | crate::route::Kind::Sub(_)
+                | crate::route::Kind::Monitor
+                | crate::route::Kind::Hello
+                | crate::route::Kind::Reset
+        ) {
+            return false;
+        }
+        !matches!(
+            r.route,
+            crate::route::Route::Slot(_) | crate::route::Route::ReadSlot(_)
         )
     }
 

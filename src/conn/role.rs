@@ -10,7 +10,7 @@
 //!   Spent --last reply in--> closed (the transaction left its state unknown)
 //!   Stream { client } --subscribed mode over / client gone / node gone--> closed
 //!   FanIn                 (a worker's keyspace notification connection to a master,
-//!                          `fanin.rs`: closed when no subscriber is left or the node
+//!                          `fanin/`: closed when no subscriber is left or the node
 //!                          is no longer a master)
 //! ```
 
@@ -38,7 +38,7 @@ pub enum BackendRole {
     /// A subscriber's: every frame no request of the proxy's waits for goes to `client`.
     Stream { client: ClientRef },
     /// A worker's subscription to one master's keyspace notifications, for every client
-    /// that asked for them (`fanin.rs`).
+    /// that asked for them (`fanin/`).
     FanIn,
 }
 

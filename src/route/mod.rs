@@ -41,9 +41,9 @@ pub enum Local {
     ClientFlag,
     /// CLIENT REPLY ON|OFF|SKIP: the proxy drops the replies the client asked not to get.
     ClientReply,
-    /// CLIENT PAUSE / UNPAUSE: the proxy holds its clients' commands (`pause.rs`).
+    /// CLIENT PAUSE / UNPAUSE: the proxy holds its clients' commands (`pause/`).
     ClientPause,
-    /// CLIENT TRACKING / CACHING / TRACKINGINFO / GETREDIR (`tracking.rs`).
+    /// CLIENT TRACKING / CACHING / TRACKINGINFO / GETREDIR (`tracking/`).
     ClientTracking,
     Role,
     Monitor,

@@ -247,3 +247,32 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     f.write_all(bytes).unwrap();
     p
 }
+
+/// Fails, saying how to install it, unless python3 can import `module` (redis-py's
+/// `redis`, or a part of it such as `redis.cache`).
+pub fn require_python_module(module: &str) {
+    let out = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .unwrap_or_else(|e| panic!("python3 not found ({e}): run scripts/install-deps.sh"));
+    assert!(
+        out.status.success(),
+        "python3 cannot import {module} (redis-py): run scripts/install-deps.sh\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs python3 with `args` (a script and its arguments, or `-c CODE ...`) for at most
+/// `timeout`: whether it exited 0 and printed `marker`, and its stdout and stderr.
+pub fn run_python(args: &[String], marker: &str, timeout: Duration) -> (bool, String, String) {
+    let mut cmd = Command::new("python3");
+    cmd.args(args);
+    let out = run_with_timeout(&mut cmd, timeout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        out.status.success() && stdout.contains(marker),
+        stdout,
+        stderr,
+    )
+}

@@ -1,5 +1,5 @@
 //! A standalone (non-cluster) redis-server, the reference a test compares the proxy's
-//! replies with. (tests/commands.rs has its own copy, which predates this one.)
+//! replies with.
 
 use super::cluster::Server;
 use super::conn::ping_port;
