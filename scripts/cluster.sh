@@ -394,7 +394,8 @@ cmd_status() {
     return 1
 }
 
-# certs DIR: a throwaway CA and a certificate for 127.0.0.1 signed by it (2 days), as the
+# certs DIR: a throwaway CA, a certificate for 127.0.0.1 and a client certificate signed by
+# it (2 days), as the
 # tests make them (tests/common/tls.rs)
 cmd_certs() {
     local dir=$1
@@ -409,8 +410,13 @@ cmd_certs() {
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
             -extfile server.ext -out server.pem
         chmod 644 server.key # redis-server and the proxy read it
+        # A client certificate for mutual TLS (X.509 v3: an -extfile makes it so).
+        openssl req -newkey rsa:2048 -nodes -subj /CN=client -keyout client.key -out client.csr
+        echo 'extendedKeyUsage=clientAuth' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile client.ext -out client.pem
     ) </dev/null >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; die "openssl failed in $dir"; }
-    log "made ca.pem, server.pem, server.key in $dir"
+    log "made ca.pem, server.pem, server.key, client.pem, client.key in $dir"
 }
 
 main() {

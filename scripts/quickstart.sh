@@ -136,8 +136,12 @@ cmd_start() {
 
     mkdir -p "$DATA"
     # The previous run's log is kept (one generation), not truncated.
-    [[ -s "$LOG" ]] && mv -f "$LOG" "$LOG.1"
-    log "starting: target/release/redis-cluster-proxy ${args[*]} (log: .cluster/proxy.log, previous: proxy.log.1)"
+    local previous=""
+    if [[ -s "$LOG" ]]; then
+        mv -f "$LOG" "$LOG.1"
+        previous=", previous: proxy.log.1"
+    fi
+    log "starting: target/release/redis-cluster-proxy ${args[*]} (log: .cluster/proxy.log$previous)"
     nohup "$BIN" "${args[@]}" </dev/null >"$LOG" 2>&1 &
     pid=$!
     echo "$pid" >"$PIDFILE"

@@ -210,6 +210,10 @@ impl Core {
             }
             Local::Auth => self.auth(c, args),
             Local::ClientPause => self.client_pause(c, args),
+            Local::ShardNumsub => {
+                let reply = self.shard_numsub(c.proto, args);
+                c.reply_now(&reply)
+            }
             Local::ClientTracking => {
                 if let Some(reply) = self.client_tracking(c, cref, args) {
                     c.reply_now(&reply)
@@ -362,9 +366,18 @@ impl Core {
         if masters.is_empty() {
             return c.reply_now(&ProxyError::NoMaster.to_frame());
         }
-        if let Merge::FirstNonNull { start } = &mut merge {
-            self.any_rr = self.any_rr.wrapping_add(1);
-            *start = (self.any_rr % masters.len()) as u32;
+        match &mut merge {
+            Merge::FirstNonNull { start } => {
+                self.any_rr = self.any_rr.wrapping_add(1);
+                *start = (self.any_rr % masters.len()) as u32;
+            }
+            Merge::Slowlog { nodes, .. } => {
+                *nodes = masters
+                    .iter()
+                    .map(|&n| self.addr_map.public(&self.topo.node(n).addr).to_string())
+                    .collect()
+            }
+            _ => {}
         }
         self.send_to_each(c, cref, &masters, frame, merge, kind);
     }
@@ -387,9 +400,8 @@ impl Core {
             .iter()
             .map(|&n| self.addr_map.public(&self.topo.node(n).addr).to_string())
             .collect();
-        match &mut merge {
-            Merge::AllOkNamed { nodes } | Merge::Slowlog { nodes, .. } => *nodes = names,
-            _ => {}
+        if let Merge::AllOkNamed { nodes } = &mut merge {
+            *nodes = names
         }
         self.send_to_each(c, cref, &nodes, frame, merge, kind);
     }

@@ -81,7 +81,19 @@ impl Reactor {
                         c.eof = true;
                     }
                     ReadOutcome::Failed(e) => {
-                        debug!("client {}: read failed: {e}", c.addr);
+                        // A TLS failure (a certificate refused, a bad record) says why, at
+                        // most once a second, so an operator can see it without debug logs.
+                        let tls = c.tls.is_some() && e.kind() == std::io::ErrorKind::InvalidData;
+                        let due = self
+                            .core
+                            .tls_failure_logged
+                            .is_none_or(|t| self.core.now.duration_since(t).as_secs() >= 1);
+                        if tls && due {
+                            self.core.tls_failure_logged = Some(self.core.now);
+                            log::info!("client {}: TLS failed, closed: {e}", c.addr);
+                        } else {
+                            debug!("client {}: read failed: {e}", c.addr);
+                        }
                         self.close_client(idx, "read error");
                         return;
                     }

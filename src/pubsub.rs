@@ -242,8 +242,12 @@ impl Core {
                 count_subscriptions(c, k, &frame[n.clone()]);
                 let verb = crate::resp::reply::bulk(&frame[els[0].clone()]).flatten();
                 let name = crate::resp::reply::bulk(&frame[name.clone()]).flatten();
-                if let (Some(verb), Some(name)) = (verb, name) {
-                    self.fanin_track(to, &verb.to_ascii_lowercase(), name);
+                let home = c
+                    .pubsub
+                    .and_then(|r| self.backends.get(r.idx))
+                    .map(|b| b.node);
+                if let (Some(verb), Some(name), Some(home)) = (verb, name, home) {
+                    self.fanin_track(to, home, &verb.to_ascii_lowercase(), name);
                 }
             }
             let unsub = kind

@@ -130,6 +130,8 @@ pub struct Core {
     pub(crate) monitors: Vec<ClientRef>,
     /// Keyspace notifications from every master (`fanin/`).
     pub(crate) fanin: crate::fanin::table::FanIn,
+    /// When a client's TLS failure was last logged (at most one a second at info).
+    pub(crate) tls_failure_logged: Option<Instant>,
     /// CLIENT TRACKING's table (`tracking/`).
     pub(crate) tracking: crate::tracking::table::Table,
     /// Clients whose next command waits for a CLIENT PAUSE to end (`pause/`).
@@ -295,6 +297,7 @@ impl Core {
             fanin: Default::default(),
             pause_held: Default::default(),
             tracking: Default::default(),
+            tls_failure_logged: None,
             monitor_feed: BytesMut::new(),
             monitor_elsewhere: false,
             shutdown: false,

@@ -267,3 +267,93 @@ print("SHARDED OK")
         ));
     }
 }
+
+/// The fan-in's own subscriptions do not show in what a client counts: a PUBLISH reaches
+/// one `PSUBSCRIBE *` subscriber (1, not 2), NUMSUB of a notification channel counts its one
+/// subscriber; PUBSUB SHARDCHANNELS lists the shard channels of every master and
+/// SHARDNUMSUB counts the proxy's subscribers of each.
+#[test]
+fn subscription_counts_are_one_server_s() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start(&cluster, "");
+    let mut sub = proxy.raw();
+    sub.send_cmd(&["PSUBSCRIBE", "*"]);
+    assert_eq!(words(&sub.reply())[0], "psubscribe");
+    sub.send_cmd(&["SUBSCRIBE", "__keyspace@0__:cnt"]);
+    assert_eq!(words(&sub.reply())[0], "subscribe");
+    let mut c = proxy.raw();
+    for m in cluster.masters() {
+        let _: String = cluster.query(m, &["CONFIG", "SET", "notify-keyspace-events", "KA"]);
+    }
+    // The fan-in connections are up once an event of every master arrives; the count must
+    // be one subscriber's then too.
+    let probes: Vec<String> = cluster
+        .masters()
+        .iter()
+        .map(|&m| key_owned_by(&cluster, m, "cnt:probe"))
+        .collect();
+    let mut heard = std::collections::HashSet::new();
+    let up = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        for k in &probes {
+            c.cmd(&["SET", k, "1"]);
+        }
+        sub.set_timeout(Duration::from_millis(100));
+        while let Ok(r) = sub.read_reply() {
+            let w = words(&r);
+            if let Some(k) = w.get(2).and_then(|ch| ch.strip_prefix("__keyspace@0__:")) {
+                heard.insert(k.to_string());
+            }
+        }
+        (heard.len() == probes.len()).then_some(())
+    });
+    assert!(up.is_some(), "events of every master: {heard:?}");
+    sub.set_timeout(Duration::from_secs(5));
+    for k in &probes {
+        assert_eq!(c.cmd(&["DEL", k]), Resp::Int(1));
+    }
+    for _ in 0..3 {
+        assert_eq!(c.cmd(&["PUBLISH", "plainchan", "x"]), Resp::Int(1));
+    }
+    let r = c.cmd(&["PUBSUB", "NUMSUB", "__keyspace@0__:cnt"]);
+    assert_eq!(words(&r), ["__keyspace@0__:cnt", "1"]);
+
+    // Shard channels of every master, two subscribers on one of them.
+    let chans: Vec<String> = cluster
+        .masters()
+        .iter()
+        .map(|&m| key_owned_by(&cluster, m, "cnt:sh"))
+        .collect();
+    let mut s1 = proxy.raw();
+    let mut s2 = proxy.raw();
+    let mut ss = vec!["SSUBSCRIBE"];
+    ss.extend(chans.iter().map(|c| c.as_str()));
+    s1.send_cmd(&ss);
+    for _ in &chans {
+        assert_eq!(words(&s1.reply())[0], "ssubscribe");
+    }
+    s2.send_cmd(&["SSUBSCRIBE", &chans[0]]);
+    assert_eq!(words(&s2.reply())[0], "ssubscribe");
+    let listed = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let mut got = words(&c.cmd(&["PUBSUB", "SHARDCHANNELS"]));
+        got.sort();
+        let mut want = chans.clone();
+        want.sort();
+        (got == want).then_some(())
+    });
+    assert!(
+        listed.is_some(),
+        "SHARDCHANNELS does not list every master's channels"
+    );
+    let r = c.cmd(&["PUBSUB", "SHARDNUMSUB", &chans[0], &chans[1], "cnt:none"]);
+    assert_eq!(
+        words(&r),
+        [
+            chans[0].as_str(),
+            "2",
+            chans[1].as_str(),
+            "1",
+            "cnt:none",
+            "0"
+        ]
+    );
+}

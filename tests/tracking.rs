@@ -174,6 +174,16 @@ fn invalidations_reach_tracking_clients_for_keys_of_every_master() {
     let mut want: Vec<Option<String>> = bkeys.iter().cloned().map(Some).collect();
     want.sort();
     assert_eq!(got, want, "BCAST PREFIX bc:");
+    // One write of two keys, one invalidation naming both (as Redis batches BCAST's).
+    assert_eq!(w.cmd(&["MSET", "bc:{t}1", "1", "bc:{t}2", "2"]), ok);
+    b.set_timeout(Duration::from_secs(5));
+    let r = b.reply();
+    assert_eq!(
+        invalidated(&r),
+        Some(Some(vec!["bc:{t}1".to_string(), "bc:{t}2".to_string()])),
+        "{r:?}"
+    );
+    b.set_timeout(Duration::from_secs(10));
 
     // RESP2 with REDIRECT to a subscribed client: `__redis__:invalidate` messages there.
     let mut target = proxy.raw();

@@ -52,7 +52,7 @@ impl Core {
     /// A subscriber's (un)subscription, confirmed by its own connection: `kind` is the
     /// reply's first element, lower-cased (`subscribe`, `punsubscribe`, ...), `name` the
     /// channel or pattern.
-    pub(crate) fn fanin_track(&mut self, who: ClientRef, kind: &[u8], name: &[u8]) {
+    pub(crate) fn fanin_track(&mut self, who: ClientRef, home: NodeId, kind: &[u8], name: &[u8]) {
         let (pattern, on) = match kind {
             b"subscribe" => (false, true),
             b"unsubscribe" => (false, false),
@@ -77,8 +77,9 @@ impl Core {
             list.push(who);
             if list.len() == 1 {
                 let verb: &[u8] = if pattern { b"PSUBSCRIBE" } else { b"SUBSCRIBE" };
-                self.fanin_send_all(&command(verb, &[&key.1]));
+                self.fanin_send_notifying(&command(verb, &[&key.1]));
             }
+            self.fanin.homes.insert(who, home);
             self.fanin_sync();
         } else {
             self.fanin_drop(who, Some(&key));
@@ -114,6 +115,21 @@ impl Core {
             );
         }
         self.fanin_sync();
+        out
+    }
+
+    /// PUBSUB SHARDNUMSUB: each channel and the number of this worker's clients
+    /// subscribed to it (the nodes would count the worker's one fan-in subscription).
+    pub(crate) fn shard_numsub(&self, proto: Proto, args: &crate::input::FrameArgs<'_>) -> Vec<u8> {
+        use crate::command::Args;
+        let mut out = Vec::new();
+        crate::resp::encode::map_header(&mut out, args.argc().saturating_sub(2), proto);
+        for i in 2..args.argc() {
+            let ch = args.arg(i);
+            crate::resp::encode::bulk(&mut out, ch);
+            let n = self.fanin.shard.get(ch).map_or(0, |s| s.clients.len());
+            crate::resp::encode::integer(&mut out, n as i64);
+        }
         out
     }
 
@@ -201,7 +217,12 @@ impl Core {
             } else {
                 b"UNSUBSCRIBE"
             };
-            self.fanin_send_all(&command(verb, &[&key.1]));
+            self.fanin_send_notifying(&command(verb, &[&key.1]));
+        }
+        if !self.fanin.subs.values().any(|l| l.contains(&who))
+            && self.fanin.homes.remove(&who).is_some()
+        {
+            self.notify_sync();
         }
         if only.is_none() {
             let mine: Vec<Bytes> = self
@@ -232,6 +253,55 @@ impl Core {
                 if self.backends.get(r.idx).is_some_and(|b| b.gen == r.gen) {
                     self.take_backend(r.idx);
                 }
+            }
+        }
+    }
+
+    /// To the connections that carry the notification names.
+    fn fanin_send_notifying(&mut self, frame: &[u8]) {
+        for r in self.fanin.notifying.clone() {
+            if let Some(b) = self.backends.get_mut(r.idx).filter(|b| b.gen == r.gen) {
+                b.push_raw(frame);
+                self.mark_backend(r.idx);
+            }
+        }
+    }
+
+    /// Each connection carries the notification names where some subscriber's own
+    /// connection is elsewhere, and not otherwise.
+    fn notify_sync(&mut self) {
+        let (channels, patterns): (Vec<Bytes>, Vec<Bytes>) = {
+            let (c, p): (Vec<&Name>, Vec<&Name>) = self.fanin.subs.keys().partition(|k| !k.0);
+            (
+                c.into_iter().map(|k| k.1.clone()).collect(),
+                p.into_iter().map(|k| k.1.clone()).collect(),
+            )
+        };
+        let conns = self.fanin.conns.clone();
+        self.fanin
+            .notifying
+            .retain(|r| conns.iter().any(|(_, c)| c == r));
+        for (node, r) in conns {
+            let want = !self.fanin.subs.is_empty() && self.fanin.homes.values().any(|h| *h != node);
+            let has = self.fanin.notifying.contains(&r);
+            if want == has {
+                continue;
+            }
+            let (sub, psub): (&[u8], &[u8]) = if want {
+                (b"SUBSCRIBE", b"PSUBSCRIBE")
+            } else {
+                (b"UNSUBSCRIBE", b"PUNSUBSCRIBE")
+            };
+            for (verb, names) in [(sub, &channels), (psub, &patterns)] {
+                if !names.is_empty() {
+                    let args: Vec<&[u8]> = names.iter().map(|n| &n[..]).collect();
+                    self.fanin_send_to(node, &command(verb, &args));
+                }
+            }
+            if want {
+                self.fanin.notifying.push(r);
+            } else {
+                self.fanin.notifying.retain(|x| *x != r);
             }
         }
     }
@@ -299,17 +369,10 @@ impl Core {
                 b.push_raw(&command(b"CLIENT", &[b"TRACKING", b"ON", b"BCAST"]));
             }
             let r = BackendRef { idx, gen: b.gen };
-            let (channels, patterns): (Vec<&Name>, Vec<&Name>) =
-                self.fanin.subs.keys().partition(|k| !k.0);
-            for (verb, names) in [(&b"SUBSCRIBE"[..], channels), (b"PSUBSCRIBE", patterns)] {
-                if !names.is_empty() {
-                    let args: Vec<&[u8]> = names.iter().map(|k| &k.1[..]).collect();
-                    b.push_raw(&command(verb, &args));
-                }
-            }
             self.mark_backend(idx);
             self.fanin.conns.push((node, r));
         }
+        self.notify_sync();
         self.shard_sync();
         if !self.fanin.armed {
             self.fanin.armed = true;

@@ -21,6 +21,13 @@ pub(crate) struct FanIn {
     pub(crate) conns: Vec<(NodeId, BackendRef)>,
     /// Notification channels and patterns.
     pub(crate) subs: HashMap<Name, Vec<ClientRef>>,
+    /// Each notification subscriber's own subscription node: it hears that node's events
+    /// there, so a fan-in connection subscribes the names only on nodes where some
+    /// subscriber's own connection is not (none, usually, on the subscriptions' master: its
+    /// PUBLISH and NUMSUB counts then count each client once, as one server would).
+    pub(crate) homes: HashMap<ClientRef, NodeId>,
+    /// The fan-in connections that carry the notification names now.
+    pub(crate) notifying: Vec<BackendRef>,
     /// Shard channels.
     pub(crate) shard: HashMap<Bytes, Shard>,
     /// SUNSUBSCRIBEs the proxy sent whose reply is still to come, by node and channel: that

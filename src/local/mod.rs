@@ -76,6 +76,7 @@ pub fn answer<A: Args + ?Sized>(l: Local, args: &A, c: &mut Client, info: &Serve
         | Local::ClientKill
         | Local::ClientPause
         | Local::ClientTracking
+        | Local::ShardNumsub
         | Local::ClientUnblock
         | Local::Monitor
         | Local::Proxy

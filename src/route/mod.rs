@@ -45,6 +45,8 @@ pub enum Local {
     ClientPause,
     /// CLIENT TRACKING / CACHING / TRACKINGINFO / GETREDIR (`tracking/`).
     ClientTracking,
+    /// PUBSUB SHARDNUMSUB: the proxy's subscribers of each shard channel (`fanin/`).
+    ShardNumsub,
     Role,
     Monitor,
     /// The proxy's own commands: PROXY INFO, PROXY CONFIG GET, PROXY SHUTDOWN.
@@ -381,8 +383,7 @@ fn policy_route<A: Args + ?Sized>(cmd: &Command, args: &A, policy: Policy, why: 
         Policy::Written => Route::Wait,
         Policy::AllMasters(Merge::Scan { .. }) => Route::Scan,
         Policy::AllMasters(Merge::Info { .. }) => Route::Info,
-        Policy::AllMasters(m) => Route::FanOut(m),
-        Policy::AllNodes(Merge::Slowlog { .. }) => {
+        Policy::AllMasters(Merge::Slowlog { .. }) => {
             let count = match args.argc() {
                 2 => 10,
                 _ => match crate::resp::parse_int(args.arg(2)) {
@@ -390,11 +391,12 @@ fn policy_route<A: Args + ?Sized>(cmd: &Command, args: &A, policy: Policy, why: 
                     _ => return Route::Refuse(ProxyError::SlowlogCount),
                 },
             };
-            Route::FanOutAll(Merge::Slowlog {
+            Route::FanOut(Merge::Slowlog {
                 count,
                 nodes: Vec::new(),
             })
         }
+        Policy::AllMasters(m) => Route::FanOut(m),
         Policy::AllNodes(m) => Route::FanOutAll(m),
         Policy::ClusterView => match cmd.name {
             "CLUSTER|NODES" => Route::Cluster(View::Nodes),
@@ -448,6 +450,7 @@ fn local(cmd: &Command) -> Option<Local> {
         "CLIENT|NO-EVICT" | "CLIENT|NO-TOUCH" => Local::ClientFlag,
         "CLIENT|REPLY" => Local::ClientReply,
         "CLIENT|PAUSE" | "CLIENT|UNPAUSE" => Local::ClientPause,
+        "PUBSUB|SHARDNUMSUB" => Local::ShardNumsub,
         "CLIENT|TRACKING" | "CLIENT|CACHING" | "CLIENT|TRACKINGINFO" | "CLIENT|GETREDIR" => {
             Local::ClientTracking
         }

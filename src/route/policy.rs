@@ -194,13 +194,13 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             (OneMaster, "libraries are loaded on every master alike")
         }
         "SLOWLOG|GET" => (
-            AllNodes(Merge::Slowlog {
+            AllMasters(Merge::Slowlog {
                 count: 10,
                 nodes: Vec::new(),
             }),
-            "every node's slow commands; the client-address field names the node",
+            "every master's slow commands (a replica's would repeat its master's writes); the client-address field names the node",
         ),
-        "SLOWLOG|LEN" => (AllNodes(Merge::Sum), "the sum of every node's"),
+        "SLOWLOG|LEN" => (AllMasters(Merge::Sum), "the sum of every master's"),
         "SLOWLOG|RESET" => (AllNodes(Merge::AllSame), "clears every node's"),
         "SLOWLOG|HELP" => (OneMaster, "the same text everywhere"),
         "LATENCY|LATEST" | "LATENCY|HISTORY" => (
@@ -226,9 +226,13 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
             OneMaster,
             "asked of the master that holds the proxy's classic subscriptions (the first in address order)",
         ),
-        "PUBSUB|SHARDCHANNELS" | "PUBSUB|SHARDNUMSUB" => (
-            OneMaster,
-            "one node's shard channels",
+        "PUBSUB|SHARDCHANNELS" => (
+            AllMasters(Merge::Concat),
+            "each shard channel is subscribed on its slot's master: every master's, together",
+        ),
+        "PUBSUB|SHARDNUMSUB" => (
+            Proxy,
+            "the proxy's subscribers of each shard channel, from its fan-in table (the nodes see one subscription per worker)",
         ),
         "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" => (
             Proxy,

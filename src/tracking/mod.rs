@@ -319,11 +319,15 @@ impl Core {
         let Some(keys) = keys else {
             return self.tracking_flush(clients);
         };
+        // Each client's keys of this batch go in one invalidation, as Redis batches a
+        // BCAST client's (one MSET, one push).
+        let mut told: std::collections::HashMap<ClientRef, Vec<Bytes>> = Default::default();
+        let mut add = |to: ClientRef, key: &Bytes| told.entry(to).or_default().push(key.clone());
         for key in keys {
             if let Some(list) = self.tracking.keys.remove(&key) {
                 self.tracking.items -= list.len();
                 for to in list {
-                    self.tell(clients, to, Some(&key));
+                    add(to, &key);
                 }
             }
             if !self.tracking.bcast.is_empty() {
@@ -340,10 +344,13 @@ impl Core {
                             t.prefixes.is_empty() || t.prefixes.iter().any(|p| key.starts_with(p))
                         });
                     if matches {
-                        self.tell(clients, to, Some(&key));
+                        add(to, &key);
                     }
                 }
             }
+        }
+        for (to, ks) in told {
+            self.tell(clients, to, Some(&ks));
         }
         self.tell_evicted(clients);
     }
@@ -352,7 +359,7 @@ impl Core {
     pub(crate) fn tell_evicted(&mut self, clients: &mut Slab<Client>) {
         for (k, list) in std::mem::take(&mut self.tracking.evicted) {
             for to in list {
-                self.tell(clients, to, Some(&k));
+                self.tell(clients, to, Some(std::slice::from_ref(&k)));
             }
         }
     }
@@ -372,7 +379,7 @@ impl Core {
     }
 
     /// One invalidation to one client, where its mode sends it.
-    fn tell(&mut self, clients: &mut Slab<Client>, to: ClientRef, key: Option<&[u8]>) {
+    fn tell(&mut self, clients: &mut Slab<Client>, to: ClientRef, key: Option<&[Bytes]>) {
         let Some(c) = clients.get(to.idx).filter(|c| c.gen == to.gen) else {
             return;
         };

@@ -164,24 +164,28 @@ impl Table {
 }
 
 /// A RESP3 invalidation push for one key, or for everything (None).
-pub(crate) fn push(out: &mut Vec<u8>, key: Option<&[u8]>) {
+pub(crate) fn push(out: &mut Vec<u8>, keys: Option<&[Bytes]>) {
     out.extend_from_slice(b">2\r\n$10\r\ninvalidate\r\n");
-    match key {
-        Some(k) => {
-            out.extend_from_slice(b"*1\r\n");
-            encode::bulk(out, k);
+    match keys {
+        Some(ks) => {
+            encode::array_header(out, ks.len());
+            for k in ks {
+                encode::bulk(out, k);
+            }
         }
         None => out.extend_from_slice(b"_\r\n"),
     }
 }
 
 /// The same as a `__redis__:invalidate` message to a RESP2 subscriber.
-pub(crate) fn message(out: &mut Vec<u8>, key: Option<&[u8]>) {
+pub(crate) fn message(out: &mut Vec<u8>, keys: Option<&[Bytes]>) {
     out.extend_from_slice(b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n");
-    match key {
-        Some(k) => {
-            out.extend_from_slice(b"*1\r\n");
-            encode::bulk(out, k);
+    match keys {
+        Some(ks) => {
+            encode::array_header(out, ks.len());
+            for k in ks {
+                encode::bulk(out, k);
+            }
         }
         None => out.extend_from_slice(b"$-1\r\n"),
     }
@@ -350,7 +354,7 @@ mod tests {
             b"%3\r\n$5\r\nflags\r\n~3\r\n$2\r\non\r\n$5\r\noptin\r\n$11\r\ncaching-yes\r\n"
         ));
         let mut out = Vec::new();
-        push(&mut out, Some(b"k"));
+        push(&mut out, Some(&[Bytes::from_static(b"k")]));
         assert_eq!(out, b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n");
     }
 }
