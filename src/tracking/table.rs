@@ -166,20 +166,17 @@ impl Table {
 /// A RESP3 invalidation push for one key, or for everything (None).
 pub(crate) fn push(out: &mut Vec<u8>, keys: Option<&[Bytes]>) {
     out.extend_from_slice(b">2\r\n$10\r\ninvalidate\r\n");
-    match keys {
-        Some(ks) => {
-            encode::array_header(out, ks.len());
-            for k in ks {
-                encode::bulk(out, k);
-            }
-        }
-        None => out.extend_from_slice(b"_\r\n"),
-    }
+    keys_or(out, keys, b"_\r\n");
 }
 
 /// The same as a `__redis__:invalidate` message to a RESP2 subscriber.
 pub(crate) fn message(out: &mut Vec<u8>, keys: Option<&[Bytes]>) {
     out.extend_from_slice(b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n");
+    keys_or(out, keys, b"$-1\r\n");
+}
+
+/// The invalidated keys as an array, or `null` (the protocol's) for everything.
+fn keys_or(out: &mut Vec<u8>, keys: Option<&[Bytes]>, null: &[u8]) {
     match keys {
         Some(ks) => {
             encode::array_header(out, ks.len());
@@ -187,7 +184,7 @@ pub(crate) fn message(out: &mut Vec<u8>, keys: Option<&[Bytes]>) {
                 encode::bulk(out, k);
             }
         }
-        None => out.extend_from_slice(b"$-1\r\n"),
+        None => out.extend_from_slice(null),
     }
 }
 
