@@ -124,6 +124,14 @@ impl Core {
         if c.pubsub.is_some() || matches!(routed.kind, Kind::Sub(_)) {
             return self.pubsub(c, cref, frame, args, routed);
         }
+        if let (Kind::SPublish, true) = (routed.kind, args.argc() == 3) {
+            // The proxy's subscribers of the channel count for its one fan-in subscription.
+            let adjust = self.shard_adjust(std::iter::once(args.arg(1)));
+            let owner = self.topo.owner(crate::slot::key_slot(args.arg(1)));
+            if let (Some(&n), Some(owner)) = (adjust.first().filter(|n| **n != 0), owner) {
+                return self.send_to_each(c, cref, &[owner], frame, Merge::Offset(n), routed.kind);
+            }
+        }
         if let Kind::Publish { .. } = routed.kind {
             if let Some(home) = self.pubsub_home() {
                 return self.send_new(c, cref, home, frame, None);
@@ -211,8 +219,14 @@ impl Core {
             Local::Auth => self.auth(c, args),
             Local::ClientPause => self.client_pause(c, args),
             Local::ShardNumsub => {
-                let reply = self.shard_numsub(c.proto, args);
-                c.reply_now(&reply)
+                let adjust = self.shard_adjust((2..args.argc()).map(|i| args.arg(i)));
+                let masters = self.topo.masters_sorted();
+                if adjust.is_empty() || masters.is_empty() {
+                    return c.reply_now(b"*0\r\n");
+                }
+                let frame = Bytes::copy_from_slice(args.frame);
+                let kind = Kind::Plain;
+                self.send_to_each(c, cref, &masters, frame, Merge::ShardNumsub(adjust), kind);
             }
             Local::ClientTracking => {
                 if let Some(reply) = self.client_tracking(c, cref, args) {

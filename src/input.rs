@@ -90,7 +90,11 @@ impl Reactor {
                             .is_none_or(|t| self.core.now.duration_since(t).as_secs() >= 1);
                         if tls && due {
                             self.core.tls_failure_logged = Some(self.core.now);
-                            log::info!("client {}: TLS failed, closed: {e}", c.addr);
+                            log::info!(
+                                "client {}: TLS failed, closed: {e}{}",
+                                c.addr,
+                                tls_hint(&e.to_string())
+                            );
                         } else {
                             debug!("client {}: read failed: {e}", c.addr);
                         }
@@ -231,5 +235,20 @@ pub(crate) fn lane(c: &Client, routed: &Routed) -> Option<Lane> {
         Route::Compute(ref c) if c.is_write() => Some(Lane::Staged),
         _ if matches!(routed.kind, Kind::Sub(SubOp::Subscribe(_))) => None,
         _ => Some(Lane::Shared),
+    }
+}
+
+/// What a rustls error means for an operator, where its words are rustls's own.
+fn tls_hint(e: &str) -> &'static str {
+    if e.contains("InvalidContentType") || e.contains("corrupt message") {
+        " (not TLS: plain RESP sent to the TLS port?)"
+    } else if e.contains("received fatal alert") {
+        " (the client refused the proxy's certificate, or the TLS session)"
+    } else if e.contains("peer sent no certificates") {
+        " (mutual TLS: the client sent no certificate)"
+    } else if e.contains("invalid peer certificate") {
+        " (mutual TLS: the client's certificate is not accepted: not signed by tls.ca_file, expired, or not X.509 v3)"
+    } else {
+        ""
     }
 }

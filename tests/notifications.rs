@@ -344,6 +344,12 @@ fn subscription_counts_are_one_server_s() {
         listed.is_some(),
         "SHARDCHANNELS does not list every master's channels"
     );
+    // A subscriber straight on the node counts too (the proxy's clients stand in for its
+    // one fan-in subscription there).
+    let owner1 = cluster.masters()[1];
+    let mut direct = RawClient::connect(owner1, Duration::from_secs(5)).unwrap();
+    direct.send_cmd(&["SSUBSCRIBE", &chans[1]]);
+    assert_eq!(words(&direct.reply())[0], "ssubscribe");
     let r = c.cmd(&["PUBSUB", "SHARDNUMSUB", &chans[0], &chans[1], "cnt:none"]);
     assert_eq!(
         words(&r),
@@ -351,9 +357,16 @@ fn subscription_counts_are_one_server_s() {
             chans[0].as_str(),
             "2",
             chans[1].as_str(),
-            "1",
+            "2",
             "cnt:none",
             "0"
         ]
     );
+    assert_eq!(c.cmd(&["SPUBLISH", &chans[0], "x"]), Resp::Int(2));
+    assert_eq!(c.cmd(&["SPUBLISH", &chans[1], "x"]), Resp::Int(2));
+    // RESP3: a flat array, as Redis 7.0 answers it (not a map).
+    let mut c3 = proxy.raw();
+    c3.cmd(&["HELLO", "3"]);
+    let r = c3.cmd(&["PUBSUB", "SHARDNUMSUB", &chans[0]]);
+    assert!(matches!(r, Resp::Array(_)), "{r:?}");
 }

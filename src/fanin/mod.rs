@@ -118,19 +118,16 @@ impl Core {
         out
     }
 
-    /// PUBSUB SHARDNUMSUB: each channel and the number of this worker's clients
-    /// subscribed to it (the nodes would count the worker's one fan-in subscription).
-    pub(crate) fn shard_numsub(&self, proto: Proto, args: &crate::input::FrameArgs<'_>) -> Vec<u8> {
-        use crate::command::Args;
-        let mut out = Vec::new();
-        crate::resp::encode::map_header(&mut out, args.argc().saturating_sub(2), proto);
-        for i in 2..args.argc() {
-            let ch = args.arg(i);
-            crate::resp::encode::bulk(&mut out, ch);
-            let n = self.fanin.shard.get(ch).map_or(0, |s| s.clients.len());
-            crate::resp::encode::integer(&mut out, n as i64);
-        }
-        out
+    /// For a node's count of each shard channel's subscribers: the proxy's clients in place
+    /// of its one fan-in subscription (this worker's; another worker's counts as one).
+    pub(crate) fn shard_adjust<'a>(&self, channels: impl Iterator<Item = &'a [u8]>) -> Vec<i64> {
+        channels
+            .map(|ch| match self.fanin.shard.get(ch) {
+                Some(s) if s.on.is_some() => s.clients.len() as i64 - 1,
+                Some(s) => s.clients.len() as i64,
+                None => 0,
+            })
+            .collect()
     }
 
     /// SUNSUBSCRIBE of these channels (none: every one of the client's); Redis's replies.

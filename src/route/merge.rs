@@ -173,7 +173,43 @@ pub fn merge(m: &Merge, parts: &[Bytes], proto: Proto) -> Bytes {
         } => crate::route::info::merge_info_parts(parts, proxy, server, clients, proto),
         Merge::FirstNonNull { start } => merge_first_non_null(parts, *start, proto),
         Merge::Min => merge_min(parts),
+        Merge::Offset(n) => match int_of(&merge_sum(parts)) {
+            Some(total) => {
+                let mut out = Vec::new();
+                encode::integer(&mut out, total.saturating_add(*n).max(0));
+                Bytes::from(out)
+            }
+            None => merge_sum(parts),
+        },
+        Merge::ShardNumsub(adjust) => merge_shard_numsub(parts, adjust),
     }
+}
+
+/// SHARDNUMSUB's `[channel, count, ...]` from every master: counts summed by position (a
+/// channel's subscribers are on its slot's master, the others answer 0), each corrected.
+fn merge_shard_numsub(parts: &[Bytes], adjust: &[i64]) -> Bytes {
+    let mut totals = vec![0i64; adjust.len()];
+    let mut names: Vec<Bytes> = Vec::new();
+    for p in parts {
+        let Some((_, els)) = elements(p) else {
+            return error_frame(ProxyError::UnexpectedReply("SHARDNUMSUB reply from a node"));
+        };
+        for (i, pair) in els.chunks(2).enumerate() {
+            if let (Some(t), [name, n]) = (totals.get_mut(i), pair) {
+                *t += int_of(&p[n.clone()]).unwrap_or(0);
+                if names.len() <= i {
+                    names.push(p.slice(name.clone()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    encode::array_header(&mut out, 2 * names.len());
+    for (i, name) in names.iter().enumerate() {
+        out.extend_from_slice(name);
+        encode::integer(&mut out, totals[i].saturating_add(adjust[i]).max(0));
+    }
+    Bytes::from(out)
 }
 
 /// WAIT's counts: the smallest (the writes are on every replica count only that far);

@@ -59,6 +59,12 @@ fn merge_label(m: &Merge) -> &'static str {
         Merge::Compute(_) => "computed by the proxy from each key's value",
         Merge::FirstNonNull { .. } => "first non-empty",
         Merge::Min => "smallest",
+        Merge::Offset(_) => {
+            "the node's count, the proxy's subscribers in place of its own subscription"
+        }
+        Merge::ShardNumsub(_) => {
+            "summed per channel, the proxy's subscribers in place of its own subscription"
+        }
         Merge::Rewrite { .. } => "addresses rewritten",
         Merge::Redact => "passwords redacted",
         Merge::Info { .. } => "merged with the proxy section",
@@ -232,7 +238,7 @@ pub fn keyless_policy(name: &str) -> Option<(Policy, &'static str)> {
         ),
         "PUBSUB|SHARDNUMSUB" => (
             Proxy,
-            "the proxy's subscribers of each shard channel, from its fan-in table (the nodes see one subscription per worker)",
+            "every master's counts summed per channel, the proxy's subscribers standing in for its one fan-in subscription",
         ),
         "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" => (
             Proxy,

@@ -52,6 +52,12 @@ pub enum Merge {
     Sets(SetOp),
     /// The smallest integer (WAIT), or each element's smallest (WAITAOF's pair).
     Min,
+    /// The sum, plus a correction (SPUBLISH: the proxy's subscribers for its one fan-in
+    /// subscription, `fanin/`).
+    Offset(i64),
+    /// PUBSUB SHARDNUMSUB from every master: each channel's counts summed over the parts,
+    /// plus its correction (the proxy's subscribers for its one fan-in subscription).
+    ShardNumsub(Vec<i64>),
     /// The first non-null reply, starting from a part chosen by the caller (RANDOMKEY).
     FirstNonNull { start: u32 },
     /// A node's CONFIG GET reply with the nodes' passwords (`requirepass`, `masterauth`)
