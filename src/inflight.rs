@@ -50,7 +50,7 @@ pub enum Owner {
     /// A frame on a subscriber's own connection (a subscription reply or a message): passed
     /// to that client as it comes.
     Stream(ClientRef),
-    /// A frame on a keyspace notification connection (`fanin/`).
+    /// A frame on a worker's fan-in connection (`fanin/`).
     FanIn,
 }
 

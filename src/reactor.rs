@@ -128,7 +128,8 @@ pub struct Core {
     pub(crate) deferred: Vec<Deferred>,
     /// MONITOR clients, and this turn's lines for them.
     pub(crate) monitors: Vec<ClientRef>,
-    /// Keyspace notifications from every master (`fanin/`).
+    /// The fan-in connections to every master: keyspace notifications, shard channels,
+    /// tracking's invalidations (`fanin/`).
     pub(crate) fanin: crate::fanin::table::FanIn,
     /// When a client's TLS failure was last logged (at most one a second at info).
     pub(crate) tls_failure_logged: Option<Instant>,

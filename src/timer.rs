@@ -23,7 +23,7 @@ pub enum TimerKind {
     Accept,
     /// A CLIENT LIST or KILL has waited long enough for the other workers.
     Gather { ticket: u64 },
-    /// The keyspace notification connections' once-a-second check (`fanin/`).
+    /// The fan-in connections' once-a-second check (`fanin/`).
     FanIn,
     /// Clients held by CLIENT PAUSE: is it over (`pause/`)?
     Pause,

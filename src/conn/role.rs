@@ -9,9 +9,10 @@
 //!   Dedicated --last reply in--> back to the node's idle list (closed past the idle bound)
 //!   Spent --last reply in--> closed (the transaction left its state unknown)
 //!   Stream { client } --subscribed mode over / client gone / node gone--> closed
-//!   FanIn                 (a worker's keyspace notification connection to a master,
-//!                          `fanin/`: closed when no subscriber is left or the node
-//!                          is no longer a master)
+//!   FanIn                 (a worker's fan-in connection to a master, `fanin/`: keyspace
+//!                          notifications, shard channels, tracking's invalidations;
+//!                          closed when nothing is left to carry or the node is no
+//!                          longer a master)
 //! ```
 
 /// A reference to a client that survives the client: `gen` tells a newcomer in the same slab
@@ -37,8 +38,8 @@ pub enum BackendRole {
     Spent,
     /// A subscriber's: every frame no request of the proxy's waits for goes to `client`.
     Stream { client: ClientRef },
-    /// A worker's subscription to one master's keyspace notifications, for every client
-    /// that asked for them (`fanin/`).
+    /// A worker's fan-in connection to one master, for all its clients (`fanin/`):
+    /// keyspace notifications, shard channels, CLIENT TRACKING's invalidations.
     FanIn,
 }
 
